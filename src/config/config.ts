@@ -1,0 +1,333 @@
+import os from 'node:os';
+import process from 'node:process';
+
+/**
+ * One configuration schema: every flag has an environment twin (--s3-bucket ↔ TFTP_GATEWAY_S3_BUCKET),
+ * flags win over the environment, and every problem is reported at once before the gateway starts.
+ */
+
+export type PortMode = 'single' | 'per-transfer';
+export type ChecksumMode = 'when-supported' | 'when-required';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface GatewayConfig {
+  readonly listen: readonly ListenAddress[];
+  readonly portMode: PortMode;
+  readonly portRange: { readonly low: number; readonly high: number } | undefined;
+  readonly s3Bucket: string;
+  readonly s3Prefix: string;
+  readonly s3Endpoint: string | undefined;
+  readonly s3Region: string;
+  readonly s3ForcePathStyle: boolean;
+  readonly s3Checksum: ChecksumMode;
+  readonly s3MaxAttempts: number;
+  readonly s3RequestTimeoutMs: number;
+  readonly allowWrite: boolean;
+  readonly allowOverwrite: boolean;
+  readonly maxUploadSize: number;
+  readonly maxBlksize: number;
+  readonly maxWindowsize: number;
+  readonly maxWindowBytes: number;
+  readonly retries: number;
+  readonly rtoInitialMs: number;
+  readonly rtoMinMs: number;
+  readonly rtoMaxMs: number;
+  readonly maxSessions: number;
+  readonly cacheSize: number;
+  readonly rangeSize: number;
+  readonly readAhead: number;
+  readonly metadataTtlMs: number;
+  readonly uploadPartSize: number;
+  readonly uploadQueueSize: number;
+  readonly httpListen: ListenAddress | undefined;
+  readonly logLevel: LogLevel;
+  readonly drainTimeoutS: number;
+  /** Run against an embedded S3-compatible store kept in this directory (no AWS account needed). */
+  readonly local: boolean;
+  readonly localDir: string;
+}
+
+type Kind = 'string' | 'list' | 'int' | 'size' | 'bool';
+
+interface FlagSpec {
+  readonly flag: string;
+  readonly kind: Kind;
+  readonly help: string;
+  /** Default as the user would type it. */
+  readonly default?: string;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+}
+
+const MiB = 1024 * 1024;
+
+function defaultCacheSize(): string {
+  // A quarter of the memory we may use (the cgroup limit in a container), at most 4 GiB.
+  const limit = process.constrainedMemory?.() || os.totalmem();
+  const budget = Math.min(Math.floor(limit / 4), 4096 * MiB);
+  return String(Math.max(64 * MiB, budget));
+}
+
+export const FLAGS: readonly FlagSpec[] = [
+  { flag: 'listen', kind: 'list', default: '[::]:69', help: 'UDP address:port to serve TFTP on (repeatable)' },
+  { flag: 'port-mode', kind: 'string', default: 'single', choices: ['single', 'per-transfer'], help: 'single: every transfer on the listening port (NAT/load balancer safe); per-transfer: a new port per transfer (RFC 1350)' },
+  { flag: 'port-range', kind: 'string', help: 'ports for per-transfer mode, LOW-HIGH (default: any free port)' },
+  { flag: 's3-bucket', kind: 'string', help: 'bucket holding the files (required unless --local)' },
+  { flag: 's3-prefix', kind: 'string', default: '', help: 'key prefix the served tree lives under' },
+  { flag: 's3-endpoint', kind: 'string', help: 'S3 endpoint URL for S3-compatible stores' },
+  { flag: 's3-region', kind: 'string', help: 'AWS region (default: AWS_REGION, else us-east-1)' },
+  { flag: 's3-force-path-style', kind: 'bool', default: 'false', help: 'path-style bucket addressing (most S3-compatible stores)' },
+  { flag: 's3-checksum', kind: 'string', default: 'when-supported', choices: ['when-supported', 'when-required'], help: 'request checksums and response validation; when-required for stores that reject CRC checksums' },
+  { flag: 's3-max-attempts', kind: 'int', default: '4', min: 1, max: 20, help: 'attempts per S3 request (SDK retries with backoff)' },
+  { flag: 's3-request-timeout-ms', kind: 'int', default: '15000', min: 100, max: 600000, help: 'socket inactivity timeout of an S3 request' },
+  { flag: 'allow-write', kind: 'bool', default: 'false', help: 'accept write requests (WRQ); off by default' },
+  { flag: 'allow-overwrite', kind: 'bool', default: 'false', help: 'let uploads replace existing objects (default: refuse with ERROR 6)' },
+  { flag: 'max-upload-size', kind: 'size', default: '4GiB', min: 0, help: 'largest upload accepted' },
+  { flag: 'max-blksize', kind: 'int', default: '1468', min: 8, max: 65464, help: 'largest blksize granted (1468 avoids IP fragmentation on Ethernet)' },
+  { flag: 'max-windowsize', kind: 'int', default: '64', min: 1, max: 65535, help: 'largest windowsize granted' },
+  { flag: 'max-window-bytes', kind: 'size', default: '96KiB', min: 512, help: 'cap on DATA bytes in flight per transfer (client receive buffers are small)' },
+  { flag: 'retries', kind: 'int', default: '6', min: 1, max: 50, help: 'retransmissions of one packet before a transfer is abandoned' },
+  { flag: 'rto-initial-ms', kind: 'int', default: '1000', min: 10, max: 255000, help: 'retransmission timeout before any round trip is measured' },
+  { flag: 'rto-min-ms', kind: 'int', default: '100', min: 1, max: 255000, help: 'lower bound of the adaptive retransmission timeout' },
+  { flag: 'rto-max-ms', kind: 'int', default: '5000', min: 10, max: 255000, help: 'upper bound of the adaptive retransmission timeout' },
+  { flag: 'max-sessions', kind: 'int', default: '10000', min: 1, help: 'concurrent transfers at most' },
+  { flag: 'cache-size', kind: 'size', help: 'bytes of object data the read cache may hold (default: a quarter of memory, at most 4 GiB)' },
+  { flag: 'range-size', kind: 'size', default: '8MiB', min: 64 * 1024, max: 1024 * MiB, help: 'size of the aligned ranges read from S3' },
+  { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer' },
+  { flag: 'metadata-ttl-ms', kind: 'int', default: '5000', min: 0, max: 3600000, help: 'how long a HeadObject answer is reused' },
+  { flag: 'upload-part-size', kind: 'size', default: '8MiB', min: 5 * MiB, max: 5 * 1024 * MiB, help: 'multipart upload part size' },
+  { flag: 'upload-queue-size', kind: 'int', default: '2', min: 1, max: 16, help: 'parts uploaded in parallel per upload' },
+  { flag: 'http-listen', kind: 'string', default: '0.0.0.0:9464', help: "address:port for /metrics, /healthz, /readyz ('off' to disable)" },
+  { flag: 'log-level', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'log level' },
+  { flag: 'drain-timeout', kind: 'int', default: '100', min: 0, max: 3600, help: 'seconds to let transfers finish after SIGTERM' },
+  { flag: 'local', kind: 'bool', default: 'false', help: 'serve from an embedded S3-compatible store on local disk (no AWS account)' },
+  { flag: 'local-dir', kind: 'string', default: '.data/s3', help: 'directory of the embedded store' },
+];
+
+export function envName(flag: string): string {
+  return `TFTP_GATEWAY_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: MiB, mb: 1e6, mib: MiB, g: 1024 * MiB, gb: 1e9, gib: 1024 * MiB,
+};
+
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  if (!m) return undefined;
+  const unit = SIZE_UNITS[m[2]!.toLowerCase()];
+  if (unit === undefined) return undefined;
+  return Math.floor(Number(m[1]) * unit);
+}
+
+export function parseListenAddress(text: string): ListenAddress | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+export function usage(): string {
+  const lines = ['Usage: tftp-gateway serve [flags]', '', 'Flags (each also read from its environment variable):'];
+  for (const spec of FLAGS) {
+    const arg = spec.kind === 'bool' ? '' : ' <value>';
+    const def = spec.default !== undefined && spec.default !== '' ? ` (default ${spec.default})` : '';
+    lines.push(`  --${spec.flag}${arg}`, `      ${spec.help}${def}. Env: ${envName(spec.flag)}`);
+  }
+  return lines.join('\n');
+}
+
+/** Splits argv into raw values per flag, collecting unknown or malformed flags as problems. */
+function readArgv(argv: readonly string[], problems: string[]): Map<string, string[]> {
+  const values = new Map<string, string[]>();
+  const specs = new Map(FLAGS.map((s) => [s.flag, s]));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      problems.push(`unexpected argument '${arg}'`);
+      continue;
+    }
+    let name = arg.slice(2);
+    let value: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq !== -1) {
+      value = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    let spec = specs.get(name);
+    if (!spec && name.startsWith('no-') && specs.get(name.slice(3))?.kind === 'bool') {
+      spec = specs.get(name.slice(3));
+      value = 'false';
+    }
+    if (!spec) {
+      problems.push(`unknown flag --${name}`);
+      continue;
+    }
+    if (value === undefined) {
+      if (spec.kind === 'bool') value = 'true';
+      else if (i + 1 < argv.length) value = argv[++i]!;
+      else {
+        problems.push(`--${name} needs a value`);
+        continue;
+      }
+    }
+    const list = values.get(spec.flag) ?? [];
+    list.push(value);
+    values.set(spec.flag, list);
+  }
+  return values;
+}
+
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const problems: string[] = [];
+  const fromArgv = readArgv(argv, problems);
+
+  const raw = (spec: FlagSpec): string[] | undefined => {
+    const cli = fromArgv.get(spec.flag);
+    if (cli) return cli;
+    const e = env[envName(spec.flag)];
+    if (e !== undefined && e !== '') return spec.kind === 'list' ? e.split(',').map((s) => s.trim()).filter(Boolean) : [e];
+    return undefined;
+  };
+
+  const parsed = new Map<string, unknown>();
+  for (const spec of FLAGS) {
+    const values = raw(spec) ?? (spec.default !== undefined ? [spec.default] : undefined);
+    if (values === undefined) continue;
+    const last = values[values.length - 1]!;
+    const where = `--${spec.flag} (${envName(spec.flag)})`;
+    switch (spec.kind) {
+      case 'list':
+        parsed.set(spec.flag, values);
+        break;
+      case 'string':
+        if (spec.choices && !spec.choices.includes(last)) problems.push(`${where}: '${last}' is not one of ${spec.choices.join(', ')}`);
+        else parsed.set(spec.flag, last);
+        break;
+      case 'bool': {
+        const v = last.toLowerCase();
+        if (['true', '1', 'yes', 'on'].includes(v)) parsed.set(spec.flag, true);
+        else if (['false', '0', 'no', 'off'].includes(v)) parsed.set(spec.flag, false);
+        else problems.push(`${where}: '${last}' is not a boolean`);
+        break;
+      }
+      case 'int':
+      case 'size': {
+        const n = spec.kind === 'int' ? (/^\s*[0-9]+\s*$/.test(last) ? Number(last) : undefined) : parseSize(last);
+        if (n === undefined || !Number.isSafeInteger(n)) problems.push(`${where}: '${last}' is not a ${spec.kind === 'int' ? 'whole number' : 'size (e.g. 512MiB)'}`);
+        else if (spec.min !== undefined && n < spec.min) problems.push(`${where}: ${n} is below the minimum ${spec.min}`);
+        else if (spec.max !== undefined && n > spec.max) problems.push(`${where}: ${n} is above the maximum ${spec.max}`);
+        else parsed.set(spec.flag, n);
+        break;
+      }
+    }
+  }
+
+  const get = <T>(flag: string): T => parsed.get(flag) as T;
+  const local = get<boolean>('local') ?? false;
+
+  const listen: ListenAddress[] = [];
+  for (const text of get<string[]>('listen') ?? []) {
+    const addr = parseListenAddress(text);
+    if (addr) listen.push(addr);
+    else problems.push(`--listen: '${text}' is not host:port or [ipv6]:port`);
+  }
+
+  let portRange: GatewayConfig['portRange'];
+  const rangeText = get<string | undefined>('port-range');
+  if (rangeText !== undefined) {
+    const m = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(rangeText);
+    const low = m ? Number(m[1]) : NaN;
+    const high = m ? Number(m[2]) : NaN;
+    if (!m || low < 1 || high > 65535 || low > high) problems.push(`--port-range: '${rangeText}' is not LOW-HIGH within 1-65535`);
+    else portRange = { low, high };
+  }
+
+  const bucket = get<string | undefined>('s3-bucket');
+  if (!bucket && !local) problems.push(`--s3-bucket (${envName('s3-bucket')}) is required (or --local for the embedded store)`);
+
+  const endpoint = get<string | undefined>('s3-endpoint');
+  if (endpoint !== undefined) {
+    try {
+      const url = new URL(endpoint);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') problems.push(`--s3-endpoint: '${endpoint}' must be http(s)`);
+    } catch {
+      problems.push(`--s3-endpoint: '${endpoint}' is not a URL`);
+    }
+  }
+
+  let httpListen: ListenAddress | undefined;
+  const httpText = get<string>('http-listen');
+  if (httpText !== undefined && httpText !== 'off') {
+    httpListen = parseListenAddress(httpText);
+    if (!httpListen) problems.push(`--http-listen: '${httpText}' is not host:port or 'off'`);
+  }
+
+  const rtoMin = get<number>('rto-min-ms');
+  const rtoMax = get<number>('rto-max-ms');
+  if (rtoMin !== undefined && rtoMax !== undefined && rtoMin > rtoMax) problems.push('--rto-min-ms must not exceed --rto-max-ms');
+
+  let cacheSize = get<number | undefined>('cache-size');
+  if (cacheSize === undefined) cacheSize = Number(defaultCacheSize());
+  const rangeSize = get<number>('range-size');
+  if (rangeSize !== undefined && cacheSize < rangeSize * 2) {
+    problems.push(`--cache-size must hold at least two ranges (${rangeSize * 2} bytes)`);
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return Object.freeze({
+    listen,
+    portMode: get<PortMode>('port-mode'),
+    portRange,
+    s3Bucket: bucket ?? 'tftp',
+    s3Prefix: get<string>('s3-prefix'),
+    s3Endpoint: endpoint,
+    s3Region: get<string | undefined>('s3-region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    s3ForcePathStyle: get<boolean>('s3-force-path-style'),
+    s3Checksum: get<ChecksumMode>('s3-checksum'),
+    s3MaxAttempts: get<number>('s3-max-attempts'),
+    s3RequestTimeoutMs: get<number>('s3-request-timeout-ms'),
+    allowWrite: get<boolean>('allow-write'),
+    allowOverwrite: get<boolean>('allow-overwrite'),
+    maxUploadSize: get<number>('max-upload-size'),
+    maxBlksize: get<number>('max-blksize'),
+    maxWindowsize: get<number>('max-windowsize'),
+    maxWindowBytes: get<number>('max-window-bytes'),
+    retries: get<number>('retries'),
+    rtoInitialMs: get<number>('rto-initial-ms'),
+    rtoMinMs: rtoMin,
+    rtoMaxMs: rtoMax,
+    maxSessions: get<number>('max-sessions'),
+    cacheSize,
+    rangeSize,
+    readAhead: get<number>('read-ahead'),
+    metadataTtlMs: get<number>('metadata-ttl-ms'),
+    uploadPartSize: get<number>('upload-part-size'),
+    uploadQueueSize: get<number>('upload-queue-size'),
+    httpListen,
+    logLevel: get<LogLevel>('log-level'),
+    drainTimeoutS: get<number>('drain-timeout'),
+    local,
+    localDir: get<string>('local-dir'),
+  });
+}
+
+/** The configuration as logged at start (no secrets live in it: credentials come from the AWS chain). */
+export function describeConfig(config: GatewayConfig): Record<string, unknown> {
+  return { ...config, listen: config.listen.map((a) => `${a.host}:${a.port}`) };
+}

@@ -1,0 +1,369 @@
+import dgram from 'node:dgram';
+import { decodePacket, encodeError, ErrorCode, Opcode, opcodeName, type Packet, type RequestPacket } from '../protocol/packet.js';
+import { tftpErrorFor, TransferError } from '../session/errors.js';
+import { ReadSession } from '../session/read-session.js';
+import type { SessionBase } from '../session/session-base.js';
+import type { Clock, PeerChannel, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
+import { WriteSession } from '../session/write-session.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
+import { sanitize, type Logger } from './logger.js';
+import type { PreparedTransfer, RequestOpener } from './requests.js';
+
+export interface DispatcherOptions {
+  readonly portMode: 'single' | 'per-transfer';
+  readonly portRange: { readonly low: number; readonly high: number } | undefined;
+  readonly maxSessions: number;
+  readonly maxWindowBytes: number;
+  readonly maxUploadSize: number;
+  readonly retransmit: RetransmitPolicy;
+}
+
+/** A bound UDP socket the gateway listens on. */
+export interface ListenEndpoint {
+  readonly socket: dgram.Socket;
+  readonly id: number;
+}
+
+type Operation = 'read' | 'write';
+
+interface SessionEntry {
+  readonly key: string;
+  readonly client: { readonly address: string; readonly port: number };
+  readonly operation: Operation;
+  /** The request's bytes: an identical retransmitted request is recognised by them. */
+  readonly requestBytes: Buffer;
+  readonly filename: string;
+  /** The per-transfer socket (per-transfer mode), owned and closed by this entry. */
+  ownSocket: dgram.Socket | undefined;
+  session: SessionBase | undefined;
+  /** Aborted when the entry is dropped while still opening. */
+  readonly opening: AbortController;
+  closed: boolean;
+}
+
+const ignoreSendError = (): void => undefined;
+
+/**
+ * Routes datagrams: requests open sessions, everything else goes to the session of its sender
+ * (keyed by listening socket and client ip:port). Owns the session table and every session's socket.
+ */
+export class Dispatcher {
+  private readonly sessions = new Map<string, SessionEntry>();
+  private draining = false;
+  /** Upload aborts still in flight: stop() waits for them so nothing is left half-written. */
+  private readonly pendingAborts = new Set<Promise<void>>();
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly options: DispatcherOptions,
+    private readonly opener: RequestOpener,
+    private readonly metrics: GatewayMetrics,
+    private readonly logger: Logger,
+    private readonly clock: Clock,
+  ) {}
+
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops accepting requests (they get ERROR 0 "Server shutting down"); sessions go on. */
+  startDraining(): void {
+    this.draining = true;
+  }
+
+  /** Resolves when the session table is empty. */
+  whenIdle(): Promise<void> {
+    if (this.sessions.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Resolves when every upload abort started so far has finished. */
+  async settled(): Promise<void> {
+    while (this.pendingAborts.size > 0) await Promise.all([...this.pendingAborts]);
+  }
+
+  /** Wraps a sink so its abort is tracked until it completes. */
+  private trackAborts(sink: UploadSink): UploadSink {
+    return {
+      write: (chunk) => sink.write(chunk),
+      finish: () => sink.finish(),
+      abort: (reason) => {
+        const done = sink.abort(reason).catch(() => undefined);
+        this.pendingAborts.add(done);
+        void done.then(() => this.pendingAborts.delete(done));
+        return done;
+      },
+    };
+  }
+
+  /** Ends every session now (uploads aborted), telling clients the server is going away. */
+  abortAll(): void {
+    for (const entry of [...this.sessions.values()]) {
+      if (entry.session) entry.session.abort('shutdown', true);
+      else this.dropEntry(entry);
+    }
+  }
+
+  handleDatagram(endpoint: ListenEndpoint, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const decoded = decodePacket(msg);
+    const key = `${endpoint.id}|${rinfo.address}|${rinfo.port}`;
+    if (!decoded.ok) {
+      this.metrics.packetsReceived.inc({ type: 'malformed' });
+      this.onMalformed(endpoint.socket, rinfo, decoded.opcode, decoded.reason);
+      return;
+    }
+    const packet = decoded.packet;
+    this.metrics.packetsReceived.inc({ type: opcodeName(packet.opcode) });
+    if (packet.opcode === Opcode.RRQ || packet.opcode === Opcode.WRQ) {
+      this.onRequest(endpoint, key, packet, msg, rinfo);
+      return;
+    }
+    const entry = this.sessions.get(key);
+    if (entry?.session && !entry.ownSocket) {
+      entry.session.handle(packet);
+      return;
+    }
+    this.onStray(endpoint.socket, rinfo, packet);
+  }
+
+  private onMalformed(socket: dgram.Socket, rinfo: dgram.RemoteInfo, opcode: number | undefined, reason: string): void {
+    this.logger.debug({ client: rinfo.address, port: rinfo.port, reason }, 'malformed packet');
+    // Answer only what looks like TFTP; junk (and ERRORs) get silence, so we cannot be made a reflector.
+    if (opcode !== undefined && opcode >= Opcode.RRQ && opcode <= Opcode.OACK && opcode !== Opcode.ERROR) {
+      this.sendError(socket, rinfo, ErrorCode.IllegalOperation, 'Illegal TFTP operation');
+    }
+  }
+
+  /** A DATA/ACK/OACK from a sender with no session: RFC 1350 says ERROR 5; ERRORs are never answered. */
+  private onStray(socket: dgram.Socket, rinfo: dgram.RemoteInfo, packet: Packet): void {
+    if (packet.opcode === Opcode.ERROR) return;
+    this.sendError(socket, rinfo, ErrorCode.UnknownTransferId, 'Unknown transfer ID');
+  }
+
+  private sendError(socket: dgram.Socket, rinfo: { address: string; port: number }, code: ErrorCode, message: string): void {
+    this.metrics.errorsSent.inc({ code: String(code) });
+    this.metrics.packetsSent.inc({ type: 'ERROR' });
+    socket.send(encodeError(code, message), rinfo.port, rinfo.address, ignoreSendError);
+  }
+
+  private onRequest(endpoint: ListenEndpoint, key: string, request: RequestPacket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const existing = this.sessions.get(key);
+    if (existing) {
+      // A retransmitted request (our answer was lost or is on its way) must not start a second transfer.
+      if (existing.requestBytes.equals(msg) && !this.hasProgressed(existing)) return;
+      // Anything else from the same ip:port means the client started over: the new request wins.
+      this.replace(existing);
+    }
+    const operation: Operation = request.opcode === Opcode.RRQ ? 'read' : 'write';
+    if (this.draining) {
+      this.refuse(endpoint.socket, rinfo, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
+      return;
+    }
+    if (this.sessions.size >= this.options.maxSessions) {
+      this.refuse(endpoint.socket, rinfo, 'busy', new TransferError('BUSY', 'session limit reached'));
+      return;
+    }
+    const entry: SessionEntry = {
+      key,
+      client: { address: rinfo.address, port: rinfo.port },
+      operation,
+      requestBytes: Buffer.from(msg),
+      filename: sanitize(request.filename),
+      ownSocket: undefined,
+      session: undefined,
+      opening: new AbortController(),
+      closed: false,
+    };
+    this.sessions.set(key, entry);
+    const perTransfer = this.options.portMode === 'per-transfer';
+    const socketReady = perTransfer ? this.bindTransferSocket(endpoint.socket) : Promise.resolve(undefined);
+    socketReady.then((socket) => {
+      if (!socket) return;
+      if (entry.closed) socket.close();
+      else entry.ownSocket = socket;
+    }, () => undefined);
+    Promise.all([this.opener.open(request), socketReady]).then(
+      ([prepared]) => {
+        if (entry.closed) {
+          if (prepared.kind === 'write') void this.trackAborts(prepared.sink).abort('request superseded');
+          else prepared.source.close();
+          return;
+        }
+        this.startSession(entry, prepared, entry.ownSocket ?? endpoint.socket, request);
+      },
+      (err: unknown) => {
+        if (entry.closed) return;
+        const replySocket = entry.ownSocket ?? endpoint.socket;
+        const reason = err instanceof TransferError ? err.code.toLowerCase().replace(/_/g, '-') : 'storage-error';
+        this.logger.info(
+          { client: rinfo.address, port: rinfo.port, op: operation, file: entry.filename, refused: reason, detail: errorText(err) },
+          'request refused',
+        );
+        this.refuse(replySocket, rinfo, reason, err);
+        this.dropEntry(entry);
+      },
+    );
+  }
+
+  private hasProgressed(entry: SessionEntry): boolean {
+    return entry.session?.hasProgressed === true;
+  }
+
+  private refuse(socket: dgram.Socket, rinfo: { address: string; port: number }, reason: string, err: unknown): void {
+    this.metrics.requestsRefused.inc({ reason });
+    const wire = tftpErrorFor(err);
+    this.sendError(socket, rinfo, wire.code, wire.message);
+  }
+
+  private replace(entry: SessionEntry): void {
+    if (entry.session) entry.session.abort('replaced', false);
+    else this.dropEntry(entry);
+  }
+
+  private startSession(entry: SessionEntry, prepared: PreparedTransfer, socket: dgram.Socket, request: RequestPacket): void {
+    const { address, port } = entry.client;
+    const metrics = this.metrics;
+    const peer: PeerChannel = {
+      send(segments) {
+        const first = segments[0];
+        metrics.packetsSent.inc({ type: first && first.length >= 2 ? opcodeName(first.readUInt16BE(0)) : 'unknown' });
+        socket.send(segments as Buffer[], port, address, ignoreSendError);
+      },
+    };
+    const operation = entry.operation;
+    const started = { mode: prepared.mode, blksize: prepared.options.blksize, windowsize: prepared.options.windowsize };
+    const common = {
+      peer,
+      clock: this.clock,
+      policy: this.options.retransmit,
+      options: prepared.options,
+      oack: prepared.oack,
+      onEnd: (stats: TransferStats) => this.onSessionEnd(entry, prepared, stats),
+    };
+    const session: SessionBase =
+      prepared.kind === 'read'
+        ? new ReadSession({ ...common, source: prepared.source, maxBytesInFlight: this.options.maxWindowBytes })
+        : new WriteSession({
+            ...common,
+            sink: this.trackAborts(prepared.sink),
+            netascii: prepared.mode === 'netascii',
+            maxBytes: this.options.maxUploadSize,
+            dallyMs: Math.max(this.options.retransmit.initialMs, prepared.options.timeoutMs ?? 0),
+          });
+    entry.session = session;
+    metrics.transfersStarted.inc({ operation });
+    metrics.activeSessions.inc({ operation });
+    this.logger.info(
+      {
+        client: address,
+        port,
+        op: operation,
+        file: entry.filename,
+        key: prepared.key,
+        options: Object.fromEntries(request.options),
+        ...started,
+        ...(prepared.kind === 'read' && prepared.source.size !== undefined ? { size: prepared.source.size } : {}),
+      },
+      'transfer started',
+    );
+    if (entry.ownSocket) {
+      entry.ownSocket.on('message', (msg, rinfo) => this.onTransferSocketMessage(entry, msg, rinfo));
+    }
+    session.start();
+  }
+
+  /** Per-transfer mode: packets on a transfer's own port; strangers get ERROR 5 and the transfer goes on. */
+  private onTransferSocketMessage(entry: SessionEntry, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const decoded = decodePacket(msg);
+    if (!decoded.ok) {
+      this.metrics.packetsReceived.inc({ type: 'malformed' });
+      return;
+    }
+    this.metrics.packetsReceived.inc({ type: opcodeName(decoded.packet.opcode) });
+    if (rinfo.address !== entry.client.address || rinfo.port !== entry.client.port) {
+      this.onStray(entry.ownSocket!, rinfo, decoded.packet);
+      return;
+    }
+    entry.session?.handle(decoded.packet);
+  }
+
+  private onSessionEnd(entry: SessionEntry, prepared: PreparedTransfer, stats: TransferStats): void {
+    const operation = entry.operation;
+    this.metrics.activeSessions.dec({ operation });
+    this.metrics.transfersFinished.inc({ operation, result: stats.result });
+    this.metrics.transferDuration.observe({ operation }, stats.durationMs / 1000);
+    this.metrics.transferBytes.inc({ direction: operation === 'read' ? 'sent' : 'received' }, stats.bytes);
+    if (stats.retransmits > 0) this.metrics.retransmissions.inc(stats.retransmits);
+    if (stats.timeouts > 0) this.metrics.timeouts.inc(stats.timeouts);
+    if (stats.errorSent !== undefined) this.metrics.errorsSent.inc({ code: String(stats.errorSent) });
+    if (stats.result === 'ok' && prepared.kind === 'write') this.opener.uploaded(prepared.key);
+    const level = stats.result === 'ok' || stats.result === 'size-probe' || stats.result === 'replaced' ? 'info' : 'warn';
+    this.logger[level](
+      {
+        client: entry.client.address,
+        port: entry.client.port,
+        op: operation,
+        file: entry.filename,
+        key: prepared.key,
+        mode: prepared.mode,
+        result: stats.result,
+        bytes: stats.bytes,
+        blocks: stats.blocks,
+        durationMs: Math.round(stats.durationMs),
+        retransmits: stats.retransmits,
+        timeouts: stats.timeouts,
+        ...(stats.detail !== undefined && stats.result !== 'ok' ? { detail: sanitize(stats.detail, 512) } : {}),
+      },
+      'transfer finished',
+    );
+    this.dropEntry(entry);
+  }
+
+  private dropEntry(entry: SessionEntry): void {
+    if (entry.closed) return;
+    entry.closed = true;
+    entry.opening.abort();
+    if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
+    entry.ownSocket?.close();
+    if (this.sessions.size === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /**
+   * A fresh socket for one transfer (per-transfer mode) on the listening socket's address: any free
+   * port, or a free one from --port-range (tried from a random start, so transfers spread out).
+   */
+  private async bindTransferSocket(listening: dgram.Socket): Promise<dgram.Socket> {
+    const local = listening.address();
+    const type = local.family === 'IPv6' ? 'udp6' : 'udp4';
+    const range = this.options.portRange;
+    const span = range ? range.high - range.low + 1 : 1;
+    const first = range ? Math.floor(Math.random() * span) : 0;
+    for (let i = 0; i < Math.min(span, 64); i++) {
+      const port = range ? range.low + ((first + i) % span) : 0;
+      const socket = dgram.createSocket({ type });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          socket.once('error', reject);
+          socket.bind({ address: local.address, port, exclusive: true }, () => {
+            socket.off('error', reject);
+            resolve();
+          });
+        });
+      } catch {
+        socket.close();
+        continue;
+      }
+      socket.on('error', (err) => this.logger.warn({ err: err.message }, 'transfer socket error'));
+      return socket;
+    }
+    throw new TransferError('BUSY', 'no free port in --port-range');
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

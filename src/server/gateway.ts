@@ -1,0 +1,263 @@
+import dgram from 'node:dgram';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { GatewayConfig } from '../config/config.js';
+import { GatewayMetrics } from '../metrics/metrics.js';
+import { createMetricsServer } from '../metrics/http.js';
+import { systemClock, type Clock } from '../session/types.js';
+import { BlockCache } from '../storage/block-cache.js';
+import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
+import { normalisePrefix } from '../storage/keys.js';
+import { S3ObjectStore } from '../storage/s3-store.js';
+import { Dispatcher, type ListenEndpoint } from './dispatcher.js';
+import type { Logger } from './logger.js';
+import { RequestOpener } from './requests.js';
+
+export interface GatewayDeps {
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Explicit S3 credentials (tests, the local default); otherwise the AWS provider chain. */
+  readonly credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** Register default process metrics (off in tests that start several gateways). */
+  readonly defaultMetrics?: boolean;
+}
+
+/** How long a readiness answer (HeadBucket) is reused. */
+const READY_CACHE_MS = 10_000;
+
+/**
+ * The running gateway: UDP endpoints, dispatcher, S3 store and cache, HTTP metrics/health.
+ * `stop()` drains (new requests refused), waits up to the deadline, then aborts what is left.
+ */
+export class Gateway {
+  private stopping: Promise<void> | undefined;
+  private readyCache: { at: number; ok: boolean; reason?: string } | undefined;
+
+  private constructor(
+    readonly config: GatewayConfig,
+    readonly metrics: GatewayMetrics,
+    readonly dispatcher: Dispatcher,
+    private readonly endpoints: readonly ListenEndpoint[],
+    private readonly httpServer: http.Server | undefined,
+    private readonly client: S3Client,
+    private readonly cache: BlockCache,
+    private readonly embedded: EmbeddedStore | undefined,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
+    const logger = deps.logger;
+    let embedded: EmbeddedStore | undefined;
+    let endpoint = config.s3Endpoint;
+    let credentials = deps.credentials;
+    let forcePathStyle = config.s3ForcePathStyle;
+    let checksum = config.s3Checksum;
+    if (config.local) {
+      embedded = await startEmbeddedStore(config.localDir, config.s3Bucket);
+      endpoint = embedded.endpoint;
+      credentials = { ...EMBEDDED_CREDENTIALS };
+      forcePathStyle = true;
+      checksum = 'when-required';
+      logger.info({ endpoint, dir: config.localDir, bucket: config.s3Bucket }, 'embedded S3-compatible store started');
+    }
+    const checksumMode = checksum === 'when-required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
+    const client = new S3Client({
+      region: config.s3Region,
+      ...(endpoint ? { endpoint } : {}),
+      forcePathStyle,
+      maxAttempts: config.s3MaxAttempts,
+      requestChecksumCalculation: checksumMode,
+      responseChecksumValidation: checksumMode,
+      ...(credentials ? { credentials } : {}),
+      requestHandler: {
+        requestTimeout: config.s3RequestTimeoutMs,
+        connectionTimeout: 5000,
+        httpAgent: { keepAlive: true, maxSockets: 256 },
+        httpsAgent: { keepAlive: true, maxSockets: 256 },
+      },
+    });
+
+    const metrics = new GatewayMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
+    const store = new S3ObjectStore(client, {
+      bucket: config.s3Bucket,
+      partSize: config.uploadPartSize,
+      uploadQueueSize: config.uploadQueueSize,
+      rangeRetries: 3,
+      onS3Request: (operation, outcome, seconds) => {
+        metrics.s3Requests.inc({ operation, outcome });
+        metrics.s3Latency.observe({ operation }, seconds);
+      },
+      onBytesFetched: (n) => metrics.s3BytesFetched.inc(n),
+    });
+    const cache = new BlockCache(store, {
+      maxBytes: config.cacheSize,
+      rangeSize: config.rangeSize,
+      metadataTtlMs: config.metadataTtlMs,
+      onHit: () => metrics.cacheHits.inc(),
+      onMiss: () => metrics.cacheMisses.inc(),
+      onEvict: () => metrics.cacheEvictions.inc(),
+    });
+    metrics.cacheBytesSource = () => cache.bytesHeld;
+    const opener = new RequestOpener(
+      {
+        prefix: normalisePrefix(config.s3Prefix),
+        maxNameLength: 1024,
+        allowWrite: config.allowWrite,
+        allowOverwrite: config.allowOverwrite,
+        maxUploadSize: config.maxUploadSize,
+        maxBlksize: config.maxBlksize,
+        maxWindowsize: config.maxWindowsize,
+        readAhead: config.readAhead,
+      },
+      cache,
+      store,
+    );
+    const dispatcher = new Dispatcher(
+      {
+        portMode: config.portMode,
+        portRange: config.portRange,
+        maxSessions: config.maxSessions,
+        maxWindowBytes: config.maxWindowBytes,
+        maxUploadSize: config.maxUploadSize,
+        retransmit: {
+          initialMs: config.rtoInitialMs,
+          minMs: config.rtoMinMs,
+          maxMs: config.rtoMaxMs,
+          maxRetries: config.retries,
+        },
+      },
+      opener,
+      metrics,
+      logger,
+      deps.clock ?? systemClock,
+    );
+
+    const endpoints: ListenEndpoint[] = [];
+    let httpServer: http.Server | undefined;
+    try {
+      for (const [id, addr] of config.listen.entries()) {
+        endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger));
+      }
+      const gatewayRef: { current?: Gateway } = {};
+      if (config.httpListen) {
+        httpServer = createMetricsServer(metrics.registry, {
+          live: () => endpoints.length > 0 && gatewayRef.current?.isListening === true,
+          ready: () => gatewayRef.current?.checkReady() ?? Promise.resolve({ ok: false, reason: 'starting' }),
+        });
+        await listenHttp(httpServer, config.httpListen.host, config.httpListen.port);
+      }
+      const gateway = new Gateway(config, metrics, dispatcher, endpoints, httpServer, client, cache, embedded, logger);
+      gatewayRef.current = gateway;
+      logger.info(
+        { udp: gateway.udpAddresses.map((a) => `${a.address}:${a.port}`), http: gateway.httpAddress, portMode: config.portMode },
+        'tftp-gateway listening',
+      );
+      return gateway;
+    } catch (err) {
+      for (const e of endpoints) e.socket.close();
+      httpServer?.close();
+      cache.close();
+      client.destroy();
+      await embedded?.close();
+      throw err;
+    }
+  }
+
+  /** Where the UDP sockets are bound (ports resolved when configured as 0). */
+  get udpAddresses(): AddressInfo[] {
+    return this.endpoints.map((e) => e.socket.address());
+  }
+
+  get httpAddress(): string | undefined {
+    const a = this.httpServer?.address();
+    return a && typeof a === 'object' ? `${a.address}:${a.port}` : undefined;
+  }
+
+  get isListening(): boolean {
+    return this.stopping === undefined;
+  }
+
+  /** Readiness: not draining, and the bucket answers HeadBucket with our credentials (cached). */
+  async checkReady(): Promise<{ ok: boolean; reason?: string }> {
+    if (this.stopping) return { ok: false, reason: 'draining' };
+    const now = Date.now();
+    if (this.readyCache && now - this.readyCache.at < READY_CACHE_MS) return this.readyCache;
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.config.s3Bucket }), { abortSignal: AbortSignal.timeout(5000) });
+      this.readyCache = { at: now, ok: true };
+    } catch (err) {
+      const name = err instanceof Error ? err.name : String(err);
+      this.readyCache = { at: now, ok: false, reason: `S3 bucket check failed: ${name}` };
+    }
+    return this.readyCache;
+  }
+
+  /**
+   * Drains and stops: new requests get ERROR 0 "Server shutting down", transfers in flight may
+   * finish within `drainMs`, then the rest are aborted (uploads aborted, never half-written).
+   */
+  stop(drainMs = this.config.drainTimeoutS * 1000): Promise<void> {
+    this.stopping ??= this.doStop(drainMs);
+    return this.stopping;
+  }
+
+  /** Skips the rest of a drain in progress: abort everything now. */
+  abortNow(): void {
+    this.dispatcher.abortAll();
+  }
+
+  private async doStop(drainMs: number): Promise<void> {
+    this.dispatcher.startDraining();
+    const active = this.dispatcher.activeSessions;
+    if (active > 0) {
+      this.logger.info({ active, drainMs }, 'draining transfers');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.dispatcher.whenIdle(),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    if (this.dispatcher.activeSessions > 0) {
+      this.logger.warn({ active: this.dispatcher.activeSessions }, 'drain deadline reached: aborting transfers');
+      this.dispatcher.abortAll();
+    }
+    await this.dispatcher.settled();
+    await Promise.all(this.endpoints.map((e) => new Promise<void>((resolve) => e.socket.close(() => resolve()))));
+    if (this.httpServer) {
+      this.httpServer.closeAllConnections?.();
+      await new Promise<void>((resolve) => this.httpServer!.close(() => resolve()));
+    }
+    this.cache.close();
+    this.client.destroy();
+    await this.embedded?.close();
+    this.logger.info('tftp-gateway stopped');
+  }
+}
+
+async function bindListenSocket(id: number, host: string, port: number, dispatcher: Dispatcher, logger: Logger): Promise<ListenEndpoint> {
+  const ipv6 = host.includes(':');
+  const socket = dgram.createSocket({ type: ipv6 ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ address: host, port, exclusive: true }, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  socket.on('error', (err) => logger.error({ err: err.message }, 'UDP socket error'));
+  const endpoint: ListenEndpoint = { socket, id };
+  socket.on('message', (msg, rinfo) => dispatcher.handleDatagram(endpoint, msg, rinfo));
+  return endpoint;
+}
+
+function listenHttp(server: http.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

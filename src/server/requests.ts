@@ -1,0 +1,122 @@
+import { buildOack, negotiateOptions, type NegotiatedOptions } from '../protocol/options.js';
+import { Opcode, type RequestPacket } from '../protocol/packet.js';
+import { TransferError } from '../session/errors.js';
+import type { ReadSource, UploadSink } from '../session/types.js';
+import type { BlockCache } from '../storage/block-cache.js';
+import { objectKeyFor } from '../storage/keys.js';
+import { CachedObjectSource, NetasciiSource } from '../storage/object-source.js';
+import type { S3ObjectStore } from '../storage/s3-store.js';
+
+export interface RequestPolicy {
+  readonly prefix: string;
+  readonly maxNameLength: number;
+  readonly allowWrite: boolean;
+  readonly allowOverwrite: boolean;
+  readonly maxUploadSize: number;
+  readonly maxBlksize: number;
+  readonly maxWindowsize: number;
+  readonly readAhead: number;
+}
+
+export interface PreparedRead {
+  readonly kind: 'read';
+  readonly key: string;
+  readonly mode: 'octet' | 'netascii';
+  readonly options: NegotiatedOptions;
+  readonly oack: Map<string, string>;
+  readonly source: ReadSource;
+}
+
+export interface PreparedWrite {
+  readonly kind: 'write';
+  readonly key: string;
+  readonly mode: 'octet' | 'netascii';
+  readonly options: NegotiatedOptions;
+  readonly oack: Map<string, string>;
+  readonly sink: UploadSink;
+}
+
+export type PreparedTransfer = PreparedRead | PreparedWrite;
+
+/** Validates the transfer mode; `mail` (obsolete) and unknown modes are refused. */
+export function transferMode(mode: string): 'octet' | 'netascii' {
+  if (mode === 'octet' || mode === 'netascii') return mode;
+  throw new TransferError('BAD_MODE', `unsupported mode '${mode}'`);
+}
+
+/**
+ * Turns a request into a ready transfer: mode, path → key, option negotiation, and the storage
+ * side (HEAD through the cache for reads, an upload for writes). Throws TransferError.
+ */
+export class RequestOpener {
+  constructor(
+    private readonly policy: RequestPolicy,
+    private readonly cache: BlockCache,
+    private readonly store: S3ObjectStore,
+  ) {}
+
+  /** The object key a request names (throws INVALID_PATH). */
+  keyFor(request: RequestPacket): string {
+    return objectKeyFor(request.filename, { prefix: this.policy.prefix, maxNameLength: this.policy.maxNameLength });
+  }
+
+  async open(request: RequestPacket): Promise<PreparedTransfer> {
+    const mode = transferMode(request.mode);
+    if (request.opcode === Opcode.WRQ && !this.policy.allowWrite) {
+      throw new TransferError('WRITE_DISABLED', 'write requests are disabled');
+    }
+    const key = this.keyFor(request);
+    const options = negotiateOptions(request.options, {
+      maxBlksize: this.policy.maxBlksize,
+      maxWindowsize: this.policy.maxWindowsize,
+    });
+    return request.opcode === Opcode.RRQ
+      ? this.openRead(request, key, mode, options)
+      : this.openWrite(request, key, mode, options);
+  }
+
+  private async openRead(
+    request: RequestPacket,
+    key: string,
+    mode: 'octet' | 'netascii',
+    options: NegotiatedOptions,
+  ): Promise<PreparedRead> {
+    const info = await this.cache.stat(key);
+    const raw = new CachedObjectSource(this.cache, key, info, this.policy.readAhead);
+    const source = mode === 'netascii' ? new NetasciiSource(raw) : raw;
+    // tsize=0 is left out: some clients (curl) refuse an OACK carrying it, so they could not fetch
+    // an empty file at all; a client that asked gets the size from the transfer itself.
+    const tsize = source.size !== undefined && source.size > 0 ? source.size : undefined;
+    return { kind: 'read', key, mode, options, oack: buildOack(request.options, options, tsize), source };
+  }
+
+  private async openWrite(
+    request: RequestPacket,
+    key: string,
+    mode: 'octet' | 'netascii',
+    options: NegotiatedOptions,
+  ): Promise<PreparedWrite> {
+    if (options.requestedTsize !== undefined && options.requestedTsize > this.policy.maxUploadSize) {
+      throw new TransferError('TOO_LARGE', `announced size ${options.requestedTsize} exceeds the upload limit`);
+    }
+    if (!this.policy.allowOverwrite) {
+      // Fast refusal before any data moves; the conditional write at completion closes the race.
+      const exists = await this.store.head(key).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof TransferError && err.code === 'NOT_FOUND') return false;
+          throw err;
+        },
+      );
+      if (exists) throw new TransferError('EXISTS', `object ${key} exists and overwrite is off`);
+    }
+    const sink = this.store.createUpload(key, { ifNoneMatch: !this.policy.allowOverwrite });
+    const oack = buildOack(request.options, options, options.requestedTsize);
+    return { kind: 'write', key, mode, options, oack, sink };
+  }
+
+  /** Called after an upload completes, so reads see the new object at once. */
+  uploaded(key: string): void {
+    this.cache.invalidate(key);
+  }
+}

@@ -1,0 +1,202 @@
+import { absoluteBlock, wireBlock } from '../protocol/blocks.js';
+import { encodeDataHeader, encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
+import { tftpErrorFor, TransferError } from './errors.js';
+import { SessionBase, type SessionDeps } from './session-base.js';
+import type { ReadSource, TransferResult } from './types.js';
+
+export interface ReadSessionDeps extends SessionDeps {
+  readonly source: ReadSource;
+  /** Upper bound on DATA payload bytes sent and not yet acknowledged (protects small client buffers). */
+  readonly maxBytesInFlight: number;
+}
+
+type ReadState = 'oack' | 'sending';
+
+/**
+ * Sender state machine (RRQ). Blocks are counted with absolute indexes and sent as index mod 65536.
+ * Retransmits only on timeout, never because an ACK was repeated (Sorcerer's Apprentice); an ACK
+ * inside the window restarts the window after it (RFC 7440 §4). The window adapts: it halves on
+ * loss and grows by one per clean window, up to the negotiated size and the bytes-in-flight cap.
+ */
+export class ReadSession extends SessionBase {
+  private readonly source: ReadSource;
+  private readonly blksize: number;
+  private readonly maxWindow: number;
+  private window: number;
+  private state: ReadState = 'oack';
+  /** First block not yet acknowledged. */
+  private base = 1;
+  /** Next block to put on the wire. */
+  private next = 1;
+  /** Index of the final (short) block once known. */
+  private lastBlock: number | undefined;
+  private loading = false;
+  /** Send time of each block in the window, for RTT samples (ring indexed by block). */
+  private readonly sentAt: Float64Array;
+  /** Blocks at or below this index were sent more than once: no RTT samples from them (Karn). */
+  private retransmittedUpTo = 0;
+  private oackSentAt = 0;
+
+  constructor(deps: ReadSessionDeps) {
+    super(deps);
+    this.source = deps.source;
+    this.blksize = deps.options.blksize;
+    const byBytes = Math.max(1, Math.floor(deps.maxBytesInFlight / this.blksize));
+    this.maxWindow = Math.max(1, Math.min(deps.options.windowsize, byBytes));
+    this.window = this.maxWindow;
+    this.sentAt = new Float64Array(this.maxWindow);
+    const size = deps.source.size;
+    if (size !== undefined) this.lastBlock = Math.floor(size / this.blksize) + 1;
+  }
+
+  get hasProgressed(): boolean {
+    return this.base > 1;
+  }
+
+  start(): void {
+    if (this.deps.oack.size > 0) {
+      this.sendOack();
+    } else {
+      this.state = 'sending';
+      this.pump();
+    }
+  }
+
+  handle(packet: Packet): void {
+    if (this.isEnded) return;
+    switch (packet.opcode) {
+      case Opcode.ACK:
+        this.onAck(packet.block);
+        return;
+      case Opcode.ERROR:
+        // A client that asked for tsize and ends negotiation with ERROR 8 was only probing the size (UEFI).
+        if (this.state === 'oack' && packet.code === ErrorCode.OptionRefused) {
+          this.end('size-probe', `client ended negotiation: ${packet.message}`);
+        } else {
+          this.end('client-error', `client sent ERROR ${packet.code}: ${packet.message}`);
+        }
+        return;
+      default:
+        return; // DATA/OACK to a sender is meaningless; requests are routed by the dispatcher
+    }
+  }
+
+  private sendOack(): void {
+    this.oackSentAt = this.clock.now();
+    this.peer.send([encodeOack(this.deps.oack)]);
+    this.armTimer();
+  }
+
+  private onAck(wire: number): void {
+    const now = this.clock.now();
+    if (this.state === 'oack') {
+      if (wire !== 0) return;
+      if (this.retries === 0) this.rto.sample(now - this.oackSentAt);
+      this.retries = 0;
+      this.state = 'sending';
+      this.pump();
+      return;
+    }
+    const acked = absoluteBlock(wire, this.base);
+    // Duplicates and ACKs for blocks never sent are ignored: resending is the timer's job.
+    if (acked < this.base || acked >= this.next) return;
+
+    if (acked > this.retransmittedUpTo) this.rto.sample(now - this.sentAt[acked % this.maxWindow]!);
+    else this.rto.onProgress();
+    this.retries = 0;
+    const fullWindow = acked === this.next - 1;
+    this.base = acked + 1;
+    this.source.release((this.base - 1) * this.blksize);
+
+    if (this.lastBlock !== undefined && acked >= this.lastBlock) {
+      this.end('ok');
+      return;
+    }
+    if (fullWindow) {
+      if (this.window < this.maxWindow) this.window++;
+    } else {
+      // The client is missing block acked+1: shrink the window and send again from there.
+      this.window = Math.max(1, this.window >> 1);
+      this.retransmittedUpTo = this.next - 1;
+      this.retransmits += this.next - this.base;
+      this.next = this.base;
+    }
+    this.disarmTimer();
+    this.pump();
+  }
+
+  protected onTimeout(): void {
+    if (this.state === 'oack') {
+      if (!this.countTimeout()) return;
+      this.retransmits++;
+      this.sendOack();
+      return;
+    }
+    if (this.next === this.base) {
+      // Nothing on the wire: we are waiting on storage, whose calls have their own deadlines.
+      this.armTimer();
+      return;
+    }
+    if (!this.countTimeout()) return;
+    this.window = Math.max(1, this.window >> 1);
+    this.retransmittedUpTo = this.next - 1;
+    this.retransmits += this.next - this.base;
+    this.next = this.base;
+    this.pump();
+  }
+
+  /** Puts as many blocks on the wire as the window allows and storage has ready. */
+  private pump(): void {
+    if (this.isEnded || this.state !== 'sending') return;
+    const limit = this.base + this.window - 1;
+    const blksize = this.blksize;
+    while (this.next <= limit && (this.lastBlock === undefined || this.next <= this.lastBlock)) {
+      const block = this.next;
+      const segments = this.source.slice((block - 1) * blksize, blksize);
+      if (segments === undefined) {
+        this.waitForStorage(block);
+        break;
+      }
+      let length = 0;
+      for (const s of segments) length += s.length;
+      this.peer.send([encodeDataHeader(wireBlock(block)), ...segments]);
+      this.sentAt[block % this.maxWindow] = this.clock.now();
+      if (block > this.blocks) {
+        this.blocks = block;
+        this.bytes += length;
+      }
+      if (length < blksize) this.lastBlock = block;
+      this.next++;
+    }
+    if (this.next > this.base) this.armTimer();
+  }
+
+  private waitForStorage(block: number): void {
+    if (this.loading) return;
+    this.loading = true;
+    this.source.load((block - 1) * this.blksize, this.blksize).then(
+      () => {
+        this.loading = false;
+        this.pump();
+      },
+      (err: unknown) => {
+        this.loading = false;
+        const wire = tftpErrorFor(err);
+        const detail = err instanceof Error ? err.message : String(err);
+        this.fail(resultFor(err), wire.code, wire.message, detail);
+      },
+    );
+  }
+
+  protected releaseResources(): void {
+    this.source.close();
+  }
+}
+
+function resultFor(err: unknown): TransferResult {
+  if (err instanceof TransferError) {
+    if (err.code === 'NOT_FOUND') return 'not-found';
+    if (err.code === 'ACCESS_DENIED') return 'denied';
+  }
+  return 'storage-error';
+}

@@ -1,0 +1,119 @@
+import { encodeError, type Packet } from '../protocol/packet.js';
+import type { NegotiatedOptions } from '../protocol/options.js';
+import { RetransmitTimer } from './rto.js';
+import type { Clock, PeerChannel, RetransmitPolicy, TimerHandle, TransferResult, TransferStats } from './types.js';
+
+export interface SessionDeps {
+  readonly peer: PeerChannel;
+  readonly clock: Clock;
+  readonly policy: RetransmitPolicy;
+  readonly options: NegotiatedOptions;
+  /** OACK contents; empty map: no OACK (plain RFC 1350 start). */
+  readonly oack: ReadonlyMap<string, string>;
+  /** Called exactly once when the session ends, whatever the reason. */
+  readonly onEnd: (stats: TransferStats) => void;
+}
+
+/**
+ * What both directions share: one timer, retry accounting, the end-of-session bookkeeping.
+ * `end` is idempotent, and after it nothing is sent and no timer runs.
+ */
+export abstract class SessionBase {
+  protected readonly peer: PeerChannel;
+  protected readonly clock: Clock;
+  protected readonly policy: RetransmitPolicy;
+  protected readonly rto: RetransmitTimer;
+  protected readonly startedAt: number;
+  private timer: TimerHandle | undefined;
+  private ended = false;
+  protected bytes = 0;
+  protected blocks = 0;
+  protected retransmits = 0;
+  protected timeouts = 0;
+  /** Consecutive timeouts without progress. */
+  protected retries = 0;
+
+  constructor(protected readonly deps: SessionDeps) {
+    this.peer = deps.peer;
+    this.clock = deps.clock;
+    this.policy = deps.policy;
+    this.rto = new RetransmitTimer(deps.policy, deps.options.timeoutMs);
+    this.startedAt = deps.clock.now();
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** True once the client has acknowledged or sent data: a repeated request then means a restart. */
+  abstract get hasProgressed(): boolean;
+  abstract start(): void;
+  abstract handle(packet: Packet): void;
+  protected abstract onTimeout(): void;
+  /** Releases direction-specific resources; called once from `end`. */
+  protected abstract releaseResources(result: TransferResult): void;
+
+  /** Ends the session from outside (replaced by a new request, server stopping). */
+  abort(result: 'replaced' | 'shutdown', notifyClient: boolean): void {
+    if (this.ended) return;
+    let errorSent: number | undefined;
+    if (notifyClient) {
+      errorSent = 0;
+      this.peer.send([encodeError(0, result === 'shutdown' ? 'Server shutting down' : 'Transfer aborted')]);
+    }
+    this.end(result, result, errorSent);
+  }
+
+  protected armTimer(ms = this.rto.timeoutMs): void {
+    if (this.ended) return;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      if (!this.ended) this.onTimeout();
+    }, ms);
+  }
+
+  protected disarmTimer(): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Counts a timeout; returns false (after sending ERROR and ending) when retries are used up. */
+  protected countTimeout(): boolean {
+    this.timeouts++;
+    this.retries++;
+    if (this.retries > this.policy.maxRetries) {
+      this.fail('timeout', 0, 'Transfer timed out', `no answer after ${this.policy.maxRetries} retries`);
+      return false;
+    }
+    this.rto.onTimeout();
+    return true;
+  }
+
+  /** Sends an ERROR to the client and ends the session. */
+  protected fail(result: TransferResult, code: number, message: string, detail?: string): void {
+    if (this.ended) return;
+    this.peer.send([encodeError(code, message)]);
+    this.end(result, detail ?? message, code);
+  }
+
+  protected end(result: TransferResult, detail?: string, errorSent?: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.disarmTimer();
+    try {
+      this.releaseResources(result);
+    } finally {
+      this.deps.onEnd({
+        result,
+        bytes: this.bytes,
+        blocks: this.blocks,
+        retransmits: this.retransmits,
+        timeouts: this.timeouts,
+        durationMs: this.clock.now() - this.startedAt,
+        ...(detail !== undefined ? { detail } : {}),
+        ...(errorSent !== undefined ? { errorSent } : {}),
+      });
+    }
+  }
+}

@@ -1,0 +1,203 @@
+import { absoluteBlock } from '../protocol/blocks.js';
+import { NetasciiDecoder } from '../protocol/netascii.js';
+import { encodeAck, encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
+import { tftpErrorFor, TransferError } from './errors.js';
+import { SessionBase, type SessionDeps } from './session-base.js';
+import type { TransferResult, UploadSink } from './types.js';
+
+export interface WriteSessionDeps extends SessionDeps {
+  readonly sink: UploadSink;
+  readonly netascii: boolean;
+  /** Largest upload accepted, in bytes (wire form); beyond it the upload is aborted with ERROR 3. */
+  readonly maxBytes: number;
+  /** How long to linger after the final ACK to answer a retransmitted last DATA. */
+  readonly dallyMs: number;
+}
+
+type WriteState = 'receiving' | 'completing' | 'dallying';
+
+/**
+ * Receiver state machine (WRQ). Accepts blocks strictly in order, ACKs at the end of each window
+ * (or on a gap, so the sender restarts after its last good block), and withholds the final ACK
+ * until the sink reports the object stored: the client's success means the object exists.
+ */
+export class WriteSession extends SessionBase {
+  private readonly sink: UploadSink;
+  private readonly blksize: number;
+  private readonly windowsize: number;
+  private readonly decoder: NetasciiDecoder | undefined;
+  private state: WriteState = 'receiving';
+  /** Next block expected. */
+  private expected = 1;
+  /** Block that the current window started at (ACK when `windowsize` blocks arrived). */
+  private windowStart = 1;
+  /** Last ACK sent (absolute block), resent on timeout; -1 means the OACK is what to resend. */
+  private lastAcked = 0;
+  /** Set after answering one duplicate/out-of-order packet, so a resent window draws one ACK, not many. */
+  private reackSent = false;
+  /** An ACK held back because the sink asked for backpressure. */
+  private ackHeld = false;
+  private readonly maxBytes: number;
+  private readonly dallyMs: number;
+
+  constructor(deps: WriteSessionDeps) {
+    super(deps);
+    this.sink = deps.sink;
+    this.maxBytes = deps.maxBytes;
+    this.dallyMs = deps.dallyMs;
+    this.blksize = deps.options.blksize;
+    this.windowsize = deps.options.windowsize;
+    this.decoder = deps.netascii ? new NetasciiDecoder() : undefined;
+  }
+
+  get hasProgressed(): boolean {
+    return this.expected > 1;
+  }
+
+  start(): void {
+    if (this.deps.oack.size > 0) this.lastAcked = -1;
+    this.sendLastAck();
+  }
+
+  handle(packet: Packet): void {
+    if (this.isEnded) return;
+    switch (packet.opcode) {
+      case Opcode.DATA:
+        this.onData(packet.block, packet.data);
+        return;
+      case Opcode.ERROR:
+        this.end('client-error', `client sent ERROR ${packet.code}: ${packet.message}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private sendLastAck(): void {
+    if (this.lastAcked === -1) this.peer.send([encodeOack(this.deps.oack)]);
+    else this.peer.send([encodeAck(this.lastAcked)]);
+    this.armTimer();
+  }
+
+  private onData(wire: number, data: Buffer): void {
+    if (this.state !== 'receiving') {
+      // Retransmitted final DATA: before the object is stored say nothing; after, ACK it again.
+      if (this.state === 'dallying' && absoluteBlock(wire, this.expected - 1) === this.expected - 1) {
+        this.peer.send([encodeAck(this.expected - 1)]);
+      }
+      return;
+    }
+    const block = absoluteBlock(wire, this.expected);
+    if (block !== this.expected) {
+      // A duplicate (our ACK was lost) or a gap (a block was lost): one ACK of the last good block.
+      if (!this.reackSent && !this.ackHeld) {
+        this.reackSent = true;
+        this.windowStart = this.expected;
+        this.lastAcked = this.expected - 1;
+        this.retransmits++;
+        this.sendLastAck();
+      }
+      return;
+    }
+    if (data.length > this.blksize) {
+      this.fail('protocol-error', ErrorCode.IllegalOperation, 'Block larger than blksize');
+      return;
+    }
+    if (this.bytes + data.length > this.maxBytes) {
+      this.fail('too-large', ErrorCode.DiskFull, 'File too large', `upload exceeds ${this.maxBytes} bytes`);
+      return;
+    }
+    this.expected++;
+    this.blocks++;
+    this.bytes += data.length;
+    this.retries = 0;
+    this.reackSent = false;
+    this.rto.onProgress();
+    const final = data.length < this.blksize;
+
+    let chunk = this.decoder ? this.decoder.decode(data) : data;
+    if (final && this.decoder) chunk = Buffer.concat([chunk, this.decoder.end()]);
+    const pending = chunk.length > 0 ? this.sink.write(chunk) : undefined;
+
+    if (final) {
+      this.complete(block, pending);
+      return;
+    }
+    if (block - this.windowStart + 1 >= this.windowsize) {
+      this.windowStart = block + 1;
+      if (pending) this.holdAck(block, pending);
+      else {
+        this.lastAcked = block;
+        this.sendLastAck();
+      }
+    } else {
+      this.armTimer();
+      if (pending) this.watchSink(pending);
+    }
+  }
+
+  private holdAck(block: number, pending: Promise<void>): void {
+    this.ackHeld = true;
+    this.disarmTimer();
+    pending.then(
+      () => {
+        this.ackHeld = false;
+        if (this.isEnded) return;
+        this.lastAcked = block;
+        this.sendLastAck();
+      },
+      (err: unknown) => this.failFromStorage(err),
+    );
+  }
+
+  private watchSink(pending: Promise<void>): void {
+    pending.catch((err: unknown) => this.failFromStorage(err));
+  }
+
+  private complete(block: number, pending: Promise<void> | undefined): void {
+    this.state = 'completing';
+    this.disarmTimer();
+    const done = (pending ?? Promise.resolve()).then(() => this.sink.finish());
+    done.then(
+      () => {
+        if (this.isEnded) return;
+        this.state = 'dallying';
+        this.lastAcked = block;
+        this.peer.send([encodeAck(block)]);
+        this.armTimer(this.dallyMs);
+      },
+      (err: unknown) => this.failFromStorage(err),
+    );
+  }
+
+  private failFromStorage(err: unknown): void {
+    if (this.isEnded) return;
+    const wire = tftpErrorFor(err);
+    const detail = err instanceof Error ? err.message : String(err);
+    let result: TransferResult = 'storage-error';
+    if (err instanceof TransferError) {
+      if (err.code === 'EXISTS') result = 'exists';
+      else if (err.code === 'TOO_LARGE') result = 'too-large';
+      else if (err.code === 'ACCESS_DENIED') result = 'denied';
+    }
+    this.fail(result, wire.code, wire.message, detail);
+  }
+
+  protected onTimeout(): void {
+    if (this.state === 'dallying') {
+      this.end('ok');
+      return;
+    }
+    if (this.state === 'completing' || this.ackHeld) return; // storage has the ball
+    if (!this.countTimeout()) return;
+    this.reackSent = false;
+    this.retransmits++;
+    this.sendLastAck();
+  }
+
+  protected releaseResources(result: TransferResult): void {
+    if (result !== 'ok') {
+      this.sink.abort(result).catch(() => undefined);
+    }
+  }
+}

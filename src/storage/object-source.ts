@@ -1,0 +1,160 @@
+import { encodeNetascii } from '../protocol/netascii.js';
+import type { ReadSource } from '../session/types.js';
+import type { BlockCache, RangeEntry } from './block-cache.js';
+import type { ObjectInfo } from './s3-store.js';
+
+/**
+ * An object's bytes for one transfer, read through the shared cache. Holds the ranges it is
+ * using (so an eviction does not force a refetch mid-window) and keeps the next `readAhead`
+ * ranges in flight, so the client does not wait on S3's first-byte latency.
+ */
+export class CachedObjectSource implements ReadSource {
+  readonly size: number;
+  private readonly held = new Map<number, RangeEntry>();
+  private closed = false;
+
+  constructor(
+    private readonly cache: BlockCache,
+    private readonly key: string,
+    private readonly info: ObjectInfo,
+    private readonly readAhead: number,
+  ) {
+    this.size = info.size;
+  }
+
+  slice(offset: number, length: number): readonly Buffer[] | undefined {
+    const end = Math.min(offset + length, this.size);
+    if (offset >= end) return [];
+    const rangeSize = this.cache.rangeSize;
+    let index = Math.floor(offset / rangeSize);
+    const first = this.entry(index, false);
+    if (!first) return undefined;
+    const firstStart = index * rangeSize;
+    // Common case: the whole block lies in one range.
+    if (end <= firstStart + rangeSize) {
+      if (first.filled < end - firstStart) return undefined;
+      return [first.buffer.subarray(offset - firstStart, end - firstStart)];
+    }
+    const segments: Buffer[] = [];
+    let pos = offset;
+    while (pos < end) {
+      const entry = index === Math.floor(offset / rangeSize) ? first : this.entry(index, false);
+      if (!entry) return undefined;
+      const rangeStart = index * rangeSize;
+      const upto = Math.min(end, rangeStart + rangeSize);
+      if (entry.filled < upto - rangeStart) return undefined;
+      segments.push(entry.buffer.subarray(pos - rangeStart, upto - rangeStart));
+      pos = upto;
+      index++;
+    }
+    return segments;
+  }
+
+  async load(offset: number, length: number): Promise<void> {
+    const end = Math.min(offset + length, this.size);
+    const rangeSize = this.cache.rangeSize;
+    for (let pos = offset; pos < end; ) {
+      const index = Math.floor(pos / rangeSize);
+      const rangeStart = index * rangeSize;
+      const upto = Math.min(end, rangeStart + rangeSize);
+      await this.entry(index, true)!.waitFor(upto - rangeStart);
+      pos = upto;
+    }
+  }
+
+  release(offset: number): void {
+    const below = Math.floor(offset / this.cache.rangeSize);
+    for (const index of this.held.keys()) if (index < below) this.held.delete(index);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.held.clear();
+  }
+
+  /** The held entry for `index`; looks in the cache (and fetches if `fetch`) when not held yet. */
+  private entry(index: number, fetch: boolean): RangeEntry | undefined {
+    let entry = this.held.get(index);
+    if (entry && !entry.error) return entry;
+    if (this.closed) return undefined;
+    entry = fetch ? this.cache.range(this.key, this.info, index) : this.cache.peek(this.key, this.info, index);
+    if (!entry || entry.error) return undefined;
+    this.held.set(index, entry);
+    this.startReadAhead(index);
+    return entry;
+  }
+
+  private startReadAhead(index: number): void {
+    const lastIndex = Math.floor(Math.max(0, this.size - 1) / this.cache.rangeSize);
+    for (let i = index + 1; i <= Math.min(lastIndex, index + this.readAhead); i++) {
+      if (!this.cache.peek(this.key, this.info, i)) this.cache.range(this.key, this.info, i);
+    }
+  }
+}
+
+/** Chunk of the raw object converted at a time for netascii. */
+const NETASCII_CHUNK = 64 * 1024;
+
+/**
+ * netascii view of an object: converts the raw bytes as a stream and keeps only the converted
+ * bytes the session may still (re)send. Offsets are in the converted stream; its size is unknown
+ * until the end is reached, so no tsize is offered.
+ */
+export class NetasciiSource implements ReadSource {
+  readonly size = undefined;
+  private chunks: Buffer[] = [];
+  /** Converted-stream offset of chunks[0]. */
+  private chunksStart = 0;
+  private convertedEnd = 0;
+  private rawPos = 0;
+  private eof = false;
+
+  constructor(private readonly raw: ReadSource) {}
+
+  slice(offset: number, length: number): readonly Buffer[] | undefined {
+    const end = offset + length;
+    if (end > this.convertedEnd && !this.eof) return undefined;
+    const stop = Math.min(end, this.convertedEnd);
+    const segments: Buffer[] = [];
+    let chunkStart = this.chunksStart;
+    for (const chunk of this.chunks) {
+      const chunkEnd = chunkStart + chunk.length;
+      if (chunkEnd > offset && chunkStart < stop) {
+        segments.push(chunk.subarray(Math.max(0, offset - chunkStart), Math.min(chunk.length, stop - chunkStart)));
+      }
+      if (chunkEnd >= stop) break;
+      chunkStart = chunkEnd;
+    }
+    return segments;
+  }
+
+  async load(offset: number, length: number): Promise<void> {
+    while (this.convertedEnd < offset + length && !this.eof) {
+      await this.raw.load(this.rawPos, NETASCII_CHUNK);
+      const raw = this.raw.slice(this.rawPos, NETASCII_CHUNK) ?? [];
+      let taken = 0;
+      for (const piece of raw) {
+        // Copy: the converted chunk may outlive the raw range in the cache.
+        const converted = encodeNetascii(piece);
+        const owned = converted === piece ? Buffer.from(piece) : converted;
+        this.chunks.push(owned);
+        this.convertedEnd += owned.length;
+        taken += piece.length;
+      }
+      this.rawPos += taken;
+      this.raw.release(this.rawPos);
+      if (taken < NETASCII_CHUNK) this.eof = true;
+    }
+  }
+
+  release(offset: number): void {
+    while (this.chunks.length > 0 && this.chunksStart + this.chunks[0]!.length <= offset) {
+      this.chunksStart += this.chunks.shift()!.length;
+    }
+  }
+
+  close(): void {
+    this.chunks = [];
+    this.raw.close();
+  }
+}

@@ -1,0 +1,270 @@
+import { GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
+import { TransferError } from '../session/errors.js';
+import type { UploadSink } from '../session/types.js';
+
+export interface ObjectInfo {
+  readonly size: number;
+  /** ETag as S3 returns it (quoted); pinned for the whole transfer. */
+  readonly etag: string;
+}
+
+export interface S3StoreOptions {
+  readonly bucket: string;
+  /** Multipart part size in bytes (5 MiB .. 5 GiB). */
+  readonly partSize: number;
+  /** Parts uploaded in parallel per upload. */
+  readonly uploadQueueSize: number;
+  /** Attempts to re-request the rest of a range after its body broke off. */
+  readonly rangeRetries: number;
+  readonly onS3Request?: (operation: string, outcome: 'ok' | 'error', seconds: number) => void;
+  readonly onBytesFetched?: (bytes: number) => void;
+}
+
+/** Maps an SDK failure to a TransferError with a stable code. */
+export function storageError(err: unknown, what: string): TransferError {
+  if (err instanceof TransferError) return err;
+  const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+  const name = err instanceof Error ? err.name : 'Error';
+  const detail = `${what}: ${name}${status ? ` (HTTP ${status})` : ''}${err instanceof Error && err.message ? `: ${err.message}` : ''}`;
+  if (status === 404 || name === 'NotFound' || name === 'NoSuchKey') return new TransferError('NOT_FOUND', detail, { cause: err });
+  if (status === 403 || name === 'AccessDenied') return new TransferError('ACCESS_DENIED', detail, { cause: err });
+  if (status === 412 || name === 'PreconditionFailed') return new TransferError('OBJECT_CHANGED', detail, { cause: err });
+  if (name === 'AbortError') return new TransferError('ABORTED', detail, { cause: err });
+  if (err instanceof S3ServiceException || (status !== undefined && status >= 500)) {
+    return new TransferError('STORAGE_ERROR', detail, { cause: err });
+  }
+  return new TransferError('STORAGE_UNAVAILABLE', detail, { cause: err });
+}
+
+/**
+ * The S3 data path: HEAD for size and ETag, ranged GETs pinned to that ETag, and multipart uploads.
+ * Every GetObject body is consumed or destroyed, so connections return to the pool.
+ */
+export class S3ObjectStore {
+  constructor(
+    private readonly client: S3Client,
+    private readonly options: S3StoreOptions,
+  ) {}
+
+  get bucket(): string {
+    return this.options.bucket;
+  }
+
+  private async timed<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await fn();
+      this.options.onS3Request?.(operation, 'ok', (performance.now() - started) / 1000);
+      return result;
+    } catch (err) {
+      this.options.onS3Request?.(operation, 'error', (performance.now() - started) / 1000);
+      throw err;
+    }
+  }
+
+  async head(key: string, signal?: AbortSignal): Promise<ObjectInfo> {
+    try {
+      const out = await this.timed('HeadObject', () =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }), { abortSignal: signal }),
+      );
+      if (out.ContentLength === undefined || out.ETag === undefined) {
+        throw new TransferError('STORAGE_ERROR', `HeadObject ${key}: no size or ETag in the answer`);
+      }
+      return { size: out.ContentLength, etag: out.ETag };
+    } catch (err) {
+      throw storageError(err, `HeadObject ${key}`);
+    }
+  }
+
+  /**
+   * Reads bytes [start, start+target.length) of `key` at `etag` into `target`, reporting progress
+   * through `onData(filled)` so readers can use the front of a range before its end arrives.
+   * A body that breaks off is re-requested from where it stopped.
+   */
+  async readRange(
+    key: string,
+    etag: string,
+    start: number,
+    target: Buffer,
+    onData: (filled: number) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    let filled = 0;
+    let attempt = 0;
+    while (filled < target.length) {
+      try {
+        filled = await this.readOnce(key, etag, start, target, filled, onData, signal);
+      } catch (err) {
+        const mapped = storageError(err, `GetObject ${key} bytes=${start + filled}-${start + target.length - 1}`);
+        const retryable = mapped.code === 'STORAGE_UNAVAILABLE' || mapped.code === 'STORAGE_ERROR';
+        if (!retryable || attempt >= this.options.rangeRetries || signal?.aborted) throw mapped;
+        attempt++;
+        await delay(50 * 2 ** attempt);
+      }
+    }
+  }
+
+  private async readOnce(
+    key: string,
+    etag: string,
+    start: number,
+    target: Buffer,
+    from: number,
+    onData: (filled: number) => void,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const out = await this.timed('GetObject', () =>
+      this.client.send(
+        new GetObjectCommand({
+          Bucket: this.options.bucket,
+          Key: key,
+          IfMatch: etag,
+          Range: `bytes=${start + from}-${start + target.length - 1}`,
+        }),
+        { abortSignal: signal },
+      ),
+    );
+    const body = out.Body as Readable | undefined;
+    if (!body) throw new TransferError('STORAGE_ERROR', `GetObject ${key}: no body`);
+    let filled = from;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        const room = target.length - filled;
+        const n = Math.min(room, chunk.length);
+        chunk.copy(target, filled, 0, n);
+        filled += n;
+        this.options.onBytesFetched?.(n);
+        onData(filled);
+        if (filled >= target.length) break;
+      }
+    } catch (err) {
+      // Keep what arrived; the caller re-requests the rest.
+      if (filled > from) return filled;
+      throw err;
+    } finally {
+      body.destroy();
+    }
+    if (filled < target.length && filled === from) {
+      throw new TransferError('STORAGE_ERROR', `GetObject ${key}: body ended early`);
+    }
+    return filled;
+  }
+
+  /** Starts an upload; the object appears only when `finish()` resolves. */
+  createUpload(key: string, options: { ifNoneMatch: boolean }): UploadSink {
+    return new MultipartSink(this.client, this.options, key, options.ifNoneMatch);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * An UploadSink over lib-storage's Upload. Received blocks are gathered into part-sized buffers
+ * and handed to the uploader's body stream; backpressure comes back as a promise from `write`.
+ * Abort ends the body stream with an error, which makes lib-storage abort the multipart upload
+ * before its `done()` settles; we wait for that, so "aborted" means no parts are left.
+ */
+class MultipartSink implements UploadSink {
+  private readonly body: Readable;
+  private readonly upload: Upload;
+  private readonly done: Promise<unknown>;
+  private part: Buffer;
+  private partFill = 0;
+  private waitingForRead: (() => void) | undefined;
+  private state: 'open' | 'finishing' | 'finished' | 'aborted' = 'open';
+  private failure: unknown;
+
+  constructor(
+    client: S3Client,
+    private readonly options: S3StoreOptions,
+    private readonly key: string,
+    ifNoneMatch: boolean,
+  ) {
+    this.part = Buffer.allocUnsafe(options.partSize);
+    this.body = new Readable({
+      highWaterMark: options.partSize,
+      read: () => {
+        const resume = this.waitingForRead;
+        this.waitingForRead = undefined;
+        resume?.();
+      },
+    });
+    this.upload = new Upload({
+      client,
+      params: {
+        Bucket: options.bucket,
+        Key: key,
+        Body: this.body,
+        ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+      },
+      partSize: options.partSize,
+      queueSize: options.uploadQueueSize,
+      leavePartsOnError: false,
+    });
+    const started = performance.now();
+    this.done = this.upload.done().then(
+      (result) => {
+        options.onS3Request?.('Upload', 'ok', (performance.now() - started) / 1000);
+        return result;
+      },
+      (err: unknown) => {
+        options.onS3Request?.('Upload', 'error', (performance.now() - started) / 1000);
+        this.failure = err;
+        throw err;
+      },
+    );
+    // Failures surface through write()/finish(); this keeps an early one from going unhandled.
+    this.done.catch(() => undefined);
+  }
+
+  write(chunk: Buffer): Promise<void> | undefined {
+    if (this.state !== 'open') return Promise.reject(new TransferError('ABORTED', 'upload is closed'));
+    if (this.failure !== undefined) return Promise.reject(storageError(this.failure, `Upload ${this.key}`));
+    let offset = 0;
+    let blocked = false;
+    while (offset < chunk.length) {
+      const n = chunk.copy(this.part, this.partFill, offset);
+      this.partFill += n;
+      offset += n;
+      if (this.partFill === this.part.length) {
+        if (!this.body.push(this.part)) blocked = true;
+        this.part = Buffer.allocUnsafe(this.options.partSize);
+        this.partFill = 0;
+      }
+    }
+    if (!blocked) return undefined;
+    return new Promise<void>((resolve, reject) => {
+      this.waitingForRead = resolve;
+      this.done.catch((err: unknown) => reject(storageError(err, `Upload ${this.key}`)));
+    });
+  }
+
+  async finish(): Promise<void> {
+    if (this.state !== 'open') throw new TransferError('ABORTED', 'upload is closed');
+    this.state = 'finishing';
+    if (this.partFill > 0) this.body.push(this.part.subarray(0, this.partFill));
+    this.body.push(null);
+    try {
+      await this.done;
+      this.state = 'finished';
+    } catch (err) {
+      this.state = 'aborted';
+      throw storageError(err, `Upload ${this.key}`);
+    }
+  }
+
+  async abort(reason: string): Promise<void> {
+    if (this.state === 'finished' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    this.body.destroy(new TransferError('ABORTED', `upload aborted: ${reason}`));
+    // lib-storage sends AbortMultipartUpload (if a multipart upload was created) before done() settles.
+    await this.done.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+}
