@@ -1,0 +1,60 @@
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/config.js';
+import { Gateway } from '../../src/server/gateway.js';
+import type { TestS3 } from './s3.js';
+
+export interface TestGateway {
+  readonly gateway: Gateway;
+  /** UDP port of the first listen address. */
+  readonly port: number;
+  readonly host: string;
+  readonly bucket: string;
+  /** Lines the gateway logged (parsed JSON), for assertions on log output. */
+  readonly logs: Record<string, unknown>[];
+  stop(drainMs?: number): Promise<void>;
+}
+
+/**
+ * Starts a real gateway on loopback (ephemeral UDP port, HTTP off unless asked) against the test
+ * S3 server, configured exactly as the CLI would be: `flags` are command-line flags.
+ */
+export async function startTestGateway(s3: TestS3, bucket: string, flags: readonly string[] = []): Promise<TestGateway> {
+  const config = loadConfig(
+    [
+      '--listen', '127.0.0.1:0',
+      '--http-listen', 'off',
+      '--s3-bucket', bucket,
+      '--s3-endpoint', s3.endpoint,
+      '--s3-region', s3.region,
+      '--s3-force-path-style',
+      '--s3-checksum', 'when-required',
+      '--cache-size', '256MiB',
+      '--log-level', 'debug',
+      ...flags,
+    ],
+    {},
+  );
+  const logs: Record<string, unknown>[] = [];
+  const logger = pino(
+    { level: config.logLevel },
+    {
+      write(line: string) {
+        try {
+          logs.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // not JSON: ignore
+        }
+      },
+    },
+  );
+  const gateway = await Gateway.start(config, { logger, credentials: s3.credentials, defaultMetrics: false });
+  const addr = gateway.udpAddresses[0]!;
+  return {
+    gateway,
+    port: addr.port,
+    host: addr.address,
+    bucket,
+    logs,
+    stop: (drainMs = 0) => gateway.stop(drainMs),
+  };
+}
