@@ -1,0 +1,322 @@
+// Template assertions for the default deployment (a fresh clone with no context): new VPC, new
+// bucket, image built from this repository's Dockerfile. One synthesis shared by every test.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Match } from 'aws-cdk-lib/assertions';
+import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
+import { describeViolations, logicalIdOf, resourcesOfType, synth } from './helpers.js';
+
+const s = synth({});
+const { template, json } = s;
+
+const ref = (id: string) => ({ Ref: id });
+const getAtt = (id: string, attr: string) => ({ 'Fn::GetAtt': [id, attr] });
+
+const bucketId = logicalIdOf(json, 'AWS::S3::Bucket', 'Bucket');
+const clusterId = logicalIdOf(json, 'AWS::ECS::Cluster', 'Cluster');
+const nlbSgId = logicalIdOf(json, 'AWS::EC2::SecurityGroup', 'NlbSecurityGroup');
+const serviceSgId = logicalIdOf(json, 'AWS::EC2::SecurityGroup', 'ServiceSecurityGroup');
+const targetGroupId = logicalIdOf(json, 'AWS::ElasticLoadBalancingV2::TargetGroup', 'TargetGroup');
+const nlbId = logicalIdOf(json, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'Nlb');
+const logGroupId = logicalIdOf(json, 'AWS::Logs::LogGroup', 'Logs');
+const taskRoleId = logicalIdOf(json, 'AWS::IAM::Role', 'TaskRole');
+
+test('synthesizes with no unacknowledged cdk-nag (AwsSolutions) finding, error or warning', () => {
+  assert.equal(s.nag.success, true, describeViolations(s.nag));
+  assert.deepEqual(s.nag.violations, []);
+});
+
+test('network load balancer: internal, cross-zone on, one security group, private subnets', () => {
+  template.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 1);
+  template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+    Type: 'network',
+    Scheme: 'internal',
+    SecurityGroups: [getAtt(nlbSgId, 'GroupId')],
+    LoadBalancerAttributes: Match.arrayWith([{ Key: 'load_balancing.cross_zone.enabled', Value: 'true' }]),
+    Subnets: [ref(logicalIdOf(json, 'AWS::EC2::Subnet', 'VpcprivateSubnet1')), ref(logicalIdOf(json, 'AWS::EC2::Subnet', 'VpcprivateSubnet2'))],
+  });
+});
+
+test('one UDP listener on port 69, forwarding to the target group', () => {
+  template.resourceCountIs('AWS::ElasticLoadBalancingV2::Listener', 1);
+  template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+    LoadBalancerArn: ref(nlbId),
+    Port: 69,
+    Protocol: 'UDP',
+    DefaultActions: [{ Type: 'forward', TargetGroupArn: ref(targetGroupId) }],
+  });
+});
+
+test('target group: UDP 6969, ip targets, HTTP health check on /healthz port 9464, deregistration delay 300 s', () => {
+  template.resourceCountIs('AWS::ElasticLoadBalancingV2::TargetGroup', 1);
+  template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+    Port: 6969,
+    Protocol: 'UDP',
+    TargetType: 'ip',
+    HealthCheckEnabled: true,
+    HealthCheckProtocol: 'HTTP',
+    HealthCheckPort: '9464',
+    HealthCheckPath: '/healthz',
+    Matcher: { HttpCode: '200' },
+    TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '300' }]),
+  });
+});
+
+test('load balancer security group: UDP 69 from the client networks only (default: the VPC CIDR); out only to the tasks', () => {
+  const [, sg] = resourcesOfType(json, 'AWS::EC2::SecurityGroup').find(([id]) => id === nlbSgId)!;
+  assert.deepEqual(sg['SecurityGroupIngress'], [
+    { CidrIp: '10.0.0.0/16', Description: 'TFTP from a client network', FromPort: 69, IpProtocol: 'udp', ToPort: 69 },
+  ]);
+  // An inline rule that matches nothing: with no inline egress at all, CloudFormation would add allow-all.
+  assert.deepEqual(sg['SecurityGroupEgress'], [
+    { CidrIp: '255.255.255.255/32', Description: 'Disallow all other traffic', FromPort: 252, IpProtocol: 'icmp', ToPort: 86 },
+  ]);
+  const egress = resourcesOfType(json, 'AWS::EC2::SecurityGroupEgress')
+    .filter(([, p]) => JSON.stringify(p['GroupId']) === JSON.stringify(getAtt(nlbSgId, 'GroupId')))
+    .map(([, p]) => ({ proto: p['IpProtocol'], from: p['FromPort'], to: p['ToPort'], dest: p['DestinationSecurityGroupId'] }));
+  assert.deepEqual(
+    egress.sort((a, b) => Number(a.from) - Number(b.from)),
+    [
+      { proto: 'udp', from: 6969, to: 6969, dest: getAtt(serviceSgId, 'GroupId') },
+      { proto: 'tcp', from: 9464, to: 9464, dest: getAtt(serviceSgId, 'GroupId') },
+    ],
+  );
+});
+
+test('task security group: UDP 6969 and TCP 9464 from the load balancer only; HTTPS out only', () => {
+  const [, sg] = resourcesOfType(json, 'AWS::EC2::SecurityGroup').find(([id]) => id === serviceSgId)!;
+  assert.equal(sg['SecurityGroupIngress'], undefined, 'no CIDR-based ingress on the tasks');
+  assert.deepEqual(sg['SecurityGroupEgress'], [
+    { CidrIp: '0.0.0.0/0', Description: 'HTTPS to S3, ECR, CloudWatch Logs and the Prometheus workspace', FromPort: 443, IpProtocol: 'tcp', ToPort: 443 },
+  ]);
+  const ingress = resourcesOfType(json, 'AWS::EC2::SecurityGroupIngress')
+    .filter(([, p]) => JSON.stringify(p['GroupId']) === JSON.stringify(getAtt(serviceSgId, 'GroupId')))
+    .map(([, p]) => ({ proto: p['IpProtocol'], from: p['FromPort'], to: p['ToPort'], src: p['SourceSecurityGroupId'] }));
+  assert.deepEqual(
+    ingress.sort((a, b) => Number(a.from) - Number(b.from)),
+    [
+      { proto: 'udp', from: 6969, to: 6969, src: getAtt(nlbSgId, 'GroupId') },
+      { proto: 'tcp', from: 9464, to: 9464, src: getAtt(nlbSgId, 'GroupId') },
+    ],
+  );
+  // Nothing else anywhere admits traffic from a CIDR except the load balancer's UDP 69 rule.
+  assert.equal(resourcesOfType(json, 'AWS::EC2::SecurityGroupIngress').filter(([, p]) => 'CidrIp' in p).length, 0);
+});
+
+test('task definition: Fargate ARM64, CPU and memory, stopTimeout 120 s, ports, read-only root', () => {
+  template.resourceCountIs('AWS::ECS::TaskDefinition', 1);
+  template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+    RequiresCompatibilities: ['FARGATE'],
+    NetworkMode: 'awsvpc',
+    Cpu: '512',
+    Memory: '1024',
+    RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+    TaskRoleArn: getAtt(taskRoleId, 'Arn'),
+    ContainerDefinitions: [
+      Match.objectLike({
+        Name: 'gateway',
+        Essential: true,
+        StopTimeout: 120,
+        ReadonlyRootFilesystem: true,
+        PortMappings: [
+          { ContainerPort: 6969, Protocol: 'udp', Name: 'tftp' },
+          { ContainerPort: 9464, Protocol: 'tcp', Name: 'http' },
+        ],
+        LogConfiguration: {
+          LogDriver: 'awslogs',
+          Options: Match.objectLike({ 'awslogs-group': ref(logGroupId), 'awslogs-stream-prefix': 'gateway' }),
+        },
+      }),
+    ],
+  });
+});
+
+test('gateway configuration: single-port UDP 6969, HTTP 9464, bucket, cache from memory, EMF, scale-in protection', () => {
+  const [, taskDef] = resourcesOfType(json, 'AWS::ECS::TaskDefinition')[0]!;
+  const containers = taskDef['ContainerDefinitions'] as Array<{ Name: string; Environment: Array<{ Name: string; Value: unknown }> }>;
+  assert.deepEqual(containers.map((c) => c.Name), ['gateway'], 'no ADOT sidecar unless a Prometheus workspace is configured');
+  const env = Object.fromEntries(containers[0]!.Environment.map((e) => [e.Name, e.Value]));
+  assert.deepEqual(env, {
+    TFTP_GATEWAY_LISTEN: '0.0.0.0:6969',
+    TFTP_GATEWAY_PORT_MODE: 'single',
+    TFTP_GATEWAY_HTTP_LISTEN: '0.0.0.0:9464',
+    TFTP_GATEWAY_S3_BUCKET: ref(bucketId),
+    TFTP_GATEWAY_S3_PREFIX: '',
+    TFTP_GATEWAY_S3_REGION: { Ref: 'AWS::Region' }, // environment-agnostic: resolved at deploy time
+    TFTP_GATEWAY_ALLOW_WRITE: 'false',
+    TFTP_GATEWAY_CACHE_SIZE: '512MiB', // half of the 1024 MiB task
+    TFTP_GATEWAY_LOG_LEVEL: 'info',
+    TFTP_GATEWAY_DRAIN_TIMEOUT: '100', // inside the 120 s stop timeout
+    TFTP_GATEWAY_CLOUDWATCH_EMF: 'true',
+    TFTP_GATEWAY_CLOUDWATCH_EMF_SERVICE_NAME: 'tftp-gateway',
+    TFTP_GATEWAY_SCALE_IN_PROTECTION: 'true',
+  });
+  assert.ok(Number(env['TFTP_GATEWAY_DRAIN_TIMEOUT']) < 120);
+});
+
+test('the image is built from the repository Dockerfile for linux/arm64; synthesis only stages the allow-listed context', () => {
+  const [, taskDef] = resourcesOfType(json, 'AWS::ECS::TaskDefinition')[0]!;
+  const image = JSON.stringify((taskDef['ContainerDefinitions'] as Array<{ Image: unknown }>)[0]!.Image);
+  assert.match(image, /container-assets/);
+  const manifests = s.assembly.artifacts.filter((a): a is AssetManifestArtifact => a instanceof AssetManifestArtifact);
+  const images = manifests.flatMap((m) => Object.values(m.contents.dockerImages ?? {}));
+  assert.equal(images.length, 1);
+  const source = images[0]!.source;
+  assert.equal(source.platform, 'linux/arm64');
+  assert.equal(source.dockerFile, undefined, 'the default Dockerfile at the context root');
+  const staged = readdirSync(join(s.assembly.directory, source.directory!)).sort();
+  const allowed = ['.dockerignore', 'Dockerfile', 'package-lock.json', 'package.json', 'src', 'tsconfig.build.json', 'tsconfig.json'];
+  assert.deepEqual(staged.filter((f) => !allowed.includes(f)), [], 'only the build inputs are staged (no node_modules, .git, cdk.out, infra, test)');
+  assert.ok(staged.includes('Dockerfile') && staged.includes('package.json'));
+});
+
+test('log group with retention (30 days by default)', () => {
+  template.resourceCountIs('AWS::Logs::LogGroup', 1);
+  template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+});
+
+test('bucket: public access blocked, encrypted, TLS enforced, incomplete multipart uploads aborted after a day', () => {
+  template.hasResource('AWS::S3::Bucket', {
+    DeletionPolicy: 'Retain',
+    Properties: Match.objectLike({
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      LifecycleConfiguration: {
+        Rules: [{ Id: 'abort-incomplete-multipart-uploads', Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }],
+      },
+    }),
+  });
+  template.hasResourceProperties('AWS::S3::BucketPolicy', {
+    Bucket: ref(bucketId),
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { NumericLessThan: { 's3:TlsVersion': 1.2 } } }),
+      ]),
+    },
+  });
+});
+
+test('VPC with an S3 gateway endpoint on the private subnets, and flow logs', () => {
+  template.resourceCountIs('AWS::EC2::VPC', 1);
+  template.hasResourceProperties('AWS::EC2::VPCEndpoint', {
+    VpcEndpointType: 'Gateway',
+    ServiceName: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith(['.s3'])] }),
+    RouteTableIds: [
+      ref(logicalIdOf(json, 'AWS::EC2::RouteTable', 'VpcprivateSubnet1')),
+      ref(logicalIdOf(json, 'AWS::EC2::RouteTable', 'VpcprivateSubnet2')),
+    ],
+  });
+  template.resourceCountIs('AWS::EC2::FlowLog', 1);
+});
+
+test('task role: exactly GetObject under the prefix, ListBucket on the bucket, task protection on this cluster', () => {
+  const policies = resourcesOfType(json, 'AWS::IAM::Policy').filter(([, p]) => JSON.stringify(p['Roles']) === JSON.stringify([ref(taskRoleId)]));
+  assert.equal(policies.length, 1);
+  assert.deepEqual(policies[0]![1]['PolicyDocument'], {
+    Version: '2012-10-17',
+    Statement: [
+      { Sid: 'ReadServedObjects', Effect: 'Allow', Action: 's3:GetObject', Resource: { 'Fn::Join': ['', [getAtt(bucketId, 'Arn'), '/*']] } },
+      { Sid: 'ListBucketFor404', Effect: 'Allow', Action: 's3:ListBucket', Resource: getAtt(bucketId, 'Arn') },
+      {
+        Sid: 'TaskScaleInProtection',
+        Effect: 'Allow',
+        Action: ['ecs:GetTaskProtection', 'ecs:UpdateTaskProtection'],
+        Resource: {
+          'Fn::Join': [
+            '',
+            ['arn:', { Ref: 'AWS::Partition' }, ':ecs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':task/', ref(clusterId), '/*'],
+          ],
+        },
+      },
+    ],
+  });
+  // and no managed policies on it
+  const role = json.Resources[taskRoleId]!.Properties!;
+  assert.equal(role['ManagedPolicyArns'], undefined);
+  assert.equal(role['Policies'], undefined);
+});
+
+test('execution role: only what pulling the image and writing logs needs', () => {
+  const roleId = logicalIdOf(json, 'AWS::IAM::Role', 'TaskDefinitionExecutionRole');
+  const [, policy] = resourcesOfType(json, 'AWS::IAM::Policy').find(([, p]) => JSON.stringify(p['Roles']) === JSON.stringify([ref(roleId)]))!;
+  const actions = (policy['PolicyDocument'] as { Statement: Array<{ Action: string | string[] }> }).Statement.flatMap((st) =>
+    Array.isArray(st.Action) ? st.Action : [st.Action],
+  );
+  assert.deepEqual(actions.sort(), [
+    'ecr:BatchCheckLayerAvailability',
+    'ecr:BatchGetImage',
+    'ecr:GetAuthorizationToken',
+    'ecr:GetDownloadUrlForLayer',
+    'logs:CreateLogStream',
+    'logs:PutLogEvents',
+  ]);
+});
+
+test('ECS service: Fargate in private subnets, no public IP, behind the target group, rollback on failure', () => {
+  template.hasResourceProperties('AWS::ECS::Service', {
+    Cluster: ref(clusterId),
+    LaunchType: 'FARGATE',
+    ServiceName: 'tftp-gateway',
+    DeploymentConfiguration: { DeploymentCircuitBreaker: { Enable: true, Rollback: true }, MaximumPercent: 200, MinimumHealthyPercent: 100 },
+    LoadBalancers: [{ ContainerName: 'gateway', ContainerPort: 6969, TargetGroupArn: ref(targetGroupId) }],
+    NetworkConfiguration: {
+      AwsvpcConfiguration: {
+        AssignPublicIp: 'DISABLED',
+        SecurityGroups: [getAtt(serviceSgId, 'GroupId')],
+        Subnets: [ref(logicalIdOf(json, 'AWS::EC2::Subnet', 'VpcprivateSubnet1')), ref(logicalIdOf(json, 'AWS::EC2::Subnet', 'VpcprivateSubnet2'))],
+      },
+    },
+  });
+  const [, service] = resourcesOfType(json, 'AWS::ECS::Service')[0]!;
+  assert.equal(service['DesiredCount'], undefined, 'auto scaling owns the task count');
+  template.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }] });
+});
+
+test('auto scaling: 2..10 tasks, target tracking on CPU and on active sessions per task', () => {
+  template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+    MinCapacity: 2,
+    MaxCapacity: 10,
+    ScalableDimension: 'ecs:service:DesiredCount',
+    ServiceNamespace: 'ecs',
+  });
+  const policies = resourcesOfType(json, 'AWS::ApplicationAutoScaling::ScalingPolicy').map(([, p]) => p['TargetTrackingScalingPolicyConfiguration']);
+  assert.equal(policies.length, 2);
+  assert.deepEqual(
+    policies.find((p) => JSON.stringify(p).includes('ECSServiceAverageCPUUtilization')),
+    {
+      PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
+      TargetValue: 60,
+      ScaleInCooldown: 300,
+      ScaleOutCooldown: 60,
+    },
+  );
+  assert.deepEqual(
+    policies.find((p) => JSON.stringify(p).includes('ActiveSessions')),
+    {
+      CustomizedMetricSpecification: {
+        Namespace: 'TftpGateway',
+        MetricName: 'ActiveSessions',
+        Dimensions: [{ Name: 'ServiceName', Value: 'tftp-gateway' }],
+        Statistic: 'Average',
+      },
+      TargetValue: 200,
+      ScaleInCooldown: 300,
+      ScaleOutCooldown: 60,
+    },
+  );
+});
+
+test('outputs: load balancer DNS name, bucket, upload location', () => {
+  template.hasOutput('LoadBalancerDnsName', { Value: getAtt(nlbId, 'DNSName') });
+  template.hasOutput('BucketName', { Value: ref(bucketId) });
+  template.hasOutput('ServicePrefix', Match.anyValue());
+  assert.equal(json.Outputs?.['LoadBalancerPrivateIps'], undefined);
+});
