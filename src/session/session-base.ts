@@ -32,6 +32,8 @@ export abstract class SessionBase {
   protected timeouts = 0;
   /** Consecutive timeouts without progress. */
   protected retries = 0;
+  /** Clock time of the last progress (or of the start): the dispatcher reaps sessions stalled too long. */
+  private progressAt: number;
 
   constructor(protected readonly deps: SessionDeps) {
     this.peer = deps.peer;
@@ -39,6 +41,22 @@ export abstract class SessionBase {
     this.policy = deps.policy;
     this.rto = new RetransmitTimer(deps.policy, deps.options.timeoutMs);
     this.startedAt = deps.clock.now();
+    this.progressAt = this.startedAt;
+  }
+
+  /** When the transfer last moved forward (a new ACK or DATA block), or started. */
+  get lastProgressAt(): number {
+    return this.progressAt;
+  }
+
+  /** Records that the transfer moved forward. */
+  protected noteProgress(): void {
+    this.progressAt = this.clock.now();
+  }
+
+  /** Ends a stalled session from outside: ERROR 0 to the client, resources released (uploads aborted). */
+  reap(detail: string): void {
+    this.fail('timeout', 0, 'Transfer timed out', detail);
   }
 
   get isEnded(): boolean {

@@ -37,6 +37,8 @@ export class WriteSession extends SessionBase {
   private reackSent = false;
   /** An ACK held back because the sink asked for backpressure. */
   private ackHeld = false;
+  /** The newest sink write that has not settled (sink backpressure), if any. */
+  private backlog: Promise<void> | undefined;
   private readonly maxBytes: number;
   private readonly dallyMs: number;
 
@@ -111,13 +113,17 @@ export class WriteSession extends SessionBase {
     this.blocks++;
     this.bytes += data.length;
     this.retries = 0;
+    this.noteProgress();
     this.reackSent = false;
     this.rto.onProgress();
     const final = data.length < this.blksize;
 
     let chunk = this.decoder ? this.decoder.decode(data) : data;
     if (final && this.decoder) chunk = Buffer.concat([chunk, this.decoder.end()]);
-    const pending = chunk.length > 0 ? this.sink.write(chunk) : undefined;
+    const written = chunk.length > 0 ? this.sink.write(chunk) : undefined;
+    if (written) this.trackBacklog(written);
+    // Any write of this window still waiting on the sink holds the window's ACK, not just the last one.
+    const pending = this.backlog;
 
     if (final) {
       this.complete(block, pending);
@@ -132,8 +138,23 @@ export class WriteSession extends SessionBase {
       }
     } else {
       this.armTimer();
-      if (pending) this.watchSink(pending);
     }
+  }
+
+  /** Remembers the newest unsettled sink write; a failure ends the session at once. */
+  private trackBacklog(written: Promise<void>): void {
+    const settled = written.then(
+      () => {
+        if (this.backlog === settled) this.backlog = undefined;
+      },
+      (err: unknown) => {
+        if (this.backlog === settled) this.backlog = undefined;
+        this.failFromStorage(err);
+        throw err;
+      },
+    );
+    settled.catch(() => undefined);
+    this.backlog = settled;
   }
 
   private holdAck(block: number, pending: Promise<void>): void {
@@ -148,10 +169,6 @@ export class WriteSession extends SessionBase {
       },
       (err: unknown) => this.failFromStorage(err),
     );
-  }
-
-  private watchSink(pending: Promise<void>): void {
-    pending.catch((err: unknown) => this.failFromStorage(err));
   }
 
   private complete(block: number, pending: Promise<void> | undefined): void {
