@@ -1,5 +1,5 @@
 import { absoluteBlock, wireBlock } from '../protocol/blocks.js';
-import { encodeDataHeader, encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
+import { encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
 import { tftpErrorFor, TransferError } from './errors.js';
 import { SessionBase, type SessionDeps } from './session-base.js';
 import type { ReadSource, TransferResult } from './types.js';
@@ -36,6 +36,17 @@ export class ReadSession extends SessionBase {
   /** Blocks at or below this index were sent more than once: no RTT samples from them (Karn). */
   private retransmittedUpTo = 0;
   private oackSentAt = 0;
+  /** The OACK as sent: windowsize lowered to what the bytes-in-flight cap allows (see constructor). */
+  private readonly oack: ReadonlyMap<string, string>;
+  /**
+   * DATA headers, one per block slot (block mod 2·window): reused, never allocated per packet. A slot
+   * is rewritten only two windows later, when its earlier datagram has long left the socket.
+   */
+  private readonly headers: Buffer[];
+  /** The datagram being sent: header then payload views (reused; the socket copies the list). */
+  private readonly datagram: Buffer[] = [];
+  /** Last block of the window an ACK was solicited for (see `pump`). */
+  private probed = 0;
 
   constructor(deps: ReadSessionDeps) {
     super(deps);
@@ -45,6 +56,24 @@ export class ReadSession extends SessionBase {
     this.maxWindow = Math.max(1, Math.min(deps.options.windowsize, byBytes));
     this.window = this.maxWindow;
     this.sentAt = new Float64Array(this.maxWindow);
+    // A client ACKs after `windowsize` blocks (RFC 7440): if the bytes cap allows fewer, grant fewer
+    // in the OACK, or the client would wait for blocks that never come and each window would cost a
+    // retransmission timeout.
+    let oack = deps.oack;
+    for (const [name, value] of deps.oack) {
+      if (name.toLowerCase() === 'windowsize' && Number(value) > this.maxWindow) {
+        oack = new Map([...deps.oack].map(([k, v]) => [k, k === name ? String(this.maxWindow) : v] as [string, string]));
+      }
+    }
+    this.oack = oack;
+    const slots = 2 * this.maxWindow;
+    const headerBytes = Buffer.allocUnsafeSlow(4 * slots);
+    this.headers = [];
+    for (let i = 0; i < slots; i++) {
+      const header = headerBytes.subarray(4 * i, 4 * i + 4);
+      header.writeUInt16BE(Opcode.DATA, 0);
+      this.headers.push(header);
+    }
     const size = deps.source.size;
     if (size !== undefined) this.lastBlock = Math.floor(size / this.blksize) + 1;
   }
@@ -83,7 +112,7 @@ export class ReadSession extends SessionBase {
 
   private sendOack(): void {
     this.oackSentAt = this.clock.now();
-    this.peer.send([encodeOack(this.deps.oack)]);
+    this.peer.send([encodeOack(this.oack)]);
     this.armTimer();
   }
 
@@ -93,17 +122,22 @@ export class ReadSession extends SessionBase {
       if (wire !== 0) return;
       if (this.retries === 0) this.rto.sample(now - this.oackSentAt);
       this.retries = 0;
+      this.noteProgress();
       this.state = 'sending';
       this.pump();
       return;
     }
     const acked = absoluteBlock(wire, this.base);
     // Duplicates and ACKs for blocks never sent are ignored: resending is the timer's job.
-    if (acked < this.base || acked >= this.next) return;
+    // "Never sent" is judged against the highest block ever sent (this.blocks), not `next`: after a
+    // timeout rewinds `next`, an ACK for a block sent before the rewind is still progress.
+    if (acked < this.base || acked > this.blocks) return;
+    if (acked >= this.next) this.next = acked + 1;
 
     if (acked > this.retransmittedUpTo) this.rto.sample(now - this.sentAt[acked % this.maxWindow]!);
     else this.rto.onProgress();
     this.retries = 0;
+    this.noteProgress();
     const fullWindow = acked === this.next - 1;
     this.base = acked + 1;
     this.source.release((this.base - 1) * this.blksize);
@@ -157,9 +191,7 @@ export class ReadSession extends SessionBase {
         this.waitForStorage(block);
         break;
       }
-      let length = 0;
-      for (const s of segments) length += s.length;
-      this.peer.send([encodeDataHeader(wireBlock(block)), ...segments]);
+      const length = this.sendData(block, segments);
       this.sentAt[block % this.maxWindow] = this.clock.now();
       if (block > this.blocks) {
         this.blocks = block;
@@ -168,7 +200,35 @@ export class ReadSession extends SessionBase {
       if (length < blksize) this.lastBlock = block;
       this.next++;
     }
+    // The window was shrunk after a loss, but the client still ACKs only every `windowsize` blocks
+    // (or when it sees a block out of order). Resending the window's last block once makes it ACK
+    // now instead of after our retransmission timeout. Sent once per window, never because of an ACK.
+    const sent = this.next - 1;
+    if (this.window < this.maxWindow && this.next > limit && sent > this.probed && (this.lastBlock === undefined || sent < this.lastBlock)) {
+      const segments = this.source.slice((sent - 1) * blksize, blksize);
+      if (segments !== undefined) {
+        this.sendData(sent, segments);
+        this.probed = sent;
+      }
+    }
     if (this.next > this.base) this.armTimer();
+  }
+
+  /** Sends DATA `block` made of `segments` (no copy of the payload); returns the payload length. */
+  private sendData(block: number, segments: readonly Buffer[]): number {
+    const header = this.headers[block % this.headers.length]!;
+    header.writeUInt16BE(wireBlock(block), 2);
+    const datagram = this.datagram;
+    datagram.length = 1 + segments.length;
+    datagram[0] = header;
+    let length = 0;
+    for (let i = 0; i < segments.length; i++) {
+      const s = segments[i]!;
+      datagram[i + 1] = s;
+      length += s.length;
+    }
+    this.peer.send(datagram);
+    return length;
   }
 
   private waitForStorage(block: number): void {

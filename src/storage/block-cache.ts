@@ -10,14 +10,24 @@ export class RangeEntry {
   readonly buffer: Buffer;
   filled = 0;
   error: TransferError | undefined;
+  /** Sessions holding this range (CachedObjectSource); a held range is never fetched twice. */
+  holders = 0;
+  /** True until the fetch has settled (filled or failed). */
+  fetching = false;
   private waiters: { until: number; resolve: () => void; reject: (err: TransferError) => void }[] = [];
 
   constructor(length: number) {
-    this.buffer = Buffer.allocUnsafe(length);
+    // Not from the shared pool: a range outlives any pool slab and is freed as a whole.
+    this.buffer = Buffer.allocUnsafeSlow(length);
   }
 
   get complete(): boolean {
     return this.filled >= this.buffer.length;
+  }
+
+  /** In flight or held by a session: must stay reachable by its key even when evicted. */
+  get inUse(): boolean {
+    return this.fetching || this.holders > 0;
   }
 
   /** Resolves once at least `bytes` bytes of the range are present. */
@@ -30,12 +40,12 @@ export class RangeEntry {
   progress(filled: number): void {
     this.filled = filled;
     if (this.waiters.length === 0) return;
-    const still: typeof this.waiters = [];
+    let kept = 0;
     for (const w of this.waiters) {
       if (filled >= w.until) w.resolve();
-      else still.push(w);
+      else this.waiters[kept++] = w;
     }
-    this.waiters = still;
+    this.waiters.length = kept;
   }
 
   fail(err: TransferError): void {
@@ -56,14 +66,24 @@ export interface BlockCacheOptions {
   readonly onHit?: () => void;
   readonly onMiss?: () => void;
   readonly onEvict?: () => void;
+  /** Injectable clock for the metadata TTL (tests). */
+  readonly now?: () => number;
 }
 
 /**
  * The read cache shared by all sessions: object metadata (brief TTL, single flight) and aligned
  * ranges keyed by (bucket, key, ETag, range index), bounded in bytes, single flight per range.
+ *
+ * Memory: the LRU holds at most `maxBytes`. A range that is evicted while a fetch is still
+ * filling it, or while a session is sending from it, stays reachable (in `inUse`) until it is
+ * let go, so it is never fetched twice meanwhile; those bytes are the "per-session constant":
+ * a session holds only the ranges its unacknowledged window touches (one, two at a boundary).
  */
 export class BlockCache {
   private readonly ranges: LRUCache<string, RangeEntry>;
+  /** Evicted ranges still in flight or held by a session, by cache key. */
+  private readonly inUse = new Map<string, RangeEntry>();
+  private inUseBytes = 0;
   private readonly metadata: LRUCache<string, ObjectInfo>;
   private readonly metadataInFlight = new Map<string, Promise<ObjectInfo>>();
   /** Aborts every fetch when the cache is closed (server stop). */
@@ -76,23 +96,43 @@ export class BlockCache {
     this.ranges = new LRUCache<string, RangeEntry>({
       maxSize: Math.max(options.maxBytes, options.rangeSize),
       sizeCalculation: (entry) => Math.max(1, entry.buffer.length),
-      dispose: (_entry, _key, reason) => {
-        if (reason === 'evict') options.onEvict?.();
+      dispose: (entry, key, reason) => {
+        if (reason === 'evict') {
+          options.onEvict?.();
+          if (entry.inUse && !entry.error) {
+            this.inUse.set(key, entry);
+            this.inUseBytes += entry.buffer.length;
+          }
+        }
       },
     });
-    this.metadata = new LRUCache<string, ObjectInfo>({ max: 10_000, ttl: Math.max(1, options.metadataTtlMs) });
+    const now = options.now;
+    this.metadata = new LRUCache<string, ObjectInfo>({
+      max: 10_000,
+      ttl: Math.max(1, options.metadataTtlMs),
+      ...(now ? { perf: { now }, ttlResolution: 0 } : {}),
+    });
   }
 
   get rangeSize(): number {
     return this.options.rangeSize;
   }
 
-  /** Bytes of range buffers currently held by the cache. */
+  /** Bytes of range buffers currently held: the LRU plus evicted ranges still in use. */
   get bytesHeld(): number {
-    return this.ranges.calculatedSize;
+    return this.ranges.calculatedSize + this.inUseBytes;
   }
 
-  /** Size and ETag of `key`, from a recent HEAD if there is one; concurrent callers share one HEAD. */
+  /** Bytes of evicted ranges kept only because a fetch or a session still uses them. */
+  get bytesInUseOverBudget(): number {
+    return this.inUseBytes;
+  }
+
+  /**
+   * Size and ETag of `key`, from a HEAD answered within the last `metadataTtlMs` if there is one
+   * (a hot file costs one HEAD per TTL, not one per client); concurrent callers share one HEAD.
+   * After the TTL the next caller revalidates with a fresh HEAD.
+   */
   stat(key: string): Promise<ObjectInfo> {
     const cached = this.metadata.get(key);
     if (cached) return Promise.resolve(cached);
@@ -100,8 +140,8 @@ export class BlockCache {
     if (!inFlight) {
       inFlight = this.store.head(key, this.lifetime.signal).then(
         (info) => {
-          this.metadata.set(key, info);
           this.metadataInFlight.delete(key);
+          if (this.options.metadataTtlMs > 0) this.metadata.set(key, info);
           return info;
         },
         (err: unknown) => {
@@ -114,20 +154,28 @@ export class BlockCache {
     return inFlight;
   }
 
-  /** Forgets what we know of `key` (after the object changed under a transfer). */
+  /** Forgets what we know of `key` (after the object changed under a transfer, or was uploaded). */
   invalidate(key: string): void {
     this.metadata.delete(key);
   }
 
-  /** The range entry if the cache holds it (no fetch). */
+  /** The range entry if the cache holds it (no fetch); refreshes its recency. */
   peek(key: string, info: ObjectInfo, index: number): RangeEntry | undefined {
-    return this.ranges.get(this.rangeKey(key, info, index));
+    const cacheKey = this.rangeKey(key, info, index);
+    return this.ranges.get(cacheKey) ?? this.inUse.get(cacheKey);
   }
 
-  /** The range entry, starting its fetch if nobody has. */
+  /** True if the range is cached or being fetched (no recency change, no fetch). */
+  has(key: string, info: ObjectInfo, index: number): boolean {
+    const cacheKey = this.rangeKey(key, info, index);
+    const entry = this.ranges.peek(cacheKey) ?? this.inUse.get(cacheKey);
+    return entry !== undefined && !entry.error;
+  }
+
+  /** The range entry, starting its fetch if nobody has (single flight). */
   range(key: string, info: ObjectInfo, index: number): RangeEntry {
     const cacheKey = this.rangeKey(key, info, index);
-    const existing = this.ranges.get(cacheKey);
+    const existing = this.ranges.get(cacheKey) ?? this.inUse.get(cacheKey);
     if (existing && !existing.error) {
       this.options.onHit?.();
       return existing;
@@ -136,15 +184,29 @@ export class BlockCache {
     const start = index * this.options.rangeSize;
     const length = Math.max(0, Math.min(this.options.rangeSize, info.size - start));
     const entry = new RangeEntry(length);
-    this.ranges.set(cacheKey, entry);
+    this.dropInUse(cacheKey);
     if (length === 0) return entry;
+    entry.fetching = true;
+    this.ranges.set(cacheKey, entry);
+    if (this.lifetime.signal.aborted) {
+      entry.fetching = false;
+      entry.fail(new TransferError('ABORTED', 'cache closed'));
+      this.ranges.delete(cacheKey);
+      return entry;
+    }
     this.store
       .readRange(key, info.etag, start, entry.buffer, (filled) => entry.progress(filled), this.lifetime.signal)
       .then(
-        () => entry.progress(entry.buffer.length),
+        () => {
+          entry.fetching = false;
+          entry.progress(entry.buffer.length);
+          this.settle(cacheKey, entry);
+        },
         (err: unknown) => {
+          entry.fetching = false;
           const failure = err instanceof TransferError ? err : new TransferError('STORAGE_ERROR', String(err));
           if (this.ranges.peek(cacheKey) === entry) this.ranges.delete(cacheKey);
+          this.settle(cacheKey, entry);
           if (failure.code === 'OBJECT_CHANGED') this.invalidate(key);
           entry.fail(failure);
         },
@@ -152,10 +214,37 @@ export class BlockCache {
     return entry;
   }
 
+  /** A session starts using `entry` (it will not be fetched again while held). */
+  hold(entry: RangeEntry): void {
+    entry.holders++;
+  }
+
+  /** A session stops using `entry`. */
+  release(entry: RangeEntry, key: string, info: ObjectInfo, index: number): void {
+    if (entry.holders > 0) entry.holders--;
+    if (!entry.inUse) this.settle(this.rangeKey(key, info, index), entry);
+  }
+
   close(): void {
     this.lifetime.abort();
     this.ranges.clear();
+    this.inUse.clear();
+    this.inUseBytes = 0;
     this.metadata.clear();
+    this.metadataInFlight.clear();
+  }
+
+  /** An evicted entry that nobody uses any more is dropped for good. */
+  private settle(cacheKey: string, entry: RangeEntry): void {
+    if (entry.inUse) return;
+    if (this.inUse.get(cacheKey) === entry) this.dropInUse(cacheKey);
+  }
+
+  private dropInUse(cacheKey: string): void {
+    const entry = this.inUse.get(cacheKey);
+    if (!entry) return;
+    this.inUse.delete(cacheKey);
+    this.inUseBytes -= entry.buffer.length;
   }
 
   private rangeKey(key: string, info: ObjectInfo, index: number): string {

@@ -1,16 +1,28 @@
 import { encodeNetascii } from '../protocol/netascii.js';
+import { TransferError } from '../session/errors.js';
 import type { ReadSource } from '../session/types.js';
 import type { BlockCache, RangeEntry } from './block-cache.js';
 import type { ObjectInfo } from './s3-store.js';
 
 /**
- * An object's bytes for one transfer, read through the shared cache. Holds the ranges it is
- * using (so an eviction does not force a refetch mid-window) and keeps the next `readAhead`
- * ranges in flight, so the client does not wait on S3's first-byte latency.
+ * An object's bytes for one transfer, read through the shared cache. Holds the ranges its
+ * unacknowledged window touches (so an eviction neither frees nor refetches them mid-window) and
+ * keeps the next `readAhead` ranges in flight, so the client does not wait on S3's first-byte
+ * latency and clients at different offsets share the fetches.
+ *
+ * Hot path: `slice` allocates nothing but the view Node needs (the array it returns is reused and
+ * only valid until the next call).
  */
 export class CachedObjectSource implements ReadSource {
   readonly size: number;
   private readonly held = new Map<number, RangeEntry>();
+  private readonly lastIndex: number;
+  private readonly rangeSize: number;
+  /** Reused answer of `slice` for the common one-range case. */
+  private readonly one: Buffer[] = [];
+  /** The range `slice` used last (saves a map lookup per block). */
+  private currentIndex = -1;
+  private current: RangeEntry | undefined;
   private closed = false;
 
   constructor(
@@ -20,25 +32,34 @@ export class CachedObjectSource implements ReadSource {
     private readonly readAhead: number,
   ) {
     this.size = info.size;
+    this.rangeSize = cache.rangeSize;
+    this.lastIndex = Math.floor(Math.max(0, this.size - 1) / this.rangeSize);
   }
 
   slice(offset: number, length: number): readonly Buffer[] | undefined {
     const end = Math.min(offset + length, this.size);
-    if (offset >= end) return [];
-    const rangeSize = this.cache.rangeSize;
+    if (offset >= end) {
+      this.one.length = 0;
+      return this.one;
+    }
+    const rangeSize = this.rangeSize;
     let index = Math.floor(offset / rangeSize);
-    const first = this.entry(index, false);
+    const first = index === this.currentIndex && this.current && !this.current.error ? this.current : this.entry(index, false);
     if (!first) return undefined;
+    this.currentIndex = index;
+    this.current = first;
     const firstStart = index * rangeSize;
     // Common case: the whole block lies in one range.
     if (end <= firstStart + rangeSize) {
       if (first.filled < end - firstStart) return undefined;
-      return [first.buffer.subarray(offset - firstStart, end - firstStart)];
+      this.one.length = 1;
+      this.one[0] = first.buffer.subarray(offset - firstStart, end - firstStart);
+      return this.one;
     }
     const segments: Buffer[] = [];
     let pos = offset;
+    let entry: RangeEntry | undefined = first;
     while (pos < end) {
-      const entry = index === Math.floor(offset / rangeSize) ? first : this.entry(index, false);
       if (!entry) return undefined;
       const rangeStart = index * rangeSize;
       const upto = Math.min(end, rangeStart + rangeSize);
@@ -46,30 +67,45 @@ export class CachedObjectSource implements ReadSource {
       segments.push(entry.buffer.subarray(pos - rangeStart, upto - rangeStart));
       pos = upto;
       index++;
+      if (pos < end) entry = this.entry(index, false);
     }
     return segments;
   }
 
   async load(offset: number, length: number): Promise<void> {
     const end = Math.min(offset + length, this.size);
-    const rangeSize = this.cache.rangeSize;
+    const rangeSize = this.rangeSize;
     for (let pos = offset; pos < end; ) {
       const index = Math.floor(pos / rangeSize);
       const rangeStart = index * rangeSize;
       const upto = Math.min(end, rangeStart + rangeSize);
-      await this.entry(index, true)!.waitFor(upto - rangeStart);
+      const entry = this.entry(index, true);
+      if (!entry) throw new TransferError('ABORTED', 'transfer closed');
+      await entry.waitFor(upto - rangeStart);
       pos = upto;
     }
   }
 
   release(offset: number): void {
-    const below = Math.floor(offset / this.cache.rangeSize);
-    for (const index of this.held.keys()) if (index < below) this.held.delete(index);
+    const below = Math.floor(offset / this.rangeSize);
+    for (const [index, entry] of this.held) {
+      if (index >= below) continue;
+      this.held.delete(index);
+      this.cache.release(entry, this.key, this.info, index);
+      if (index === this.currentIndex) {
+        this.currentIndex = -1;
+        this.current = undefined;
+      }
+    }
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    for (const [index, entry] of this.held) this.cache.release(entry, this.key, this.info, index);
     this.held.clear();
+    this.current = undefined;
+    this.one.length = 0;
   }
 
   /** The held entry for `index`; looks in the cache (and fetches if `fetch`) when not held yet. */
@@ -77,17 +113,23 @@ export class CachedObjectSource implements ReadSource {
     let entry = this.held.get(index);
     if (entry && !entry.error) return entry;
     if (this.closed) return undefined;
+    if (entry) {
+      // Its fetch failed: let it go; a new fetch (on `load`) replaces it.
+      this.held.delete(index);
+      this.cache.release(entry, this.key, this.info, index);
+    }
     entry = fetch ? this.cache.range(this.key, this.info, index) : this.cache.peek(this.key, this.info, index);
     if (!entry || entry.error) return undefined;
+    this.cache.hold(entry);
     this.held.set(index, entry);
     this.startReadAhead(index);
     return entry;
   }
 
   private startReadAhead(index: number): void {
-    const lastIndex = Math.floor(Math.max(0, this.size - 1) / this.cache.rangeSize);
-    for (let i = index + 1; i <= Math.min(lastIndex, index + this.readAhead); i++) {
-      if (!this.cache.peek(this.key, this.info, i)) this.cache.range(this.key, this.info, i);
+    const upto = Math.min(this.lastIndex, index + this.readAhead);
+    for (let i = index + 1; i <= upto; i++) {
+      if (!this.cache.has(this.key, this.info, i)) this.cache.range(this.key, this.info, i);
     }
   }
 }

@@ -101,7 +101,7 @@ export class S3ObjectStore {
         const retryable = mapped.code === 'STORAGE_UNAVAILABLE' || mapped.code === 'STORAGE_ERROR';
         if (!retryable || attempt >= this.options.rangeRetries || signal?.aborted) throw mapped;
         attempt++;
-        await delay(50 * 2 ** attempt);
+        await delay(50 * 2 ** attempt, signal);
       }
     }
   }
@@ -135,9 +135,10 @@ export class S3ObjectStore {
         const n = Math.min(room, chunk.length);
         chunk.copy(target, filled, 0, n);
         filled += n;
+        if (n === 0) continue;
         this.options.onBytesFetched?.(n);
         onData(filled);
-        if (filled >= target.length) break;
+        // No early break: reading the body to its end lets the connection go back to the pool.
       }
     } catch (err) {
       // Keep what arrived; the caller re-requests the rest.
@@ -158,8 +159,20 @@ export class S3ObjectStore {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`, or less if `signal` aborts first (the caller then sees the abort). */
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**

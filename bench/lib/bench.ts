@@ -1,0 +1,372 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runClient, type ClientOutcome } from './clients.js';
+import { cores, ManagedProcess, onCleanup, run } from './procs.js';
+import { startS3Proxy } from './proxy.js';
+import {
+  fmt,
+  formatTable,
+  mbps,
+  MiB,
+  ratio,
+  renderStormSvg,
+  summarizeStorm,
+  type ClientName,
+  type Row,
+  type ServerName,
+  type StormClient,
+  type StormSummary,
+  type TransferRun,
+} from './report.js';
+import {
+  ensureAtftpd,
+  REPO,
+  startAtftpd,
+  startGateway,
+  startS3,
+  startTftpdHpa,
+  uploadFiles,
+  type GatewayServer,
+  type S3Backend,
+  type TftpServer,
+} from './servers.js';
+
+export interface BenchOptions {
+  /** Size of the image every case transfers. */
+  readonly imageBytes: number;
+  readonly s3: 'rgw' | 's3rver' | 'env';
+  /** Gateway --cache-size (the RSS target is this plus 150 MiB). */
+  readonly cacheBytes: number;
+  /** Best of this many runs per single-transfer case (the machine is shared: noise only slows). */
+  readonly repeats: number;
+  /** Window-1 cases against tftpd-hpa: blksizes × clients. */
+  readonly singleBlksizes: readonly number[];
+  readonly singleClients: readonly ClientName[];
+  /** atftp windowed cases against atftpd. */
+  readonly windowCases: readonly (readonly [number, number])[];
+  /** "No collapse" matrix (gateway, atftp): every blksize × window against the same blksize at window 1. */
+  readonly matrixBlksizes: readonly number[];
+  readonly matrixWindows: readonly number[];
+  readonly atftpd: boolean;
+  /** Boot storms: numbers of concurrent clients, cold cache. */
+  readonly storms: readonly number[];
+  readonly stormBlksize: number;
+  /** Clients used in turn by the storm's clients. */
+  readonly stormClients: readonly ClientName[];
+  /** Added S3 first-byte latency for the cold case, ms. */
+  readonly latencyMs: number;
+  readonly coldCases: readonly (readonly [number, number])[];
+  readonly transferTimeoutMs: number;
+  readonly entry: 'dist' | 'tsx';
+  /** Where atftpd is unpacked (kept between runs). */
+  readonly cacheDir: string;
+  readonly log: (line: string) => void;
+}
+
+export const FULL: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
+  imageBytes: 100 * MiB,
+  cacheBytes: 512 * MiB,
+  repeats: 2,
+  singleBlksizes: [512, 1468, 8192],
+  singleClients: ['atftp', 'curl', 'busybox'],
+  windowCases: [
+    [1468, 16],
+    [1468, 64],
+  ],
+  matrixBlksizes: [512, 1468, 8192, 65464],
+  matrixWindows: [1, 16, 64],
+  atftpd: true,
+  storms: [50, 200],
+  stormBlksize: 8192,
+  stormClients: ['atftp', 'curl', 'busybox'],
+  latencyMs: 30,
+  coldCases: [
+    [1468, 1],
+    [1468, 16],
+    [8192, 16],
+  ],
+  transferTimeoutMs: 120_000,
+};
+
+export const QUICK: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
+  ...FULL,
+  imageBytes: 16 * MiB,
+  cacheBytes: 128 * MiB,
+  repeats: 1,
+  singleBlksizes: [1468, 8192],
+  matrixBlksizes: [1468, 65464],
+  matrixWindows: [1, 16],
+  storms: [5, 20],
+  coldCases: [[1468, 16]],
+  transferTimeoutMs: 60_000,
+};
+
+export interface ColdResult {
+  readonly blksize: number;
+  readonly windowsize: number;
+  readonly latencyMs: number;
+  readonly cold: TransferRun;
+  readonly warm: TransferRun;
+  readonly s3BytesFetched: number;
+}
+
+export interface BenchResults {
+  readonly meta: Record<string, unknown>;
+  readonly single: readonly TransferRun[];
+  readonly windowed: readonly TransferRun[];
+  readonly matrix: readonly TransferRun[];
+  readonly storms: readonly StormSummary[];
+  readonly cold: readonly ColdResult[];
+  readonly peakRssBytes: number | undefined;
+  readonly rows: readonly Row[];
+  readonly table: string;
+}
+
+const IMAGE = 'image.bin';
+
+/** Runs every case and returns the measurements; starts and always stops everything it needs. */
+export async function runBench(opts: BenchOptions): Promise<BenchResults> {
+  const { server: serverCore, client: clientCore } = cores();
+  const log = opts.log;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tftpgw-bench-'));
+  fs.chmodSync(dir, 0o755);
+  const filesDir = path.join(dir, 'files');
+  fs.mkdirSync(filesDir, { mode: 0o755 });
+  fs.chmodSync(filesDir, 0o755);
+  const image = randomBytes(opts.imageBytes);
+  fs.writeFileSync(path.join(filesDir, IMAGE), image, { mode: 0o644 });
+  // The orchestrator (client-side stream checks) shares the clients' core.
+  await run(['taskset', '-a', '-p', '-c', clientCore, String(process.pid)], 5000);
+
+  let s3: S3Backend | undefined;
+  const servers: TftpServer[] = [];
+  const forget = onCleanup(async () => {
+    await ManagedProcess.stopAll();
+    await s3?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const stop = async (s: TftpServer | undefined): Promise<void> => {
+    if (!s) return;
+    servers.splice(servers.indexOf(s), 1);
+    await s.stop();
+  };
+  try {
+    s3 = await startS3(opts.s3, dir, log);
+    const bucket = `bench-${randomBytes(4).toString('hex')}`;
+    log(`S3 (${s3.kind}) at ${s3.endpoint}: uploading a ${fmt(opts.imageBytes / MiB, 0)} MiB image to ${bucket}`);
+    await uploadFiles(s3, bucket, new Map([[IMAGE, image]]));
+    const s3Ready = s3;
+    const gatewayOpts = (endpoint: string) => ({
+      s3Endpoint: endpoint,
+      s3: s3Ready,
+      bucket,
+      cacheSize: String(opts.cacheBytes),
+      core: serverCore,
+      entry: opts.entry,
+    });
+
+    const hpa = await startTftpdHpa(filesDir, serverCore);
+    servers.push(hpa);
+    let atftpd: TftpServer | undefined;
+    if (opts.atftpd) {
+      const binary = await ensureAtftpd(opts.cacheDir, log);
+      atftpd = await startAtftpd(binary, filesDir, serverCore);
+      servers.push(atftpd);
+    }
+    let gateway: GatewayServer = await startGateway(gatewayOpts(s3.endpoint));
+    servers.push(gateway);
+
+    const once = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number): Promise<TransferRun> => {
+      const out: ClientOutcome = await runClient({ client, port, file: IMAGE, blksize, windowsize, expected: image, timeoutMs: opts.transferTimeoutMs, core: clientCore });
+      return { server, client, blksize, windowsize, bytes: out.bytes, seconds: out.seconds, ok: out.ok, ...(out.error ? { error: out.error } : {}) };
+    };
+    const best = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number): Promise<TransferRun> => {
+      let top: TransferRun | undefined;
+      for (let i = 0; i < opts.repeats; i++) {
+        const r = await once(server, port, client, blksize, windowsize);
+        if (!top || (r.ok && (!top.ok || r.seconds < top.seconds))) top = r;
+      }
+      log(`  ${server.padEnd(9)} ${client.padEnd(7)} blksize ${String(blksize).padEnd(5)} window ${String(windowsize).padEnd(2)}: ${top!.ok ? `${fmt(mbps(top!.bytes, top!.seconds))} MB/s` : `FAILED (${top!.error})`}`);
+      return top!;
+    };
+
+    // Warm the gateway's cache.
+    await once('gateway', gateway.port, 'atftp', 8192, 1);
+
+    log('1. single transfers, warm cache, windowsize 1: gateway vs tftpd-hpa');
+    const single: TransferRun[] = [];
+    for (const blksize of opts.singleBlksizes) {
+      for (const client of opts.singleClients) {
+        single.push(await best('gateway', gateway.port, client, blksize, 1));
+        single.push(await best('tftpd-hpa', hpa.port, client, blksize, 1));
+      }
+    }
+    log('   windowed transfers (atftp): gateway vs atftpd');
+    const windowed: TransferRun[] = [];
+    for (const [blksize, windowsize] of opts.windowCases) {
+      windowed.push(await best('gateway', gateway.port, 'atftp', blksize, windowsize));
+      if (atftpd) windowed.push(await best('atftpd', atftpd.port, 'atftp', blksize, windowsize));
+    }
+    log('   no-collapse matrix (gateway, atftp)');
+    const matrix: TransferRun[] = [];
+    for (const blksize of opts.matrixBlksizes) {
+      for (const windowsize of opts.matrixWindows) {
+        const known = [...single, ...windowed].find((r) => r.server === 'gateway' && r.client === 'atftp' && r.blksize === blksize && r.windowsize === windowsize);
+        matrix.push(known ?? (await best('gateway', gateway.port, 'atftp', blksize, windowsize)));
+      }
+    }
+    await stop(gateway);
+
+    log(`2. boot storms, cold cache, blksize ${opts.stormBlksize}, clients ${opts.stormClients.join('/')}`);
+    const storms: StormSummary[] = [];
+    let peakRssBytes: number | undefined;
+    for (const n of opts.storms) {
+      gateway = await startGateway(gatewayOpts(s3.endpoint));
+      servers.push(gateway);
+      const before = await gateway.s3BytesFetched();
+      const g = await storm('gateway', gateway.port, n, opts, image, clientCore);
+      const fetched = (await gateway.s3BytesFetched()) - before;
+      const rss = gateway.process.peakRss();
+      if (n === Math.max(...opts.storms)) peakRssBytes = rss;
+      await stop(gateway);
+      const gs = summarizeStorm('gateway', image.length, g.wall, g.clients, fetched);
+      storms.push(gs);
+      log(`  gateway   ${n} clients: ${fmt(gs.aggregateMbps)} MB/s aggregate, slowest ${fmt(gs.slowestSeconds, 2)} s, ${gs.failures} failed, S3 ${fmt(gs.s3FetchRatio, 3)}× image, peak RSS ${fmt((rss ?? 0) / MiB, 0)} MiB`);
+      const h = await storm('tftpd-hpa', hpa.port, n, opts, image, clientCore);
+      const hs = summarizeStorm('tftpd-hpa', image.length, h.wall, h.clients);
+      storms.push(hs);
+      log(`  tftpd-hpa ${n} clients: ${fmt(hs.aggregateMbps)} MB/s aggregate, slowest ${fmt(hs.slowestSeconds, 2)} s, ${hs.failures} failed`);
+    }
+
+    log(`3. cold single transfer with ${opts.latencyMs} ms added S3 first-byte latency vs warm`);
+    const cold: ColdResult[] = [];
+    const proxy = await startS3Proxy({ host: s3.host, port: s3.port }, { delayMs: opts.latencyMs });
+    try {
+      for (const [blksize, windowsize] of opts.coldCases) {
+        gateway = await startGateway(gatewayOpts(proxy.endpoint));
+        servers.push(gateway);
+        const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+        const fetched = await gateway.s3BytesFetched();
+        let w: TransferRun | undefined;
+        for (let i = 0; i < Math.max(1, opts.repeats); i++) {
+          const r = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+          if (!w || (r.ok && r.seconds < w.seconds)) w = r;
+        }
+        await stop(gateway);
+        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, s3BytesFetched: fetched });
+        log(`  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s, warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s`);
+      }
+    } finally {
+      await proxy.close();
+    }
+
+    const rows = buildRows({ single, windowed, matrix, storms, cold, peakRssBytes, cacheBytes: opts.cacheBytes });
+    const table = formatTable(rows);
+    const meta = {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      loadavg: os.loadavg(),
+      s3: s3.kind,
+      cores: { server: serverCore, client: clientCore },
+      options: { ...opts, log: undefined },
+    };
+    return { meta, single, windowed, matrix, storms, cold, peakRssBytes, rows, table };
+  } finally {
+    for (const s of [...servers].reverse()) await s.stop().catch(() => undefined);
+    await s3?.close().catch(() => undefined);
+    await ManagedProcess.stopAll();
+    fs.rmSync(dir, { recursive: true, force: true });
+    forget();
+  }
+}
+
+/** N clients at once; each one's completion time from the storm's start. */
+async function storm(server: ServerName, port: number, n: number, opts: BenchOptions, image: Buffer, core: string): Promise<{ wall: number; clients: StormClient[] }> {
+  const started = performance.now();
+  const clients = await Promise.all(
+    Array.from({ length: n }, async (_, index) => {
+      const client = opts.stormClients[index % opts.stormClients.length]!;
+      const out = await runClient({ client, port, file: IMAGE, blksize: opts.stormBlksize, windowsize: 1, expected: image, timeoutMs: opts.transferTimeoutMs * 4, core });
+      const finishedAt = (performance.now() - started) / 1000;
+      return { index, client, finishedAt, ok: out.ok, ...(out.error ? { error: out.error } : {}) } satisfies StormClient;
+    }),
+  );
+  void server;
+  return { wall: (performance.now() - started) / 1000, clients };
+}
+
+export interface RowInputs {
+  readonly single: readonly TransferRun[];
+  readonly windowed: readonly TransferRun[];
+  readonly matrix: readonly TransferRun[];
+  readonly storms: readonly StormSummary[];
+  readonly cold: readonly ColdResult[];
+  readonly peakRssBytes: number | undefined;
+  readonly cacheBytes: number;
+}
+
+const speed = (r: TransferRun | undefined): number | undefined => (r && r.ok ? mbps(r.bytes, r.seconds) : r ? 0 : undefined);
+const showSpeed = (r: TransferRun | undefined): string => (r === undefined ? '—' : r.ok ? `${fmt(speed(r))} MB/s` : 'failed');
+
+/** The table rows, each with the issue's target for it. */
+export function buildRows(inp: RowInputs): Row[] {
+  const rows: Row[] = [];
+  const at = (list: readonly TransferRun[], server: ServerName, client: ClientName, blksize: number, windowsize: number): TransferRun | undefined =>
+    list.find((r) => r.server === server && r.client === client && r.blksize === blksize && r.windowsize === windowsize);
+  const geq = (x: number | undefined, min: number): boolean | undefined => (x === undefined ? undefined : x >= min);
+
+  for (const r of inp.single.filter((x) => x.server === 'gateway')) {
+    const ref = at(inp.single, 'tftpd-hpa', r.client, r.blksize, 1);
+    const q = ratio(speed(r), speed(ref));
+    rows.push({ case: `warm bs ${r.blksize} w 1 ${r.client} vs tftpd-hpa`, gateway: showSpeed(r), reference: showSpeed(ref), ratio: q, target: '≥ 1.00', met: geq(q, 1) });
+  }
+  for (const r of inp.windowed.filter((x) => x.server === 'gateway')) {
+    const ref = at(inp.windowed, 'atftpd', r.client, r.blksize, r.windowsize);
+    const q = ratio(speed(r), speed(ref));
+    rows.push({ case: `warm bs ${r.blksize} w ${r.windowsize} ${r.client} vs atftpd`, gateway: showSpeed(r), reference: showSpeed(ref), ratio: q, target: '≥ 1.00', met: geq(q, 1) });
+  }
+  for (const r of inp.matrix.filter((x) => x.windowsize > 1)) {
+    const ref = at(inp.matrix, 'gateway', r.client, r.blksize, 1);
+    const q = ratio(speed(r), speed(ref));
+    rows.push({ case: `no collapse bs ${r.blksize} w ${r.windowsize} vs w 1`, gateway: showSpeed(r), reference: showSpeed(ref), ratio: q, target: '≥ 1.00', met: geq(q, 1) });
+  }
+  const sizes = [...new Set(inp.storms.map((s) => s.clients))];
+  for (const n of sizes) {
+    const g = inp.storms.find((s) => s.clients === n && s.server === 'gateway');
+    const h = inp.storms.find((s) => s.clients === n && s.server === 'tftpd-hpa');
+    if (!g) continue;
+    const q = ratio(g.aggregateMbps, h?.aggregateMbps);
+    rows.push({ case: `storm ${n}: aggregate vs tftpd-hpa`, gateway: `${fmt(g.aggregateMbps)} MB/s`, reference: h ? `${fmt(h.aggregateMbps)} MB/s` : '—', ratio: q, target: '≥ 1.00', met: geq(q, 1) });
+    rows.push({ case: `storm ${n}: slowest client`, gateway: `${fmt(g.slowestSeconds, 2)} s`, reference: h ? `${fmt(h.slowestSeconds, 2)} s` : '—', ratio: ratio(g.slowestSeconds, h?.slowestSeconds), target: '(lower is better)', met: undefined });
+    rows.push({ case: `storm ${n}: failed transfers`, gateway: String(g.failures), reference: h ? String(h.failures) : '—', ratio: undefined, target: '0', met: g.failures === 0 });
+    rows.push({ case: `storm ${n}: S3 bytes ÷ image`, gateway: fmt(g.s3FetchRatio, 3), reference: '—', ratio: g.s3FetchRatio, target: '≤ 1.05', met: g.s3FetchRatio === undefined ? undefined : g.s3FetchRatio <= 1.05 });
+  }
+  for (const c of inp.cold) {
+    const q = ratio(speed(c.cold), speed(c.warm));
+    rows.push({ case: `cold +${c.latencyMs} ms S3 vs warm, bs ${c.blksize} w ${c.windowsize}`, gateway: showSpeed(c.cold), reference: `${showSpeed(c.warm)} warm`, ratio: q, target: '≥ 0.80', met: geq(q, 0.8) });
+  }
+  if (inp.peakRssBytes !== undefined) {
+    const limit = inp.cacheBytes + 150 * MiB;
+    const q = inp.peakRssBytes / limit;
+    rows.push({ case: `peak RSS, largest storm`, gateway: `${fmt(inp.peakRssBytes / MiB, 0)} MiB`, reference: `${fmt(limit / MiB, 0)} MiB budget+150`, ratio: q, target: '≤ 1.00', met: q <= 1 });
+  }
+  return rows;
+}
+
+/** Writes results.json, storm.svg and table.txt into `outDir`; returns their paths. */
+export function writeResults(results: BenchResults, outDir: string): { json: string; svg: string; table: string } {
+  fs.mkdirSync(outDir, { recursive: true });
+  const json = path.join(outDir, 'results.json');
+  const svg = path.join(outDir, 'storm.svg');
+  const table = path.join(outDir, 'table.txt');
+  fs.writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
+  fs.writeFileSync(svg, renderStormSvg(results.storms));
+  fs.writeFileSync(table, `${results.table}\n`);
+  return { json, svg, table };
+}
+
+export const DEFAULT_CACHE_DIR = path.join(REPO, 'bench', '.cache');

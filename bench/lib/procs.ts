@@ -1,0 +1,206 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+
+/** Cores to pin servers and clients to (different ones when the machine has two or more). */
+export function cores(): { server: string; client: string } {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  return n >= 2 ? { server: '0', client: '1' } : { server: '0', client: '0' };
+}
+
+let tasksetAvailable: boolean | undefined;
+export function hasTaskset(): boolean {
+  tasksetAvailable ??= ['/usr/bin/taskset', '/bin/taskset'].some((p) => fs.existsSync(p));
+  return tasksetAvailable;
+}
+
+/** argv pinned to `core` with taskset (exec's in place, so the pid is the program's own). */
+export function pinned(core: string | undefined, argv: readonly string[]): string[] {
+  return core !== undefined && hasTaskset() ? ['taskset', '-c', core, ...argv] : [...argv];
+}
+
+/**
+ * A long-running process the benchmark started: its output kept (bounded) for error messages,
+ * stopped with SIGTERM then SIGKILL. Every ManagedProcess is tracked so an interrupted run
+ * leaves nothing behind.
+ */
+export class ManagedProcess {
+  private static readonly live = new Set<ManagedProcess>();
+  readonly child: ChildProcess;
+  private output = '';
+  private exited: Promise<number | null>;
+  private lineListeners: ((line: string) => void)[] = [];
+  private partial = '';
+
+  constructor(
+    readonly name: string,
+    argv: readonly string[],
+    options: SpawnOptions = {},
+  ) {
+    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    ManagedProcess.live.add(this);
+    const onData = (chunk: Buffer): void => {
+      const text = chunk.toString();
+      this.output = (this.output + text).slice(-20_000);
+      if (this.lineListeners.length === 0) return;
+      const lines = (this.partial + text).split('\n');
+      this.partial = lines.pop() ?? '';
+      for (const line of lines) for (const l of this.lineListeners) l(line);
+    };
+    this.child.stdout?.on('data', onData);
+    this.child.stderr?.on('data', onData);
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code) => {
+        ManagedProcess.live.delete(this);
+        resolve(code);
+      });
+      this.child.once('error', (err) => {
+        this.output += `\nspawn error: ${err.message}`;
+        ManagedProcess.live.delete(this);
+        resolve(-1);
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get log(): string {
+    return this.output;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Resolves with the first output line matching `pattern`; rejects on exit or timeout. */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<string> {
+    const seen = this.output.split('\n').find((l) => pattern.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`${this.name}: no line matching ${pattern} within ${timeoutMs} ms\n${this.output.slice(-2000)}`)), timeoutMs);
+      const listener = (line: string): void => {
+        if (pattern.test(line)) done(undefined, line);
+      };
+      const onExit = (): void => done(new Error(`${this.name} exited before it was ready:\n${this.output.slice(-2000)}`));
+      const done = (err?: Error, line?: string): void => {
+        clearTimeout(timer);
+        this.lineListeners = this.lineListeners.filter((l) => l !== listener);
+        this.child.off('exit', onExit);
+        if (err) reject(err);
+        else resolve(line!);
+      };
+      this.lineListeners.push(listener);
+      this.child.once('exit', onExit);
+    });
+  }
+
+  /** Peak resident set size in bytes (VmHWM), while the process runs. */
+  peakRss(): number | undefined {
+    return readStatusKb(this.pid, 'VmHWM');
+  }
+
+  rss(): number | undefined {
+    return readStatusKb(this.pid, 'VmRSS');
+  }
+
+  async stop(graceMs = 5000): Promise<void> {
+    if (!this.running) {
+      await this.exited;
+      return;
+    }
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  /** Stops every process still running (best effort; used on exit and interrupts). */
+  static async stopAll(): Promise<void> {
+    await Promise.all([...ManagedProcess.live].map((p) => p.stop(2000)));
+  }
+
+  static killAllSync(): void {
+    for (const p of ManagedProcess.live) p.child.kill('SIGKILL');
+  }
+}
+
+function readStatusKb(pid: number | undefined, field: string): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A UDP port free on 127.0.0.1 right now. */
+export async function freeUdpPort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  const port = s.address().port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/**
+ * Waits until a TFTP server answers on 127.0.0.1:port: sends an RRQ for a file that does not
+ * exist and waits for any answer (an ERROR).
+ */
+export async function waitForTftp(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const name = Buffer.concat([Buffer.from([0, 1]), Buffer.from('bench-readiness-probe-missing\u0000octet\u0000', 'latin1')]);
+  while (Date.now() < deadline) {
+    const s = dgram.createSocket('udp4');
+    const answered = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 200);
+      s.once('message', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      s.bind(0, '127.0.0.1', () => s.send(name, port, '127.0.0.1'));
+    });
+    s.close();
+    if (answered) return;
+  }
+  throw new Error(`no TFTP server answered on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/** Runs a command to completion (bounded), returning its exit code and output. */
+export function run(argv: readonly string[], timeoutMs: number, options: SpawnOptions = {}): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    let output = '';
+    const add = (c: Buffer): void => {
+      output = (output + c.toString()).slice(-20_000);
+    };
+    child.stdout?.on('data', add);
+    child.stderr?.on('data', add);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: -1, output: `${output}\n${err.message}` });
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+/** Cleanups that must run even when the benchmark is interrupted (e.g. stopping RGW daemons). */
+const cleanups = new Set<() => Promise<void>>();
+
+export function onCleanup(fn: () => Promise<void>): () => void {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+export async function runCleanups(): Promise<void> {
+  const all = [...cleanups];
+  cleanups.clear();
+  for (const fn of all.reverse()) await fn().catch(() => undefined);
+}

@@ -1,0 +1,243 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { freeUdpPort, ManagedProcess, pinned, run, waitForTftp } from './procs.js';
+import { promValue } from './report.js';
+
+export const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+
+export interface S3Backend {
+  readonly kind: 'rgw' | 's3rver';
+  readonly endpoint: string;
+  readonly host: string;
+  readonly port: number;
+  readonly credentials: { accessKeyId: string; secretAccessKey: string };
+  readonly region: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The S3-compatible store: an existing one (S3_TEST_* exports, e.g. from scripts/rgw.sh or
+ * npm test), Ceph RGW started with scripts/rgw.sh in `dir`, or the in-process s3rver.
+ */
+export async function startS3(kind: 'rgw' | 's3rver' | 'env', dir: string, log: (line: string) => void): Promise<S3Backend> {
+  if (kind === 'env') {
+    const endpoint = process.env.S3_TEST_ENDPOINT;
+    if (!endpoint) throw new Error('--s3 env needs S3_TEST_ENDPOINT (and S3_TEST_ACCESS_KEY/S3_TEST_SECRET_KEY)');
+    const url = new URL(endpoint);
+    return {
+      kind: process.env.S3_TEST_KIND === 's3rver' ? 's3rver' : 'rgw',
+      endpoint,
+      host: url.hostname,
+      port: Number(url.port),
+      credentials: { accessKeyId: process.env.S3_TEST_ACCESS_KEY ?? 'S3RVER', secretAccessKey: process.env.S3_TEST_SECRET_KEY ?? 'S3RVER' },
+      region: process.env.S3_TEST_REGION ?? 'us-east-1',
+      close: () => Promise.resolve(),
+    };
+  }
+  if (kind === 's3rver') {
+    const { startEmbeddedStore, EMBEDDED_CREDENTIALS } = await import('../../src/storage/embedded-s3.js');
+    const store = await startEmbeddedStore(path.join(dir, 's3rver'), 'bench-bootstrap');
+    const url = new URL(store.endpoint);
+    return {
+      kind,
+      endpoint: store.endpoint,
+      host: url.hostname,
+      port: Number(url.port),
+      credentials: { ...EMBEDDED_CREDENTIALS },
+      region: 'us-east-1',
+      close: () => store.close(),
+    };
+  }
+  const rgwDir = path.join(dir, 'rgw');
+  fs.mkdirSync(rgwDir, { recursive: true });
+  log(`starting Ceph RGW in ${rgwDir}`);
+  const started = await run(['bash', path.join(REPO, 'scripts/rgw.sh'), 'start', rgwDir], 200_000);
+  if (started.code !== 0) throw new Error(`scripts/rgw.sh start failed:\n${started.output.slice(-3000)}`);
+  const env = fs.readFileSync(path.join(rgwDir, 'env'), 'utf8');
+  const get = (name: string): string => new RegExp(`^export ${name}=(.*)$`, 'm').exec(env)?.[1] ?? '';
+  const endpoint = get('S3_TEST_ENDPOINT');
+  const url = new URL(endpoint);
+  return {
+    kind,
+    endpoint,
+    host: url.hostname,
+    port: Number(url.port),
+    credentials: { accessKeyId: get('S3_TEST_ACCESS_KEY'), secretAccessKey: get('S3_TEST_SECRET_KEY') },
+    region: get('S3_TEST_REGION') || 'us-east-1',
+    close: async () => {
+      await run(['bash', path.join(REPO, 'scripts/rgw.sh'), 'stop', rgwDir], 60_000);
+    },
+  };
+}
+
+export function s3Client(s3: S3Backend): S3Client {
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    credentials: s3.credentials,
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+/** Creates `bucket` (if needed) and stores each file under its name. */
+export async function uploadFiles(s3: S3Backend, bucket: string, files: ReadonlyMap<string, Buffer>): Promise<void> {
+  const client = s3Client(s3);
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket })).catch((err: unknown) => {
+      const name = err instanceof Error ? err.name : '';
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw err;
+    });
+    for (const [key, body] of files) await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  } finally {
+    client.destroy();
+  }
+}
+
+export interface TftpServer {
+  readonly name: string;
+  readonly port: number;
+  readonly process: ManagedProcess;
+  stop(): Promise<void>;
+}
+
+export interface GatewayServer extends TftpServer {
+  readonly httpPort: number;
+  /** tftp_gateway_s3_bytes_fetched_total right now. */
+  s3BytesFetched(): Promise<number>;
+  metricsText(): Promise<string>;
+}
+
+export interface GatewayOptions {
+  readonly s3Endpoint: string;
+  readonly s3: S3Backend;
+  readonly bucket: string;
+  readonly cacheSize: string;
+  readonly core?: string;
+  /** 'dist': the built CLI (npm run bench builds it); 'tsx': the sources. */
+  readonly entry: 'dist' | 'tsx';
+  readonly extraFlags?: readonly string[];
+}
+
+async function freeTcpPort(): Promise<number> {
+  const net = await import('node:net');
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The gateway as its own process (so its RSS is its own), pinned to the server core. */
+export async function startGateway(opts: GatewayOptions): Promise<GatewayServer> {
+  const port = await freeUdpPort();
+  const httpPort = await freeTcpPort();
+  const entry = opts.entry === 'dist' ? [process.execPath, path.join(REPO, 'dist/cli.js')] : [process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli.ts')];
+  const argv = pinned(opts.core, [
+    ...entry,
+    'serve',
+    '--listen', `127.0.0.1:${port}`,
+    '--http-listen', `127.0.0.1:${httpPort}`,
+    '--s3-bucket', opts.bucket,
+    '--s3-endpoint', opts.s3Endpoint,
+    '--s3-region', opts.s3.region,
+    '--s3-force-path-style',
+    '--s3-checksum', 'when-required',
+    '--max-blksize', '65464',
+    '--max-sessions', '10000',
+    '--cache-size', opts.cacheSize,
+    '--log-level', 'info',
+    ...(opts.extraFlags ?? []),
+  ]);
+  const proc = new ManagedProcess('gateway', argv, {
+    cwd: REPO,
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_ACCESS_KEY_ID: opts.s3.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: opts.s3.credentials.secretAccessKey,
+      AWS_REGION: opts.s3.region,
+      NODE_NO_WARNINGS: '1',
+    },
+  });
+  try {
+    await proc.waitForLine(/tftp-gateway listening/, 30_000);
+    await waitForTftp(port, 10_000);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  const metricsText = async (): Promise<string> => {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+    return res.text();
+  };
+  return {
+    name: 'gateway',
+    port,
+    httpPort,
+    process: proc,
+    metricsText,
+    s3BytesFetched: async () => promValue(await metricsText(), 'tftp_gateway_s3_bytes_fetched_total') ?? 0,
+    stop: () => proc.stop(10_000),
+  };
+}
+
+/** Debian's tftpd-hpa in the foreground on a loopback port, serving `dir` from local disk. */
+export async function startTftpdHpa(dir: string, core?: string): Promise<TftpServer> {
+  const binary = '/usr/sbin/in.tftpd';
+  if (!fs.existsSync(binary)) throw new Error('tftpd-hpa is not installed (/usr/sbin/in.tftpd): apt-get install tftpd-hpa');
+  const port = await freeUdpPort();
+  const proc = new ManagedProcess('tftpd-hpa', pinned(core, [binary, '-L', '-s', dir, '-a', `127.0.0.1:${port}`, '-B', '65464']));
+  try {
+    await waitForTftp(port, 10_000);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return { name: 'tftpd-hpa', port, process: proc, stop: () => proc.stop() };
+}
+
+/**
+ * Debian's atftpd, unpacked (not installed: it conflicts with tftpd-hpa as a package) into
+ * `cacheDir` with `apt-get download` + `dpkg -x` the first time.
+ */
+export async function ensureAtftpd(cacheDir: string, log: (line: string) => void): Promise<string> {
+  const binary = path.join(cacheDir, 'atftpd', 'usr/sbin/atftpd');
+  if (fs.existsSync(binary)) return binary;
+  fs.mkdirSync(cacheDir, { recursive: true });
+  const work = fs.mkdtempSync(path.join(cacheDir, 'dl-'));
+  try {
+    log('fetching atftpd with apt-get download (it conflicts with tftpd-hpa as a package, so it is only unpacked)');
+    let got = await run(['apt-get', 'download', 'atftpd'], 120_000, { cwd: work });
+    if (got.code !== 0) {
+      await run(['apt-get', 'update', '-qq'], 300_000);
+      got = await run(['apt-get', 'download', 'atftpd'], 120_000, { cwd: work });
+    }
+    const deb = fs.readdirSync(work).find((f) => f.endsWith('.deb'));
+    if (got.code !== 0 || !deb) throw new Error(`apt-get download atftpd failed:\n${got.output.slice(-1500)}`);
+    const target = path.join(cacheDir, 'atftpd');
+    fs.rmSync(target, { recursive: true, force: true });
+    const x = await run(['dpkg', '-x', path.join(work, deb), target], 60_000);
+    if (x.code !== 0 || !fs.existsSync(binary)) throw new Error(`dpkg -x failed:\n${x.output}`);
+    return binary;
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+export async function startAtftpd(binary: string, dir: string, core?: string): Promise<TftpServer> {
+  const port = await freeUdpPort();
+  const proc = new ManagedProcess(
+    'atftpd',
+    pinned(core, [binary, '--daemon', '--no-fork', '--port', String(port), '--bind-address', '127.0.0.1', '--user', 'root.root', '--logfile', '/dev/null', '--maxthread', '1000', dir]),
+  );
+  try {
+    await waitForTftp(port, 10_000);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return { name: 'atftpd', port, process: proc, stop: () => proc.stop() };
+}

@@ -1,0 +1,87 @@
+/**
+ * npm run bench [-- --quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms 50,200]
+ *
+ * Starts, on loopback, an S3-compatible store (Ceph RGW by default) with an optional delaying
+ * proxy, the gateway, Debian's tftpd-hpa (and atftpd for windowed cases) serving the same file
+ * from local disk, drives them with real clients (atftp, curl, busybox tftp) pinned to another
+ * core, and prints gateway/reference ratios measured in the same run. Writes results.json,
+ * storm.svg and table.txt under bench/results/<timestamp>/ (or --out).
+ */
+import path from 'node:path';
+import process from 'node:process';
+import { DEFAULT_CACHE_DIR, FULL, QUICK, runBench, writeResults, type BenchOptions } from './lib/bench.js';
+import { ManagedProcess, runCleanups } from './lib/procs.js';
+import { MiB } from './lib/report.js';
+import { REPO } from './lib/servers.js';
+
+process.env.AWS_EC2_METADATA_DISABLED = 'true';
+
+function usage(): never {
+  process.stderr.write(
+    'usage: npm run bench -- [--quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms N,N] [--size MiB] [--cache-size MiB] [--latency-ms N] [--repeats N]\n',
+  );
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const value = (flag: string): string | undefined => {
+    const i = args.indexOf(flag);
+    if (i === -1) return undefined;
+    const v = args[i + 1];
+    if (v === undefined || v.startsWith('--')) usage();
+    return v;
+  };
+  for (const a of args) if (a.startsWith('--') && !['--quick', '--no-atftpd', '--s3', '--out', '--storms', '--size', '--cache-size', '--latency-ms', '--repeats', '--tsx'].includes(a)) usage();
+  const base = quick ? QUICK : FULL;
+  const s3 = (value('--s3') ?? 'rgw') as BenchOptions['s3'];
+  if (!['rgw', 's3rver', 'env'].includes(s3)) usage();
+  const num = (flag: string): number | undefined => {
+    const v = value(flag);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) usage();
+    return n;
+  };
+  const size = num('--size');
+  const cache = num('--cache-size');
+  const storms = value('--storms')?.split(',').map(Number);
+  const options: BenchOptions = {
+    ...base,
+    ...(size !== undefined ? { imageBytes: Math.round(size * MiB) } : {}),
+    ...(cache !== undefined ? { cacheBytes: Math.round(cache * MiB) } : {}),
+    ...(storms ? { storms } : {}),
+    ...(num('--latency-ms') !== undefined ? { latencyMs: num('--latency-ms')! } : {}),
+    ...(num('--repeats') !== undefined ? { repeats: Math.max(1, num('--repeats')!) } : {}),
+    atftpd: !args.includes('--no-atftpd'),
+    s3,
+    entry: args.includes('--tsx') ? 'tsx' : 'dist',
+    cacheDir: DEFAULT_CACHE_DIR,
+    log: (line) => process.stdout.write(`${line}\n`),
+  };
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const outDir = value('--out') ?? path.join(REPO, 'bench', 'results', stamp);
+  const started = Date.now();
+  const results = await runBench(options);
+  const files = writeResults(results, outDir);
+  process.stdout.write(`\n${results.table}\n\n`);
+  process.stdout.write(`raw results: ${files.json}\nstorm chart: ${files.svg}\n(${Math.round((Date.now() - started) / 1000)} s)\n`);
+}
+
+let interrupted = false;
+const onSignal = (): void => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  process.stderr.write('\ninterrupted: stopping servers\n');
+  void runCleanups().finally(() => process.exit(130));
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+process.on('exit', () => ManagedProcess.killAllSync());
+
+main().catch(async (err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  await runCleanups();
+  process.exit(1);
+});
