@@ -2,7 +2,21 @@
 import process from 'node:process';
 import { ConfigError, describeConfig, loadConfig, usage } from './config/config.js';
 import { Gateway } from './server/gateway.js';
-import { createLogger } from './server/logger.js';
+import { closeLogs, createLogger } from './server/logger.js';
+
+/** Grace after the drain deadline for aborting uploads and closing (100 s + 12 s + log close < 120 s). */
+const STOP_GRACE_MS = 12_000;
+/** After a second signal: how long aborting uploads may take before the process exits anyway. */
+const FORCED_STOP_MS = 10_000;
+
+/** The configuration summary for the start line: no secrets (an endpoint URL's user:password is masked). */
+function configSummary(config: Parameters<typeof describeConfig>[0]): Record<string, unknown> {
+  const summary = describeConfig(config);
+  for (const [k, v] of Object.entries(summary)) {
+    if (typeof v === 'string' && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(v)) summary[k] = v.replace(/\/\/[^/@]*@/, '//***@');
+  }
+  return summary;
+}
 
 /** Composition root: parse configuration, start the gateway, wire signals to a graceful drain. */
 async function serve(argv: readonly string[]): Promise<void> {
@@ -25,7 +39,7 @@ async function serve(argv: readonly string[]): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  logger.info({ config: describeConfig(config) }, 'starting tftp-gateway');
+  logger.info({ config: configSummary(config) }, 'starting tftp-gateway');
   let gateway: Gateway;
   try {
     gateway = await Gateway.start(config, { logger });
@@ -35,19 +49,40 @@ async function serve(argv: readonly string[]): Promise<void> {
     return;
   }
   let signals = 0;
+  let exitCode = 0;
+  let exiting = false;
+  /** Exits once, after the log lines are written out. */
+  const exit = (code: number): void => {
+    if (exiting) return;
+    exiting = true;
+    void closeLogs(logger).then(() => process.exit(code));
+  };
+  const watchdog = (ms: number, what: string): void => {
+    setTimeout(() => {
+      if (exiting) return;
+      logger.error({ afterMs: ms }, `${what}: exiting without waiting any longer`);
+      exit(1);
+    }, ms).unref();
+  };
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
     if (signals === 1) {
-      logger.info({ signal, drainTimeoutS: config.drainTimeoutS }, 'stopping: draining transfers');
+      // Stop accepting (ERROR 0 "Server shutting down"), /readyz unready, transfers finish until the
+      // deadline, then whatever is left is aborted (uploads aborted, never half-written).
+      logger.info({ signal, drainTimeoutS: config.drainTimeoutS, active: gateway.dispatcher.activeSessions }, 'stopping: draining transfers');
+      watchdog(config.drainTimeoutS * 1000 + STOP_GRACE_MS, 'stop took too long');
       gateway.stop().then(
-        () => process.exit(0),
+        () => exit(exitCode),
         (err: unknown) => {
           logger.error({ err: String(err) }, 'error while stopping');
-          process.exit(1);
+          exit(1);
         },
       );
-    } else {
-      logger.warn({ signal }, 'second signal: aborting transfers now');
+    } else if (signals === 2) {
+      // Abort now; the stop in progress then waits for the upload aborts and exits.
+      logger.warn({ signal, active: gateway.dispatcher.activeSessions }, 'second signal: aborting transfers now');
+      exitCode = 128 + (signal === 'SIGINT' ? 2 : 15);
+      watchdog(FORCED_STOP_MS, 'aborting transfers took too long');
       gateway.abortNow();
     }
   };

@@ -47,6 +47,13 @@ export interface GatewayConfig {
   readonly httpListen: ListenAddress | undefined;
   readonly logLevel: LogLevel;
   readonly drainTimeoutS: number;
+  /** Write the ActiveSessions metric as CloudWatch EMF lines on stdout every `cloudwatchEmfIntervalS`. */
+  readonly cloudwatchEmf: boolean;
+  readonly cloudwatchEmfIntervalS: number;
+  /** The ServiceName dimension of the EMF metric. */
+  readonly serviceName: string;
+  /** Keep the ECS task scale-in protected while sessions run (needs ECS_AGENT_URI). */
+  readonly scaleInProtection: boolean;
   /** Run against an embedded S3-compatible store kept in this directory (no AWS account needed). */
   readonly local: boolean;
   readonly localDir: string;
@@ -106,6 +113,11 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'http-listen', kind: 'string', default: '0.0.0.0:9464', help: "address:port for /metrics, /healthz, /readyz ('off' to disable)" },
   { flag: 'log-level', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'log level' },
   { flag: 'drain-timeout', kind: 'int', default: '100', min: 0, max: 3600, help: 'seconds to let transfers finish after SIGTERM' },
+  { flag: 'cloudwatch-emf', kind: 'bool', default: 'false', help: 'write the ActiveSessions metric (namespace TftpGateway) as CloudWatch Embedded Metric Format lines on stdout' },
+  { flag: 'cloudwatch-emf-interval', kind: 'int', default: '60', min: 1, max: 3600, help: 'seconds between CloudWatch EMF lines' },
+  { flag: 'service-name', kind: 'string', help: 'ServiceName dimension of the CloudWatch metric (default: --cloudwatch-emf-service-name, else tftp-gateway)' },
+  { flag: 'cloudwatch-emf-service-name', kind: 'string', help: 'same as --service-name (the name the CDK stack sets)' },
+  { flag: 'scale-in-protection', kind: 'bool', default: 'false', help: 'protect the ECS task from scale-in while transfers run (uses ECS_AGENT_URI; off outside ECS)' },
   { flag: 'local', kind: 'bool', default: 'false', help: 'serve from an embedded S3-compatible store on local disk (no AWS account)' },
   { flag: 'local-dir', kind: 'string', default: '.data/s3', help: 'directory of the embedded store' },
 ];
@@ -322,6 +334,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     httpListen,
     logLevel: get<LogLevel>('log-level'),
     drainTimeoutS: get<number>('drain-timeout'),
+    cloudwatchEmf: get<boolean>('cloudwatch-emf'),
+    cloudwatchEmfIntervalS: get<number>('cloudwatch-emf-interval'),
+    serviceName: get<string | undefined>('service-name') || get<string | undefined>('cloudwatch-emf-service-name') || 'tftp-gateway',
+    scaleInProtection: get<boolean>('scale-in-protection'),
     local,
     localDir: get<string>('local-dir'),
   });

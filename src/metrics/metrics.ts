@@ -74,13 +74,13 @@ export class GatewayMetrics {
   });
   readonly s3Requests = new Counter({
     name: 'tftp_gateway_s3_requests_total',
-    help: 'S3 calls, by operation and outcome',
+    help: 'S3 API calls (each counted once, however many attempts it took), by operation and outcome (ok, not_found, denied, precondition_failed, client_error, throttled, server_error, network_error, aborted)',
     labelNames: ['operation', 'outcome'] as const,
     registers: [this.registry],
   });
   readonly s3Latency = new Histogram({
     name: 'tftp_gateway_s3_request_duration_seconds',
-    help: 'S3 call latency (to the response headers for GetObject), by operation',
+    help: 'S3 API call latency including SDK retries (to the response headers for GetObject), by operation',
     labelNames: ['operation'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
@@ -88,6 +88,37 @@ export class GatewayMetrics {
   readonly s3BytesFetched = new Counter({
     name: 'tftp_gateway_s3_bytes_fetched_total',
     help: 'Object bytes read from S3',
+    registers: [this.registry],
+  });
+  readonly s3Retries = new Counter({
+    name: 'tftp_gateway_s3_retries_total',
+    help: 'S3 attempts beyond the first (SDK retries), by operation',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+  readonly s3BytesUploaded = new Counter({
+    name: 'tftp_gateway_s3_bytes_uploaded_total',
+    help: 'Object bytes stored in S3 (UploadPart and single PutObject calls that succeeded)',
+    registers: [this.registry],
+  });
+  readonly multipartStarted = new Counter({
+    name: 'tftp_gateway_s3_multipart_uploads_started_total',
+    help: 'Multipart uploads created (CreateMultipartUpload succeeded)',
+    registers: [this.registry],
+  });
+  readonly multipartCompleted = new Counter({
+    name: 'tftp_gateway_s3_multipart_uploads_completed_total',
+    help: 'Multipart uploads completed (CompleteMultipartUpload succeeded)',
+    registers: [this.registry],
+  });
+  readonly multipartAborted = new Counter({
+    name: 'tftp_gateway_s3_multipart_uploads_aborted_total',
+    help: 'Multipart uploads aborted, their parts removed (AbortMultipartUpload succeeded)',
+    registers: [this.registry],
+  });
+  readonly draining = new Gauge({
+    name: 'tftp_gateway_draining',
+    help: '1 while the gateway drains after SIGTERM (new requests refused), else 0',
     registers: [this.registry],
   });
   readonly cacheHits = new Counter({
@@ -116,5 +147,11 @@ export class GatewayMetrics {
 
   constructor(options: { defaultMetrics: boolean } = { defaultMetrics: true }) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tftp_gateway_' });
+    // Known series start at 0, so dashboards and rate() see them before the first event.
+    for (const operation of ['read', 'write'] as const) {
+      this.transfersStarted.inc({ operation }, 0);
+      this.activeSessions.set({ operation }, 0);
+    }
+    this.draining.set(0);
   }
 }

@@ -6,7 +6,7 @@ import type { SessionBase } from '../session/session-base.js';
 import type { Clock, PeerChannel, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
 import { WriteSession } from '../session/write-session.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import { sanitize, type Logger } from './logger.js';
+import { sanitize, sanitizeOptions, type Logger } from './logger.js';
 import type { PreparedTransfer, RequestOpener } from './requests.js';
 
 export interface DispatcherOptions {
@@ -53,6 +53,8 @@ export class Dispatcher {
   /** Upload aborts still in flight: stop() waits for them so nothing is left half-written. */
   private readonly pendingAborts = new Set<Promise<void>>();
   private idleWaiters: (() => void)[] = [];
+  /** Told the session count whenever it changes (scale-in protection). */
+  onActivity: ((active: number) => void) | undefined;
 
   constructor(
     private readonly options: DispatcherOptions,
@@ -175,6 +177,7 @@ export class Dispatcher {
       closed: false,
     };
     this.sessions.set(key, entry);
+    this.onActivity?.(this.sessions.size);
     const perTransfer = this.options.portMode === 'per-transfer';
     const socketReady = perTransfer ? this.bindTransferSocket(endpoint.socket) : Promise.resolve(undefined);
     socketReady.then((socket) => {
@@ -260,7 +263,7 @@ export class Dispatcher {
         op: operation,
         file: entry.filename,
         key: prepared.key,
-        options: Object.fromEntries(request.options),
+        options: sanitizeOptions(request.options),
         ...started,
         ...(prepared.kind === 'read' && prepared.source.size !== undefined ? { size: prepared.source.size } : {}),
       },
@@ -306,6 +309,7 @@ export class Dispatcher {
         file: entry.filename,
         key: prepared.key,
         mode: prepared.mode,
+        options: Object.fromEntries(prepared.oack),
         result: stats.result,
         bytes: stats.bytes,
         blocks: stats.blocks,
@@ -324,6 +328,7 @@ export class Dispatcher {
     entry.closed = true;
     entry.opening.abort();
     if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
+    this.onActivity?.(this.sessions.size);
     entry.ownSocket?.close();
     if (this.sessions.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;

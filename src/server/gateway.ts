@@ -5,13 +5,16 @@ import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { GatewayConfig } from '../config/config.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
 import { createMetricsServer } from '../metrics/http.js';
+import { EmfReporter } from '../metrics/emf.js';
+import { instrumentS3Client } from '../metrics/s3-instrumentation.js';
+import { TaskProtection } from '../metrics/task-protection.js';
 import { systemClock, type Clock } from '../session/types.js';
 import { BlockCache } from '../storage/block-cache.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
 import { normalisePrefix } from '../storage/keys.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { Dispatcher, type ListenEndpoint } from './dispatcher.js';
-import type { Logger } from './logger.js';
+import { writeLine, type Logger } from './logger.js';
 import { RequestOpener } from './requests.js';
 
 export interface GatewayDeps {
@@ -21,6 +24,12 @@ export interface GatewayDeps {
   readonly credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Register default process metrics (off in tests that start several gateways). */
   readonly defaultMetrics?: boolean;
+  /** Where ECS_AGENT_URI is read from (scale-in protection). Default: process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Scale-in protection timing (tests). */
+  readonly taskProtection?: { idleDelayMs?: number; renewAfterMs?: number; retryDelayMs?: number };
+  /** CloudWatch EMF interval override in ms (tests); default --cloudwatch-emf-interval. */
+  readonly emfIntervalMs?: number;
 }
 
 /** How long a readiness answer (HeadBucket) is reused. */
@@ -33,6 +42,9 @@ const READY_CACHE_MS = 10_000;
 export class Gateway {
   private stopping: Promise<void> | undefined;
   private readyCache: { at: number; ok: boolean; reason?: string } | undefined;
+  private socketsBound = true;
+  private emf: EmfReporter | undefined;
+  private protection: TaskProtection | undefined;
 
   private constructor(
     readonly config: GatewayConfig,
@@ -79,15 +91,14 @@ export class Gateway {
     });
 
     const metrics = new GatewayMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
+    // Every S3 call (reads, lib-storage's multipart calls, HeadBucket) is counted by the client's
+    // middleware, once per call with retries apart; the store's own per-call hook is not wired.
+    instrumentS3Client(client, metrics);
     const store = new S3ObjectStore(client, {
       bucket: config.s3Bucket,
       partSize: config.uploadPartSize,
       uploadQueueSize: config.uploadQueueSize,
       rangeRetries: 3,
-      onS3Request: (operation, outcome, seconds) => {
-        metrics.s3Requests.inc({ operation, outcome });
-        metrics.s3Latency.observe({ operation }, seconds);
-      },
       onBytesFetched: (n) => metrics.s3BytesFetched.inc(n),
     });
     const cache = new BlockCache(store, {
@@ -142,13 +153,14 @@ export class Gateway {
       const gatewayRef: { current?: Gateway } = {};
       if (config.httpListen) {
         httpServer = createMetricsServer(metrics.registry, {
-          live: () => endpoints.length > 0 && gatewayRef.current?.isListening === true,
+          live: () => endpoints.length > 0 && gatewayRef.current?.socketsBound === true,
           ready: () => gatewayRef.current?.checkReady() ?? Promise.resolve({ ok: false, reason: 'starting' }),
         });
         await listenHttp(httpServer, config.httpListen.host, config.httpListen.port);
       }
       const gateway = new Gateway(config, metrics, dispatcher, endpoints, httpServer, client, cache, embedded, logger);
       gatewayRef.current = gateway;
+      gateway.startReporters(deps);
       logger.info(
         { udp: gateway.udpAddresses.map((a) => `${a.address}:${a.port}`), http: gateway.httpAddress, portMode: config.portMode },
         'tftp-gateway listening',
@@ -202,6 +214,29 @@ export class Gateway {
     return this.stopping;
   }
 
+  private startReporters(deps: GatewayDeps): void {
+    const config = this.config;
+    if (config.cloudwatchEmf) {
+      this.emf = new EmfReporter({
+        serviceName: config.serviceName,
+        intervalMs: deps.emfIntervalMs ?? config.cloudwatchEmfIntervalS * 1000,
+        activeSessions: () => this.dispatcher.activeSessions,
+        write: (line) => writeLine(this.logger, line),
+      });
+      this.emf.start();
+    }
+    if (config.scaleInProtection) {
+      const agentUri = (deps.env ?? process.env).ECS_AGENT_URI;
+      if (agentUri) {
+        const protection = new TaskProtection({ agentUri, logger: this.logger, ...deps.taskProtection });
+        this.protection = protection;
+        this.dispatcher.onActivity = (active) => protection.update(active);
+      } else {
+        this.logger.info('scale-in protection requested but ECS_AGENT_URI is not set (not on ECS): off');
+      }
+    }
+  }
+
   /** Skips the rest of a drain in progress: abort everything now. */
   abortNow(): void {
     this.dispatcher.abortAll();
@@ -209,6 +244,7 @@ export class Gateway {
 
   private async doStop(drainMs: number): Promise<void> {
     this.dispatcher.startDraining();
+    this.metrics.draining.set(1);
     const active = this.dispatcher.activeSessions;
     if (active > 0) {
       this.logger.info({ active, drainMs }, 'draining transfers');
@@ -225,6 +261,9 @@ export class Gateway {
     }
     await this.dispatcher.settled();
     await Promise.all(this.endpoints.map((e) => new Promise<void>((resolve) => e.socket.close(() => resolve()))));
+    this.socketsBound = false;
+    this.emf?.stop();
+    await this.protection?.close();
     if (this.httpServer) {
       this.httpServer.closeAllConnections?.();
       await new Promise<void>((resolve) => this.httpServer!.close(() => resolve()));

@@ -1,0 +1,400 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/config.js';
+import { decodePacket, encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
+import { Gateway, type GatewayDeps } from '../../src/server/gateway.js';
+import type { TestS3 } from '../support/s3.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export const wait = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it returns true, at most `timeoutMs`. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await wait(10);
+  }
+}
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly body: string;
+  readonly contentType: string | undefined;
+}
+
+/** GET with a bounded wait. */
+export function httpGet(url: string, timeoutMs = 5000): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), contentType: res.headers['content-type'] }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timed out`)));
+    req.on('error', reject);
+  });
+}
+
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** A parsed Prometheus text exposition. */
+export class Exposition {
+  constructor(
+    readonly samples: readonly Sample[],
+    /** Metric family name → type, from the `# TYPE` lines. */
+    readonly types: ReadonlyMap<string, string>,
+  ) {}
+
+  /** Sum of the samples of `name` whose labels include `labels` (0 when there are none). */
+  value(name: string, labels: Record<string, string> = {}): number {
+    let sum = 0;
+    for (const s of this.samples) {
+      if (s.name !== name) continue;
+      if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) sum += s.value;
+    }
+    return sum;
+  }
+
+  /** Every sample name a query may use: families, plus _bucket/_sum/_count of histograms and summaries. */
+  queryableNames(): Set<string> {
+    const names = new Set(this.samples.map((s) => s.name));
+    for (const [name, type] of this.types) {
+      names.add(name);
+      if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(name + suffix);
+      if (type === 'summary') for (const suffix of ['_sum', '_count']) names.add(name + suffix);
+    }
+    return names;
+  }
+}
+
+export function parseExposition(text: string): Exposition {
+  const samples: Sample[] = [];
+  const types = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# TYPE ')) {
+      const [, , name, type] = line.split(' ');
+      if (name && type) types.set(name, type);
+      continue;
+    }
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) throw new Error(`unparsable exposition line: ${line}`);
+    const labels: Record<string, string> = {};
+    const labelText = m[2] ?? '';
+    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+    for (let l = re.exec(labelText); l; l = re.exec(labelText)) {
+      labels[l[1]!] = l[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"').replace(/\\\\/g, '\\');
+    }
+    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return new Exposition(samples, types);
+}
+
+export async function scrape(httpAddress: string): Promise<Exposition> {
+  const res = await httpGet(`http://${httpAddress}/metrics`);
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+  return parseExposition(res.body);
+}
+
+/** Counter movement between two scrapes. */
+export function delta(before: Exposition, after: Exposition) {
+  return (name: string, labels: Record<string, string> = {}): number => after.value(name, labels) - before.value(name, labels);
+}
+
+export interface SlowGetResult {
+  readonly data: Buffer;
+  readonly error: { code: number; message: string } | undefined;
+}
+
+/**
+ * A lock-step reader that waits `ackDelayMs` before each ACK (0: as fast as it can), so a transfer lasts as long as a test
+ * needs. `onBlock(n)` is told each block received. Every wait is bounded.
+ */
+export async function slowGet(
+  port: number,
+  filename: string,
+  opts: { blksize?: number; ackDelayMs: number; timeoutMs?: number; onBlock?: (block: number) => void; options?: Record<string, string> },
+): Promise<SlowGetResult> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const queue: { msg: Buffer; port: number }[] = [];
+  let wake: (() => void) | undefined;
+  socket.on('message', (msg, rinfo) => {
+    queue.push({ msg, port: rinfo.port });
+    wake?.();
+  });
+  const next = async (): Promise<{ msg: Buffer; port: number } | undefined> => {
+    const deadline = Date.now() + timeoutMs;
+    while (queue.length === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return undefined;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+    return queue.shift();
+  };
+  try {
+    const options = new Map<string, string>(Object.entries(opts.options ?? {}));
+    if (opts.blksize !== undefined) options.set('blksize', String(opts.blksize));
+    socket.send(encodeRequest(Opcode.RRQ, filename, 'octet', options), port, '127.0.0.1');
+    let blksize = 512;
+    let expected = 1;
+    const chunks: Buffer[] = [];
+    for (;;) {
+      const got = await next();
+      if (!got) throw new Error(`slowGet ${filename}: timed out waiting for block ${expected}`);
+      const d = decodePacket(got.msg);
+      if (!d.ok) continue;
+      const p = d.packet;
+      if (p.opcode === Opcode.ERROR) return { data: Buffer.concat(chunks), error: { code: p.code, message: p.message } };
+      if (p.opcode === Opcode.OACK) {
+        blksize = Number(new Map(p.options).get('blksize') ?? 512);
+        socket.send(encodeAck(0), got.port, '127.0.0.1');
+        continue;
+      }
+      if (p.opcode !== Opcode.DATA) continue;
+      if (p.block !== (expected & 0xffff)) {
+        socket.send(encodeAck((expected - 1) & 0xffff), got.port, '127.0.0.1');
+        continue;
+      }
+      chunks.push(Buffer.from(p.data));
+      opts.onBlock?.(expected);
+      const last = p.data.length < blksize;
+      if (!last && opts.ackDelayMs > 0) await wait(opts.ackDelayMs);
+      if (last) {
+        // The final ACK must leave before the socket closes (a send still queued is dropped by close).
+        await new Promise<void>((resolve) => socket.send(encodeAck(expected & 0xffff), got.port, '127.0.0.1', () => resolve()));
+        return { data: Buffer.concat(chunks), error: undefined };
+      }
+      socket.send(encodeAck(expected & 0xffff), got.port, '127.0.0.1');
+      expected++;
+    }
+  } finally {
+    socket.close();
+  }
+}
+
+/**
+ * A writer under the test's control: sends `data` lock-step, pausing `blockDelayMs` between
+ * blocks, and stops (without a word, like a crashed client) once `stallAfter` bytes are acknowledged.
+ * Resolves with the outcome; every wait is bounded.
+ */
+export async function controlledPut(
+  port: number,
+  filename: string,
+  data: Buffer,
+  opts: { blksize: number; blockDelayMs?: number; stallAfter?: number; timeoutMs?: number; onAcked?: (bytes: number) => void },
+): Promise<{ outcome: 'ok' | 'stalled' | 'error'; error?: { code: number; message: string } }> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  let serverPort = 0;
+  let lastAck = -1;
+  let error: { code: number; message: string } | undefined;
+  let oackBlksize: number | undefined;
+  let wake: (() => void) | undefined;
+  socket.on('message', (msg, rinfo) => {
+    const d = decodePacket(msg);
+    if (!d.ok) return;
+    serverPort = rinfo.port;
+    if (d.packet.opcode === Opcode.ACK) lastAck = d.packet.block;
+    if (d.packet.opcode === Opcode.OACK) {
+      oackBlksize = Number(new Map(d.packet.options).get('blksize') ?? 512);
+      lastAck = 0;
+    }
+    if (d.packet.opcode === Opcode.ERROR) error = { code: d.packet.code, message: d.packet.message };
+    wake?.();
+  });
+  /** Waits until `block` is acknowledged or an ERROR came, at most `ms`. */
+  const acked = async (block: number, ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    while (lastAck !== block && error === undefined) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+    return lastAck === block;
+  };
+  try {
+    const options = new Map([['blksize', String(opts.blksize)], ['tsize', String(data.length)]]);
+    socket.send(encodeRequest(Opcode.WRQ, filename, 'octet', options), port, '127.0.0.1');
+    await acked(0, timeoutMs);
+    if (error) return { outcome: 'error', error };
+    if (lastAck !== 0) throw new Error(`controlledPut ${filename}: no answer to the WRQ`);
+    const blksize = oackBlksize ?? 512;
+    const blocks = Math.floor(data.length / blksize) + 1;
+    for (let n = 1; n <= blocks; n++) {
+      const done = (n - 1) * blksize;
+      opts.onAcked?.(done);
+      if (opts.stallAfter !== undefined && done >= opts.stallAfter) return { outcome: 'stalled' };
+      const payload = data.subarray((n - 1) * blksize, Math.min(data.length, n * blksize));
+      for (let attempt = 0; ; attempt++) {
+        socket.send(encodeData(n & 0xffff, payload), serverPort, '127.0.0.1');
+        // The last ACK comes once the object is stored; others may wait on S3 backpressure.
+        if (await acked(n & 0xffff, n === blocks ? timeoutMs * 2 : timeoutMs)) break;
+        if (error) return { outcome: 'error', error };
+        if (attempt >= 3) throw new Error(`controlledPut ${filename}: no ACK for block ${n}`);
+      }
+      if (opts.blockDelayMs) await wait(opts.blockDelayMs);
+    }
+    return { outcome: 'ok' };
+  } finally {
+    socket.close();
+  }
+}
+
+export interface GatewayProcess {
+  readonly child: ChildProcess;
+  /** Parsed JSON lines of stdout so far. */
+  readonly lines: Record<string, unknown>[];
+  /** Raw stdout (for "nothing secret in it" checks). */
+  stdout(): string;
+  stderr(): string;
+  readonly udpPort: number;
+  readonly httpAddress: string;
+  /** Resolves with the exit code (or the signal name) once the process has exited. */
+  readonly exited: Promise<number | string>;
+  waitForLine(predicate: (line: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>>;
+  kill(): void;
+}
+
+/** Spawns the real CLI (`node --import tsx src/cli.ts serve ...`) and waits until it listens. */
+export async function spawnGateway(args: readonly string[], env: Record<string, string>, startTimeoutMs = 20_000): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  let partial = '';
+  const lines: Record<string, unknown>[] = [];
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
+    partial += chunk;
+    let nl = partial.indexOf('\n');
+    while (nl !== -1) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ unparsable: line });
+      }
+      nl = partial.indexOf('\n');
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  // 'close', not 'exit': by then stdout has been read to its end.
+  const exited = new Promise<number | string>((resolve) => child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+  let done = false;
+  void exited.then(() => (done = true));
+  const waitForLine = async (predicate: (line: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>> => {
+    let found: Record<string, unknown> | undefined;
+    await until(() => {
+      found = lines.find(predicate);
+      if (!found && done) throw new Error(`gateway exited while waiting for ${what}\nstdout:\n${out}\nstderr:\n${err}`);
+      return found !== undefined;
+    }, timeoutMs, `${what}\nstdout so far:\n${out}\nstderr:\n${err}`);
+    return found!;
+  };
+  const listening = await waitForLine((l) => l.msg === 'tftp-gateway listening', startTimeoutMs, 'the gateway to listen');
+  const udp = (listening.udp as string[])[0]!;
+  return {
+    child,
+    lines,
+    stdout: () => out,
+    stderr: () => err,
+    udpPort: Number(udp.slice(udp.lastIndexOf(':') + 1)),
+    httpAddress: listening.http as string,
+    exited,
+    waitForLine,
+    kill: () => {
+      if (!done) child.kill('SIGKILL');
+    },
+  };
+}
+
+export interface StartedGateway {
+  readonly gateway: Gateway;
+  readonly port: number;
+  readonly http: string;
+  /** Every line written to the logger's destination (log lines and EMF records), parsed. */
+  readonly lines: Record<string, unknown>[];
+  stop(drainMs?: number): Promise<void>;
+}
+
+/**
+ * Like test/support/gateway.ts, with HTTP on and `deps` passed through (agent endpoint, timings,
+ * default metrics), for the lifecycle features that are wired at start.
+ */
+export async function startGateway(
+  s3: TestS3,
+  bucket: string,
+  flags: readonly string[] = [],
+  deps: Partial<Omit<GatewayDeps, 'logger'>> = {},
+): Promise<StartedGateway> {
+  const config = loadConfig(
+    [
+      '--listen', '127.0.0.1:0',
+      '--http-listen', '127.0.0.1:0',
+      '--s3-bucket', bucket,
+      '--s3-endpoint', s3.endpoint,
+      '--s3-region', s3.region,
+      '--s3-force-path-style',
+      '--s3-checksum', 'when-required',
+      '--cache-size', '64MiB',
+      '--range-size', '1MiB',
+      '--log-level', 'info',
+      ...flags,
+    ],
+    {},
+  );
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino(
+    { level: config.logLevel },
+    {
+      write(line: string) {
+        try {
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          lines.push({ unparsable: line });
+        }
+      },
+    },
+  );
+  const gateway = await Gateway.start(config, { credentials: s3.credentials, defaultMetrics: false, ...deps, logger });
+  return {
+    gateway,
+    port: gateway.udpAddresses[0]!.port,
+    http: gateway.httpAddress!,
+    lines,
+    stop: (drainMs = 0) => gateway.stop(drainMs),
+  };
+}
