@@ -96,14 +96,20 @@ async function main(): Promise<void> {
     case 'serve':
       await serve(rest);
       return;
+    case 'map-test': {
+      const { mapTestCommand } = await import('./policy/map-test.js');
+      const write = (t: string): void => void process.stdout.write(t);
+      process.exitCode = await mapTestCommand(rest, process.stdin, write, (t) => void process.stderr.write(t));
+      return;
+    }
     case undefined:
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(`tftp-gateway: a TFTP server for files in Amazon S3\n\nCommands:\n  serve    run the gateway\n\n${usage()}\n`);
+      process.stdout.write(`tftp-gateway: a TFTP server for files in Amazon S3\n\nCommands:\n  serve    run the gateway\n  map-test read file names (and client IPs) on stdin, print the keys they map to\n\n${usage()}\n`);
       return;
     default:
-      process.stderr.write(`tftp-gateway: unknown command '${command}'. Commands: serve\n`);
+      process.stderr.write(`tftp-gateway: unknown command '${command}'. Commands: serve, map-test\n`);
       process.exitCode = 2;
   }
 }

@@ -1,5 +1,9 @@
 import os from 'node:os';
 import process from 'node:process';
+import fs from 'node:fs';
+import { CidrList, splitList } from '../policy/cidr.js';
+import { parseClientPrefixes, parseWritePrefixes, type ClientPrefix } from '../policy/access-policy.js';
+import { MapFileError, parseMapRules, type MapRule } from '../policy/map-rules.js';
 
 /**
  * One configuration schema: every flag has an environment twin (--s3-bucket ↔ TFTP_GATEWAY_S3_BUCKET),
@@ -38,6 +42,23 @@ export interface GatewayConfig {
   readonly rtoMinMs: number;
   readonly rtoMaxMs: number;
   readonly maxSessions: number;
+  /** Access policy and limits (docs/policy.md). */
+  readonly mapFile: string | undefined;
+  readonly mapRules: readonly MapRule[];
+  readonly mapBackslashes: boolean;
+  readonly mapLowercase: boolean;
+  readonly mapStripJunk: boolean;
+  readonly clientPrefixes: readonly ClientPrefix[];
+  readonly readAllow: CidrList | undefined;
+  readonly readDeny: CidrList;
+  readonly writeAllow: CidrList;
+  readonly writeDeny: CidrList;
+  readonly writePrefixes: readonly string[];
+  readonly refuseOptions: readonly string[];
+  readonly maxSessionsPerClient: number;
+  readonly rateLimit: number;
+  readonly rateBurst: number;
+  readonly stallTimeoutS: number;
   readonly cacheSize: number;
   readonly rangeSize: number;
   readonly readAhead: number;
@@ -104,6 +125,21 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'rto-min-ms', kind: 'int', default: '100', min: 1, max: 255000, help: 'lower bound of the adaptive retransmission timeout' },
   { flag: 'rto-max-ms', kind: 'int', default: '5000', min: 10, max: 255000, help: 'upper bound of the adaptive retransmission timeout' },
   { flag: 'max-sessions', kind: 'int', default: '10000', min: 1, help: 'concurrent transfers at most' },
+  { flag: 'max-sessions-per-client', kind: 'int', default: '0', min: 0, help: 'concurrent transfers per client address at most (0: no cap; a NATed site is one address)' },
+  { flag: 'rate-limit', kind: 'int', default: '0', min: 0, max: 100000, help: 'requests per second per client address, token bucket (0: off)' },
+  { flag: 'rate-burst', kind: 'int', default: '20', min: 1, max: 1000000, help: 'requests a client may send in a burst under --rate-limit' },
+  { flag: 'stall-timeout', kind: 'int', default: '60', min: 1, max: 3600, help: 'seconds a transfer may make no progress before it is ended (keep under the load balancer flow timeout, 120 s)' },
+  { flag: 'read-allow', kind: 'list', help: 'CIDR blocks that may read (comma-separated; default: every client)' },
+  { flag: 'read-deny', kind: 'list', help: 'CIDR blocks that may not read (wins over --read-allow)' },
+  { flag: 'write-allow', kind: 'list', help: 'CIDR blocks that may write (instead of --allow-write for everyone)' },
+  { flag: 'write-deny', kind: 'list', help: 'CIDR blocks that may not write (wins over --write-allow and --allow-write)' },
+  { flag: 'write-prefixes', kind: 'list', help: "paths within the client's tree that writes must land under, e.g. uploads/,logs/ (default: anywhere)" },
+  { flag: 'client-prefix', kind: 'list', help: 'CIDR=PREFIX: clients in CIDR are served the tree under key PREFIX instead of --s3-prefix (repeatable; most specific wins)' },
+  { flag: 'map-file', kind: 'string', help: 'tftp-hpa-style file name rewrite rules (see docs/policy.md; test with tftp-gateway map-test)' },
+  { flag: 'map-backslashes', kind: 'bool', default: 'false', help: 'turn backslashes in file names into slashes (Windows/WDS clients)' },
+  { flag: 'map-lowercase', kind: 'bool', default: 'false', help: 'lower-case file names (clients that send any letter case; store keys in lower case)' },
+  { flag: 'map-strip-junk', kind: 'bool', default: 'false', help: 'cut file names at the first control byte or byte that is not valid UTF-8 (old ROMs append junk)' },
+  { flag: 'refuse-options', kind: 'list', help: 'options never granted, like tftp-hpa --refuse (blksize, tsize, timeout, windowsize); refusing timeout keeps the adaptive retransmission timer' },
   { flag: 'cache-size', kind: 'size', help: 'bytes of object data the read cache may hold (default: a quarter of memory, at most 4 GiB)' },
   { flag: 'range-size', kind: 'size', default: '8MiB', min: 64 * 1024, max: 1024 * MiB, help: 'size of the aligned ranges read from S3' },
   { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer' },
@@ -300,6 +336,30 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     problems.push(`--cache-size must hold at least two ranges (${rangeSize * 2} bytes)`);
   }
 
+  const mapFile = get<string | undefined>('map-file');
+  let mapRules: MapRule[] = [];
+  if (mapFile !== undefined) {
+    try {
+      mapRules = parseMapRules(fs.readFileSync(mapFile, 'utf8'));
+    } catch (err) {
+      if (err instanceof MapFileError) problems.push(...err.problems.map((p) => `--map-file ${mapFile}: ${p}`));
+      else problems.push(`--map-file: cannot read '${mapFile}': ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  const readAllowText = get<string[] | undefined>('read-allow');
+  const readAllow = readAllowText ? CidrList.parse(readAllowText, problems, '--read-allow') : undefined;
+  const readDeny = CidrList.parse(get<string[] | undefined>('read-deny') ?? [], problems, '--read-deny');
+  const writeAllow = CidrList.parse(get<string[] | undefined>('write-allow') ?? [], problems, '--write-allow');
+  const writeDeny = CidrList.parse(get<string[] | undefined>('write-deny') ?? [], problems, '--write-deny');
+  if (get<boolean>('allow-write') && !writeAllow.isEmpty) {
+    problems.push('--allow-write lets every client write: give either it or --write-allow CIDRs, not both');
+  }
+  const clientPrefixes = parseClientPrefixes(get<string[] | undefined>('client-prefix') ?? [], problems);
+  const refuseOptions = splitList(get<string[] | undefined>('refuse-options') ?? []).map((o) => o.toLowerCase());
+  for (const o of refuseOptions) {
+    if (!['blksize', 'tsize', 'timeout', 'windowsize'].includes(o)) problems.push(`--refuse-options: '${o}' is not one of blksize, tsize, timeout, windowsize`);
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   return Object.freeze({
@@ -325,6 +385,22 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     rtoMinMs: rtoMin,
     rtoMaxMs: rtoMax,
     maxSessions: get<number>('max-sessions'),
+    mapFile,
+    mapRules,
+    mapBackslashes: get<boolean>('map-backslashes'),
+    mapLowercase: get<boolean>('map-lowercase'),
+    mapStripJunk: get<boolean>('map-strip-junk'),
+    clientPrefixes,
+    readAllow,
+    readDeny,
+    writeAllow,
+    writeDeny,
+    writePrefixes: parseWritePrefixes(get<string[] | undefined>('write-prefixes') ?? []),
+    refuseOptions,
+    maxSessionsPerClient: get<number>('max-sessions-per-client'),
+    rateLimit: get<number>('rate-limit'),
+    rateBurst: get<number>('rate-burst'),
+    stallTimeoutS: get<number>('stall-timeout'),
     cacheSize,
     rangeSize,
     readAhead: get<number>('read-ahead'),
@@ -345,5 +421,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
 
 /** The configuration as logged at start (no secrets live in it: credentials come from the AWS chain). */
 export function describeConfig(config: GatewayConfig): Record<string, unknown> {
-  return { ...config, listen: config.listen.map((a) => `${a.host}:${a.port}`) };
+  const cidrs = (list: CidrList | undefined): string[] | undefined => list?.entries.map((c) => c.text);
+  return {
+    ...config,
+    listen: config.listen.map((a) => `${a.host}:${a.port}`),
+    mapRules: config.mapRules.length,
+    clientPrefixes: config.clientPrefixes.map((c) => `${c.cidr.text}=${c.prefix}`),
+    readAllow: cidrs(config.readAllow),
+    readDeny: cidrs(config.readDeny),
+    writeAllow: cidrs(config.writeAllow),
+    writeDeny: cidrs(config.writeDeny),
+  };
 }

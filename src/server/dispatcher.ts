@@ -6,6 +6,9 @@ import type { SessionBase } from '../session/session-base.js';
 import type { Clock, PeerChannel, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
 import { WriteSession } from '../session/write-session.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import { PolicyRefusal } from '../policy/access-policy.js';
+import { canonicalClientAddress } from '../policy/cidr.js';
+import { ClientLimits } from '../policy/limits.js';
 import { sanitize, sanitizeOptions, type Logger } from './logger.js';
 import type { PreparedTransfer, RequestOpener } from './requests.js';
 
@@ -15,6 +18,13 @@ export interface DispatcherOptions {
   readonly maxSessions: number;
   readonly maxWindowBytes: number;
   readonly maxUploadSize: number;
+  /** Concurrent sessions per client address (0: no cap). */
+  readonly maxSessionsPerClient?: number;
+  /** Requests per second per client address (0: off), with this burst. */
+  readonly rateLimit?: number;
+  readonly rateBurst?: number;
+  /** A session (or a request still opening) with no progress for this long is ended; 0: never. */
+  readonly stallTimeoutMs?: number;
   readonly retransmit: RetransmitPolicy;
 }
 
@@ -33,6 +43,12 @@ interface SessionEntry {
   /** The request's bytes: an identical retransmitted request is recognised by them. */
   readonly requestBytes: Buffer;
   readonly filename: string;
+  /** The client's canonical address (IPv4-mapped IPv6 as IPv4): what per-client limits count. */
+  readonly clientAddress: string;
+  /** When the request arrived: a request still opening after the stall timeout is dropped. */
+  readonly openedAt: number;
+  /** The listening socket the request came in on. */
+  readonly endpointSocket: dgram.Socket;
   /** The per-transfer socket (per-transfer mode), owned and closed by this entry. */
   ownSocket: dgram.Socket | undefined;
   session: SessionBase | undefined;
@@ -55,6 +71,10 @@ export class Dispatcher {
   private idleWaiters: (() => void)[] = [];
   /** Told the session count whenever it changes (scale-in protection). */
   onActivity: ((active: number) => void) | undefined;
+  /** Per-client request rate and session cap. */
+  private readonly limits: ClientLimits;
+  /** The stall sweep's timer; armed only while the table has entries. */
+  private stallTimer: ReturnType<Clock['setTimeout']> | undefined;
 
   constructor(
     private readonly options: DispatcherOptions,
@@ -62,7 +82,14 @@ export class Dispatcher {
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.limits = new ClientLimits({
+      maxSessionsPerClient: options.maxSessionsPerClient ?? 0,
+      ratePerSecond: options.rateLimit ?? 0,
+      burst: options.rateBurst ?? 20,
+      clock,
+    });
+  }
 
   get activeSessions(): number {
     return this.sessions.size;
@@ -150,19 +177,29 @@ export class Dispatcher {
 
   private onRequest(endpoint: ListenEndpoint, key: string, request: RequestPacket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const existing = this.sessions.get(key);
-    if (existing) {
-      // A retransmitted request (our answer was lost or is on its way) must not start a second transfer.
-      if (existing.requestBytes.equals(msg) && !this.hasProgressed(existing)) return;
-      // Anything else from the same ip:port means the client started over: the new request wins.
-      this.replace(existing);
-    }
+    // A retransmitted request (our answer was lost or is on its way) must not start a second transfer.
+    if (existing && existing.requestBytes.equals(msg) && !this.hasProgressed(existing)) return;
     const operation: Operation = request.opcode === Opcode.RRQ ? 'read' : 'write';
+    const clientAddress = canonicalClientAddress(rinfo.address);
+    if (this.limits.admit(clientAddress) === 'rate-limited') {
+      // Counted every time, answered (and logged at info) at most once a second per client: a
+      // flood of requests, possibly spoofed, must not become a flood of replies or log lines.
+      const answer = this.limits.shouldAnswerRefusal(clientAddress);
+      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'rate-limited', new TransferError('BUSY', 'request rate limit'), answer);
+      return;
+    }
+    // Anything else from the same ip:port means the client started over: the new request wins.
+    if (existing) this.replace(existing);
     if (this.draining) {
-      this.refuse(endpoint.socket, rinfo, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
+      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
       return;
     }
     if (this.sessions.size >= this.options.maxSessions) {
-      this.refuse(endpoint.socket, rinfo, 'busy', new TransferError('BUSY', 'session limit reached'));
+      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'busy', new TransferError('BUSY', 'session limit reached'));
+      return;
+    }
+    if (this.limits.atSessionCap(clientAddress)) {
+      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'client-busy', new TransferError('BUSY', 'per-client session limit reached'));
       return;
     }
     const entry: SessionEntry = {
@@ -171,12 +208,17 @@ export class Dispatcher {
       operation,
       requestBytes: Buffer.from(msg),
       filename: sanitize(request.filename),
+      clientAddress,
+      openedAt: this.clock.now(),
+      endpointSocket: endpoint.socket,
       ownSocket: undefined,
       session: undefined,
       opening: new AbortController(),
       closed: false,
     };
     this.sessions.set(key, entry);
+    this.limits.sessionOpened(clientAddress);
+    this.armStallSweep();
     this.onActivity?.(this.sessions.size);
     const perTransfer = this.options.portMode === 'per-transfer';
     const socketReady = perTransfer ? this.bindTransferSocket(endpoint.socket) : Promise.resolve(undefined);
@@ -185,7 +227,7 @@ export class Dispatcher {
       if (entry.closed) socket.close();
       else entry.ownSocket = socket;
     }, () => undefined);
-    Promise.all([this.opener.open(request), socketReady]).then(
+    Promise.all([this.opener.open(request, rinfo.address), socketReady]).then(
       ([prepared]) => {
         if (entry.closed) {
           if (prepared.kind === 'write') void this.trackAborts(prepared.sink).abort('request superseded');
@@ -197,7 +239,7 @@ export class Dispatcher {
       (err: unknown) => {
         if (entry.closed) return;
         const replySocket = entry.ownSocket ?? endpoint.socket;
-        const reason = err instanceof TransferError ? err.code.toLowerCase().replace(/_/g, '-') : 'storage-error';
+        const reason = refusalReason(err);
         this.logger.info(
           { client: rinfo.address, port: rinfo.port, op: operation, file: entry.filename, refused: reason, detail: errorText(err) },
           'request refused',
@@ -210,6 +252,24 @@ export class Dispatcher {
 
   private hasProgressed(entry: SessionEntry): boolean {
     return entry.session?.hasProgressed === true;
+  }
+
+  /** Refuses a request before any session exists: counted, logged once, answered with an ERROR (unless `answer` is false). */
+  private refuseRequest(
+    socket: dgram.Socket,
+    rinfo: dgram.RemoteInfo,
+    operation: Operation,
+    request: RequestPacket,
+    reason: string,
+    err: TransferError,
+    answer = true,
+  ): void {
+    this.logger[answer ? 'info' : 'debug'](
+      { client: rinfo.address, port: rinfo.port, op: operation, file: sanitize(request.filename), refused: reason, detail: err.message },
+      'request refused',
+    );
+    if (answer) this.refuse(socket, rinfo, reason, err);
+    else this.metrics.requestsRefused.inc({ reason });
   }
 
   private refuse(socket: dgram.Socket, rinfo: { address: string; port: number }, reason: string, err: unknown): void {
@@ -328,12 +388,46 @@ export class Dispatcher {
     entry.closed = true;
     entry.opening.abort();
     if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
+    this.limits.sessionClosed(entry.clientAddress);
     this.onActivity?.(this.sessions.size);
     entry.ownSocket?.close();
     if (this.sessions.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
+    }
+  }
+
+  /** Arms the stall sweep (one timer for the whole table, only while it has entries). */
+  private armStallSweep(): void {
+    const stallMs = this.options.stallTimeoutMs ?? 0;
+    if (stallMs <= 0 || this.stallTimer !== undefined || this.sessions.size === 0) return;
+    this.stallTimer = this.clock.setTimeout(() => {
+      this.stallTimer = undefined;
+      this.sweepStalled(stallMs);
+      this.armStallSweep();
+    }, Math.min(1000, Math.max(20, stallMs / 4)));
+  }
+
+  /**
+   * Ends every session that made no progress for `stallMs` (a client that went away while its
+   * timer backs off, a pinned long timeout, storage that hangs) and drops requests still opening
+   * after it: ERROR 0 to the client, timers, S3 streams and uploads released.
+   */
+  private sweepStalled(stallMs: number): void {
+    const now = this.clock.now();
+    for (const entry of [...this.sessions.values()]) {
+      if (entry.closed) continue;
+      if (entry.session) {
+        if (now - entry.session.lastProgressAt >= stallMs) entry.session.reap(`no progress for ${Math.round(now - entry.session.lastProgressAt)} ms`);
+      } else if (now - entry.openedAt >= stallMs) {
+        this.logger.warn(
+          { client: entry.client.address, port: entry.client.port, op: entry.operation, file: entry.filename, refused: 'stalled' },
+          'request refused',
+        );
+        this.refuse(entry.ownSocket ?? entry.endpointSocket, entry.client, 'stalled', new TransferError('STORAGE_UNAVAILABLE', 'request still opening at the stall timeout'));
+        this.dropEntry(entry);
+      }
     }
   }
 
@@ -367,6 +461,13 @@ export class Dispatcher {
     }
     throw new TransferError('BUSY', 'no free port in --port-range');
   }
+}
+
+/** The metric reason of a refused request: a bounded set (policy reasons and error codes). */
+function refusalReason(err: unknown): string {
+  if (err instanceof PolicyRefusal) return err.reason;
+  if (err instanceof TransferError) return err.code.toLowerCase().replace(/_/g, '-');
+  return 'storage-error';
 }
 
 function errorText(err: unknown): string {

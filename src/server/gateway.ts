@@ -11,11 +11,11 @@ import { TaskProtection } from '../metrics/task-protection.js';
 import { systemClock, type Clock } from '../session/types.js';
 import { BlockCache } from '../storage/block-cache.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
-import { normalisePrefix } from '../storage/keys.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { Dispatcher, type ListenEndpoint } from './dispatcher.js';
 import { writeLine, type Logger } from './logger.js';
 import { RequestOpener } from './requests.js';
+import { accessPolicyFromConfig } from '../policy/from-config.js';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -112,9 +112,8 @@ export class Gateway {
     metrics.cacheBytesSource = () => cache.bytesHeld;
     const opener = new RequestOpener(
       {
-        prefix: normalisePrefix(config.s3Prefix),
-        maxNameLength: 1024,
-        allowWrite: config.allowWrite,
+        access: accessPolicyFromConfig(config),
+        refusedOptions: new Set(config.refuseOptions),
         allowOverwrite: config.allowOverwrite,
         maxUploadSize: config.maxUploadSize,
         maxBlksize: config.maxBlksize,
@@ -131,6 +130,10 @@ export class Gateway {
         maxSessions: config.maxSessions,
         maxWindowBytes: config.maxWindowBytes,
         maxUploadSize: config.maxUploadSize,
+        maxSessionsPerClient: config.maxSessionsPerClient,
+        rateLimit: config.rateLimit,
+        rateBurst: config.rateBurst,
+        stallTimeoutMs: config.stallTimeoutS * 1000,
         retransmit: {
           initialMs: config.rtoInitialMs,
           minMs: config.rtoMinMs,

@@ -1,16 +1,17 @@
+import { resolveRequest, type AccessPolicyOptions, type Resolution } from '../policy/access-policy.js';
 import { buildOack, negotiateOptions, type NegotiatedOptions } from '../protocol/options.js';
 import { Opcode, type RequestPacket } from '../protocol/packet.js';
 import { TransferError } from '../session/errors.js';
 import type { ReadSource, UploadSink } from '../session/types.js';
 import type { BlockCache } from '../storage/block-cache.js';
-import { objectKeyFor } from '../storage/keys.js';
 import { CachedObjectSource, NetasciiSource } from '../storage/object-source.js';
 import type { S3ObjectStore } from '../storage/s3-store.js';
 
 export interface RequestPolicy {
-  readonly prefix: string;
-  readonly maxNameLength: number;
-  readonly allowWrite: boolean;
+  /** Who may read or write what, and how names become keys (src/policy). */
+  readonly access: AccessPolicyOptions;
+  /** Options never granted (tftp-hpa --refuse). */
+  readonly refusedOptions: ReadonlySet<string>;
   readonly allowOverwrite: boolean;
   readonly maxUploadSize: number;
   readonly maxBlksize: number;
@@ -55,20 +56,21 @@ export class RequestOpener {
     private readonly store: S3ObjectStore,
   ) {}
 
-  /** The object key a request names (throws INVALID_PATH). */
-  keyFor(request: RequestPacket): string {
-    return objectKeyFor(request.filename, { prefix: this.policy.prefix, maxNameLength: this.policy.maxNameLength });
+  /**
+   * Where a request from `client` leads: client rules, name normalisation, map rules, the client's
+   * key prefix, write locations. Throws PolicyRefusal (a TransferError with a metric reason).
+   */
+  resolve(request: RequestPacket, client: string): Resolution {
+    return resolveRequest(this.policy.access, request.filename, request.opcode === Opcode.RRQ ? 'read' : 'write', client);
   }
 
-  async open(request: RequestPacket): Promise<PreparedTransfer> {
+  async open(request: RequestPacket, client: string): Promise<PreparedTransfer> {
     const mode = transferMode(request.mode);
-    if (request.opcode === Opcode.WRQ && !this.policy.allowWrite) {
-      throw new TransferError('WRITE_DISABLED', 'write requests are disabled');
-    }
-    const key = this.keyFor(request);
+    const { key } = this.resolve(request, client);
     const options = negotiateOptions(request.options, {
       maxBlksize: this.policy.maxBlksize,
       maxWindowsize: this.policy.maxWindowsize,
+      refused: this.policy.refusedOptions,
     });
     return request.opcode === Opcode.RRQ
       ? this.openRead(request, key, mode, options)

@@ -1,4 +1,4 @@
-import { GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { TransferError } from '../session/errors.js';
@@ -159,6 +159,33 @@ export class S3ObjectStore {
   }
 }
 
+/**
+ * `If-None-Match: *` on CompleteMultipartUpload is newer than on PutObject, and some S3-compatible
+ * stores ignore it there (Ceph RGW Pacific does): so a multipart upload that must not overwrite
+ * also checks with HeadObject right before it completes. The conditional header still closes the
+ * race where the store honours it; elsewhere the window shrinks to one round trip.
+ */
+function guardComplete(client: S3Client, bucket: string, key: string): S3Client {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver) as unknown;
+      return async (command: unknown, options?: { abortSignal?: AbortSignal }) => {
+        if (command instanceof CompleteMultipartUploadCommand) {
+          const exists = await target.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), options).then(
+            () => true,
+            (err: unknown) => {
+              if (storageError(err, 'HeadObject').code === 'NOT_FOUND') return false;
+              throw err;
+            },
+          );
+          if (exists) throw new TransferError('EXISTS', `object ${key} appeared during the upload`);
+        }
+        return (target.send as (c: unknown, o?: unknown) => Promise<unknown>)(command, options);
+      };
+    },
+  });
+}
+
 /** Waits `ms`, or less if `signal` aborts first (the caller then sees the abort). */
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -195,7 +222,7 @@ class MultipartSink implements UploadSink {
     client: S3Client,
     private readonly options: S3StoreOptions,
     private readonly key: string,
-    ifNoneMatch: boolean,
+    private readonly ifNoneMatch: boolean,
   ) {
     this.part = Buffer.allocUnsafe(options.partSize);
     this.body = new Readable({
@@ -207,7 +234,7 @@ class MultipartSink implements UploadSink {
       },
     });
     this.upload = new Upload({
-      client,
+      client: ifNoneMatch ? guardComplete(client, options.bucket, key) : client,
       params: {
         Bucket: options.bucket,
         Key: key,
@@ -266,7 +293,10 @@ class MultipartSink implements UploadSink {
       this.state = 'finished';
     } catch (err) {
       this.state = 'aborted';
-      throw storageError(err, `Upload ${this.key}`);
+      const mapped = storageError(err, `Upload ${this.key}`);
+      // If-None-Match: * failed: someone stored the key after our first check (ERROR 6, not 0).
+      if (this.ifNoneMatch && mapped.code === 'OBJECT_CHANGED') throw new TransferError('EXISTS', mapped.message, { cause: err });
+      throw mapped;
     }
   }
 

@@ -1,0 +1,72 @@
+import { TokenBuckets, type NowSource } from './token-bucket.js';
+
+export interface ClientLimitOptions {
+  /** Concurrent sessions per client address; 0: no per-client cap. */
+  readonly maxSessionsPerClient: number;
+  /** Requests per second per client address (token bucket); 0: no rate limit. */
+  readonly ratePerSecond: number;
+  /** Requests a client may make in a burst. */
+  readonly burst: number;
+  readonly clock: NowSource;
+  /** Clients whose buckets are remembered at most. */
+  readonly maxTrackedClients?: number;
+}
+
+export type Admission = 'ok' | 'rate-limited';
+
+/**
+ * Per-client limits the dispatcher asks before opening a session: a request rate (token bucket)
+ * and a cap on concurrent sessions. Clients are keyed by canonical address (one NAT'd site is one
+ * client: size the limits for it). Refusals for the rate limit are answered at most once a second
+ * per client, so a flood of requests (possibly spoofed) is not turned into a flood of replies.
+ */
+export class ClientLimits {
+  private readonly sessions = new Map<string, number>();
+  private readonly requests: TokenBuckets | undefined;
+  private readonly replies: TokenBuckets;
+
+  constructor(private readonly options: ClientLimitOptions) {
+    const maxKeys = options.maxTrackedClients ?? 100_000;
+    this.requests =
+      options.ratePerSecond > 0
+        ? new TokenBuckets({ ratePerSecond: options.ratePerSecond, burst: Math.max(1, options.burst), maxKeys, clock: options.clock })
+        : undefined;
+    this.replies = new TokenBuckets({ ratePerSecond: 1, burst: 1, maxKeys, clock: options.clock });
+  }
+
+  /** Spends one request token for the client. */
+  admit(client: string): Admission {
+    if (this.requests && !this.requests.take(client)) return 'rate-limited';
+    return 'ok';
+  }
+
+  /** Whether a rate-limit refusal to this client should be answered (at most one a second). */
+  shouldAnswerRefusal(client: string): boolean {
+    return this.replies.take(client);
+  }
+
+  /** True when the client already has as many sessions as it may. */
+  atSessionCap(client: string): boolean {
+    const cap = this.options.maxSessionsPerClient;
+    return cap > 0 && (this.sessions.get(client) ?? 0) >= cap;
+  }
+
+  sessionOpened(client: string): void {
+    this.sessions.set(client, (this.sessions.get(client) ?? 0) + 1);
+  }
+
+  sessionClosed(client: string): void {
+    const n = (this.sessions.get(client) ?? 0) - 1;
+    if (n > 0) this.sessions.set(client, n);
+    else this.sessions.delete(client);
+  }
+
+  sessionsOf(client: string): number {
+    return this.sessions.get(client) ?? 0;
+  }
+
+  /** Clients with at least one session (the table is empty when the gateway is idle). */
+  get trackedClients(): number {
+    return this.sessions.size;
+  }
+}
