@@ -122,13 +122,17 @@ describe('gateway against a real S3-compatible server', () => {
     const block = randomBytes(1468);
     const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
     await wait(100);
-    // 6 MiB: enough for the first 5 MiB part to be uploaded.
-    for (let n = 1; n <= 4300; n++) {
+    // 12 MiB: past two 5 MiB parts, so lib-storage has created a multipart upload and sent a part.
+    for (let n = 1; n <= 8600; n++) {
       socket.send(encodeData(n & 0xffff, block), serverPort, '127.0.0.1');
       const deadline = Date.now() + 2000;
       while (lastAck !== (n & 0xffff) && Date.now() < deadline) await wait(1);
       assert.equal(lastAck, n & 0xffff, `ACK ${n}`);
     }
+    // The test means something only if there is a multipart upload to abort.
+    const uploadDeadline = Date.now() + 5000;
+    while ((await listUploads(s3, bucket)) === 0 && Date.now() < uploadDeadline) await wait(20);
+    assert.equal(await listUploads(s3, bucket), 1, 'a multipart upload is in progress before the client gives up');
     socket.send(encodeError(0, 'user cancelled'), serverPort, '127.0.0.1');
     socket.close();
     await gw.gateway.dispatcher.settled();

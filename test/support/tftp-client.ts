@@ -95,12 +95,16 @@ export async function tftpGet(filename: string, opts: ClientOptions): Promise<Cl
       chunks.push(Buffer.from(p.data));
       const last = p.data.length < effectiveBlksize;
       sinceAck++;
-      if (last || sinceAck >= windowsize) {
+      if (last) {
+        // Wait until the final ACK has left the socket before the `finally` closes it.
+        await new Promise<void>((resolve) => socket.send(encodeAck(expected & 0xffff), serverPort!, host, () => resolve()));
+        return { data: Buffer.concat(chunks), oack, error: undefined };
+      }
+      if (sinceAck >= windowsize) {
         socket.send(encodeAck(expected & 0xffff), serverPort, host);
         sinceAck = 0;
       }
       expected++;
-      if (last) return { data: Buffer.concat(chunks), oack, error: undefined };
     }
   } finally {
     socket.close();
