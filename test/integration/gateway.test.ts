@@ -133,11 +133,11 @@ describe('gateway against a real S3-compatible server', () => {
     const uploadDeadline = Date.now() + 5000;
     while ((await listUploads(s3, bucket)) === 0 && Date.now() < uploadDeadline) await wait(20);
     assert.equal(await listUploads(s3, bucket), 1, 'a multipart upload is in progress before the client gives up');
-    socket.send(encodeError(0, 'user cancelled'), serverPort, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.send(encodeError(0, 'user cancelled'), serverPort, '127.0.0.1', () => resolve()));
     socket.close();
-    await gw.gateway.dispatcher.settled();
     const deadline = Date.now() + 5000;
     while (gw.gateway.dispatcher.activeSessions > 0 && Date.now() < deadline) await wait(10);
+    assert.equal(gw.gateway.dispatcher.activeSessions, 0, 'the ERROR ended the session');
     await gw.gateway.dispatcher.settled();
     assert.equal(await getObject(s3, bucket, 'images/up/abandoned'), undefined);
     assert.equal(await listUploads(s3, bucket), 0);
