@@ -35,8 +35,9 @@ async function main(): Promise<void> {
   };
   for (const a of args) if (a.startsWith('--') && !['--quick', '--no-atftpd', '--s3', '--out', '--storms', '--size', '--cache-size', '--latency-ms', '--repeats', '--tsx'].includes(a)) usage();
   const base = quick ? QUICK : FULL;
-  const s3 = (value('--s3') ?? 'rgw') as BenchOptions['s3'];
-  if (!['rgw', 's3rver', 'env'].includes(s3)) usage();
+  const s3Text = value('--s3') ?? 'rgw';
+  if (s3Text !== 'rgw' && s3Text !== 's3rver' && s3Text !== 'env') usage();
+  const s3: BenchOptions['s3'] = s3Text;
   const num = (flag: string): number | undefined => {
     const v = value(flag);
     if (v === undefined) return undefined;

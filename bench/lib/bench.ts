@@ -28,6 +28,7 @@ import {
   startS3,
   startTftpdHpa,
   uploadFiles,
+  type ExternalS3,
   type GatewayServer,
   type S3Backend,
   type TftpServer,
@@ -36,7 +37,9 @@ import {
 export interface BenchOptions {
   /** Size of the image every case transfers. */
   readonly imageBytes: number;
-  readonly s3: 'rgw' | 's3rver' | 'env';
+  readonly s3: 'rgw' | 's3rver' | 'env' | ExternalS3;
+  /** Pin this process to the client core (the CLI does; a test does not). */
+  readonly pinSelf?: boolean;
   /** Gateway --cache-size (the RSS target is this plus 150 MiB). */
   readonly cacheBytes: number;
   /** Best of this many runs per single-transfer case (the machine is shared: noise only slows). */
@@ -138,7 +141,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   const image = randomBytes(opts.imageBytes);
   fs.writeFileSync(path.join(filesDir, IMAGE), image, { mode: 0o644 });
   // The orchestrator (client-side stream checks) shares the clients' core.
-  await run(['taskset', '-a', '-p', '-c', clientCore, String(process.pid)], 5000);
+  if (opts.pinSelf !== false) await run(['taskset', '-a', '-p', '-c', clientCore, String(process.pid)], 5000);
 
   let s3: S3Backend | undefined;
   const servers: TftpServer[] = [];
@@ -271,8 +274,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       cpuModel: os.cpus()[0]?.model,
       loadavg: os.loadavg(),
       s3: s3.kind,
+      s3Endpoint: s3.endpoint,
       cores: { server: serverCore, client: clientCore },
-      options: { ...opts, log: undefined },
+      options: { ...opts, log: undefined, s3: typeof opts.s3 === 'object' ? opts.s3.kind : opts.s3 },
     };
     return { meta, single, windowed, matrix, storms, cold, peakRssBytes, rows, table };
   } finally {

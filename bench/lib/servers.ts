@@ -16,11 +16,23 @@ export interface S3Backend {
   close(): Promise<void>;
 }
 
+/** An S3-compatible server someone else runs (the test suite's). */
+export interface ExternalS3 {
+  readonly kind: 'rgw' | 's3rver';
+  readonly endpoint: string;
+  readonly credentials: { accessKeyId: string; secretAccessKey: string };
+  readonly region: string;
+}
+
 /**
  * The S3-compatible store: an existing one (S3_TEST_* exports, e.g. from scripts/rgw.sh or
  * npm test), Ceph RGW started with scripts/rgw.sh in `dir`, or the in-process s3rver.
  */
-export async function startS3(kind: 'rgw' | 's3rver' | 'env', dir: string, log: (line: string) => void): Promise<S3Backend> {
+export async function startS3(kind: 'rgw' | 's3rver' | 'env' | ExternalS3, dir: string, log: (line: string) => void): Promise<S3Backend> {
+  if (typeof kind === 'object') {
+    const url = new URL(kind.endpoint);
+    return { ...kind, host: url.hostname, port: Number(url.port), close: () => Promise.resolve() };
+  }
   if (kind === 'env') {
     const endpoint = process.env.S3_TEST_ENDPOINT;
     if (!endpoint) throw new Error('--s3 env needs S3_TEST_ENDPOINT (and S3_TEST_ACCESS_KEY/S3_TEST_SECRET_KEY)');

@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { buildRows, runBench, writeResults, FULL } from '../../bench/lib/bench.js';
+import { clientArgv } from '../../bench/lib/clients.js';
+import { formatTable, mbps, MiB, promValue, ratio, renderStormSvg, s3FetchRatio, summarizeStorm, type StormClient, type TransferRun } from '../../bench/lib/report.js';
+import { testS3, type TestS3 } from '../support/s3.js';
+
+const run = (server: TransferRun['server'], blksize: number, windowsize: number, seconds: number, ok = true): TransferRun => ({
+  server,
+  client: 'atftp',
+  blksize,
+  windowsize,
+  bytes: 100 * MiB,
+  seconds,
+  ok,
+});
+
+describe('benchmark arithmetic', () => {
+  test('throughput and ratios', () => {
+    assert.equal(mbps(100e6, 2), 50);
+    assert.equal(mbps(1, 0), 0);
+    assert.equal(ratio(30, 20), 1.5);
+    assert.equal(ratio(30, 0), undefined);
+    assert.equal(ratio(undefined, 20), undefined);
+    assert.equal(s3FetchRatio(105 * MiB, 100 * MiB), 1.05);
+  });
+
+  test('S3 bytes come from the gateway metrics text', () => {
+    const text = [
+      '# HELP tftp_gateway_s3_bytes_fetched_total Object bytes read from S3',
+      '# TYPE tftp_gateway_s3_bytes_fetched_total counter',
+      'tftp_gateway_s3_bytes_fetched_total 104857600',
+      'tftp_gateway_s3_requests_total{operation="GetObject",outcome="ok"} 13',
+      'tftp_gateway_s3_requests_total{operation="HeadObject",outcome="ok"} 2',
+    ].join('\n');
+    assert.equal(promValue(text, 'tftp_gateway_s3_bytes_fetched_total'), 104857600);
+    assert.equal(promValue(text, 'tftp_gateway_s3_requests_total', true), 15);
+    assert.equal(promValue(text, 'tftp_gateway_s3_requests'), undefined);
+    assert.equal(promValue(text, 'missing_metric'), undefined);
+  });
+
+  test('storm summary: aggregate counts only correct transfers, slowest and failures', () => {
+    const clients: StormClient[] = [
+      { index: 0, client: 'atftp', finishedAt: 2, ok: true },
+      { index: 1, client: 'curl', finishedAt: 4, ok: true },
+      { index: 2, client: 'busybox', finishedAt: 3, ok: false, error: 'timed out' },
+    ];
+    const s = summarizeStorm('gateway', 10e6, 4, clients, 10.5e6);
+    assert.equal(s.aggregateMbps, 5);
+    assert.equal(s.slowestSeconds, 4);
+    assert.equal(s.failures, 1);
+    assert.equal(s.s3FetchRatio, 1.05);
+    assert.equal(summarizeStorm('tftpd-hpa', 10e6, 4, clients).s3FetchRatio, undefined);
+  });
+
+  test('rows compare each case with its reference and mark the targets', () => {
+    const rows = buildRows({
+      single: [run('gateway', 1468, 1, 4), run('tftpd-hpa', 1468, 1, 5)],
+      windowed: [run('gateway', 1468, 16, 1), run('atftpd', 1468, 16, 0.5)],
+      matrix: [run('gateway', 65464, 1, 1), run('gateway', 65464, 16, 2, false)],
+      storms: [
+        summarizeStorm('gateway', 100 * MiB, 10, [{ index: 0, client: 'atftp', finishedAt: 10, ok: true }], 100 * MiB),
+        summarizeStorm('tftpd-hpa', 100 * MiB, 20, [{ index: 0, client: 'atftp', finishedAt: 20, ok: true }]),
+      ],
+      cold: [{ blksize: 1468, windowsize: 16, latencyMs: 30, cold: run('gateway', 1468, 16, 1.2), warm: run('gateway', 1468, 16, 1), s3BytesFetched: 100 * MiB }],
+      peakRssBytes: 600 * MiB,
+      cacheBytes: 512 * MiB,
+    });
+    const byCase = new Map(rows.map((r) => [r.case, r]));
+    assert.equal(byCase.get('warm bs 1468 w 1 atftp vs tftpd-hpa')?.ratio, 1.25);
+    assert.equal(byCase.get('warm bs 1468 w 1 atftp vs tftpd-hpa')?.met, true);
+    assert.equal(byCase.get('warm bs 1468 w 16 atftp vs atftpd')?.met, false);
+    assert.equal(byCase.get('no collapse bs 65464 w 16 vs w 1')?.ratio, 0, 'a failed transfer counts as 0 MB/s');
+    assert.equal(byCase.get('storm 1: aggregate vs tftpd-hpa')?.ratio, 2);
+    assert.equal(byCase.get('storm 1: S3 bytes ÷ image')?.met, true);
+    assert.ok(Math.abs(byCase.get('cold +30 ms S3 vs warm, bs 1468 w 16')!.ratio! - 1 / 1.2) < 1e-9);
+    assert.equal(byCase.get('peak RSS, largest storm')?.met, true);
+    const table = formatTable(rows);
+    assert.match(table, /SHORT/);
+    assert.equal(new Set(table.split('\n').slice(0, 2).map((l) => l.length)).size <= 2, true);
+  });
+
+  test('the chart is well-formed SVG with one curve per storm and a mark per failure', () => {
+    const clients = (n: number, failed: number): StormClient[] =>
+      Array.from({ length: n }, (_, i) => ({ index: i, client: 'atftp', finishedAt: 1 + i / 10, ok: i >= failed }));
+    const svg = renderStormSvg([summarizeStorm('gateway', MiB, 3, clients(20, 0), MiB), summarizeStorm('tftpd-hpa', MiB, 3, clients(20, 2))]);
+    assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.equal((svg.match(/<polyline /g) ?? []).length, 2);
+    assert.equal((svg.match(/<path /g) ?? []).length, 2);
+    assert.match(svg, /<\/svg>\n$/);
+  });
+
+  test('clients are the real Debian commands', () => {
+    assert.deepEqual(clientArgv({ client: 'atftp', port: 69, file: 'f', blksize: 1468, windowsize: 16 }), [
+      'atftp', '--option', 'blksize 1468', '--option', 'windowsize 16', '-g', '-r', 'f', '-l', '/dev/stdout', '127.0.0.1', '69',
+    ]);
+    assert.deepEqual(clientArgv({ client: 'busybox', port: 69, file: 'f', blksize: 512, windowsize: 1 }), ['busybox', 'tftp', '-g', '-r', 'f', '-l', '-', '127.0.0.1', '69']);
+    assert.throws(() => clientArgv({ client: 'curl', port: 69, file: 'f', blksize: 512, windowsize: 4 }));
+    assert.equal(FULL.storms.at(-1), 200);
+    assert.equal(FULL.imageBytes, 100 * MiB);
+  });
+});
+
+describe('benchmark, tiny run', () => {
+  let s3: TestS3;
+  before(async () => {
+    s3 = await testS3();
+  });
+  after(async () => {
+    await s3?.cleanup();
+  });
+
+  test('runs every case end to end against real servers and accounts S3 bytes', { timeout: 180_000 }, async (t) => {
+    const missing = ['/usr/sbin/in.tftpd', '/usr/bin/atftp', '/usr/bin/curl', '/usr/bin/busybox'].filter((p) => !fs.existsSync(p));
+    if (missing.length > 0) return t.skip(`not installed: ${missing.join(', ')} (scripts/install-test-deps.sh)`);
+    const lines: string[] = [];
+    const results = await runBench({
+      ...FULL,
+      imageBytes: 300 * 1024 + 17,
+      cacheBytes: 64 * MiB,
+      repeats: 1,
+      singleBlksizes: [1468],
+      windowCases: [[1468, 4]],
+      matrixBlksizes: [1468],
+      matrixWindows: [1, 4],
+      atftpd: false,
+      storms: [4],
+      stormBlksize: 1468,
+      latencyMs: 20,
+      coldCases: [[1468, 4]],
+      transferTimeoutMs: 20_000,
+      s3: { kind: s3.kind, endpoint: s3.endpoint, credentials: s3.credentials, region: s3.region },
+      pinSelf: false,
+      entry: 'tsx',
+      cacheDir: path.join(os.tmpdir(), 'tftpgw-bench-test-cache'),
+      log: (line) => lines.push(line),
+    });
+    for (const r of [...results.single, ...results.windowed, ...results.matrix]) assert.ok(r.ok, `${r.server} ${r.client} ${r.blksize}/${r.windowsize}: ${r.error}`);
+    assert.equal(results.single.length, 6, 'three clients × two servers');
+    const gatewayStorm = results.storms.find((s) => s.server === 'gateway')!;
+    const hpaStorm = results.storms.find((s) => s.server === 'tftpd-hpa')!;
+    assert.equal(gatewayStorm.failures, 0);
+    assert.equal(hpaStorm.failures, 0);
+    // Cold cache, four clients at once: one S3 read of the image.
+    assert.equal(gatewayStorm.s3BytesFetched, 300 * 1024 + 17);
+    assert.equal(gatewayStorm.s3FetchRatio, 1);
+    assert.ok(results.cold[0]!.cold.ok && results.cold[0]!.warm.ok);
+    assert.equal(results.cold[0]!.s3BytesFetched, 300 * 1024 + 17);
+    assert.ok(results.peakRssBytes !== undefined && results.peakRssBytes > 10 * MiB);
+    const row = results.rows.find((r) => r.case === 'storm 4: aggregate vs tftpd-hpa');
+    assert.ok(row && row.ratio !== undefined && row.ratio > 0);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tftpgw-bench-out-'));
+    try {
+      const files = writeResults(results, out);
+      const json = JSON.parse(fs.readFileSync(files.json, 'utf8')) as { storms: unknown[]; rows: unknown[] };
+      assert.equal(json.storms.length, 2);
+      assert.equal(json.rows.length, results.rows.length);
+      assert.match(fs.readFileSync(files.svg, 'utf8'), /<polyline /);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
