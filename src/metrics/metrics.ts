@@ -4,6 +4,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  * The gateway's Prometheus metrics, on a registry of its own. No label ever carries a file name
  * or a client address (unbounded cardinality).
  */
+/** Label values of the packet counters, indexed by opcode. */
+const PACKET_TYPES = ['unknown', 'RRQ', 'WRQ', 'DATA', 'ACK', 'ERROR', 'OACK'] as const;
+
 export class GatewayMetrics {
   readonly registry = new Registry();
 
@@ -144,6 +147,22 @@ export class GatewayMetrics {
     registers: [this.registry],
     collect: (): void => this.cacheBytes.set(this.cacheBytesSource()),
   });
+
+  /** Per-packet counters bound to their label once, indexed by opcode (0: not a known opcode). */
+  private readonly receivedByOpcode = PACKET_TYPES.map((type) => this.packetsReceived.labels({ type }));
+  private readonly sentByOpcode = PACKET_TYPES.map((type) => this.packetsSent.labels({ type }));
+  private readonly receivedMalformed = this.packetsReceived.labels({ type: 'malformed' });
+
+  /** Counts a received datagram by opcode, or as malformed (hot path: no label hashing). */
+  countReceived(opcode: number | 'malformed'): void {
+    if (opcode === 'malformed') this.receivedMalformed.inc();
+    else (this.receivedByOpcode[opcode] ?? this.receivedByOpcode[0]!).inc();
+  }
+
+  /** Counts a sent datagram by opcode (hot path: no label hashing). */
+  countSent(opcode: number): void {
+    (this.sentByOpcode[opcode] ?? this.sentByOpcode[0]!).inc();
+  }
 
   constructor(options: { defaultMetrics: boolean } = { defaultMetrics: true }) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tftp_gateway_' });

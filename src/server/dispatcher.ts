@@ -1,5 +1,5 @@
 import dgram from 'node:dgram';
-import { decodePacket, encodeError, ErrorCode, Opcode, opcodeName, type Packet, type RequestPacket } from '../protocol/packet.js';
+import { decodePacket, encodeError, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
 import { tftpErrorFor, TransferError } from '../session/errors.js';
 import { ReadSession } from '../session/read-session.js';
 import type { SessionBase } from '../session/session-base.js';
@@ -137,12 +137,12 @@ export class Dispatcher {
     const decoded = decodePacket(msg);
     const key = `${endpoint.id}|${rinfo.address}|${rinfo.port}`;
     if (!decoded.ok) {
-      this.metrics.packetsReceived.inc({ type: 'malformed' });
+      this.metrics.countReceived('malformed');
       this.onMalformed(endpoint.socket, rinfo, decoded.opcode, decoded.reason);
       return;
     }
     const packet = decoded.packet;
-    this.metrics.packetsReceived.inc({ type: opcodeName(packet.opcode) });
+    this.metrics.countReceived(packet.opcode);
     if (packet.opcode === Opcode.RRQ || packet.opcode === Opcode.WRQ) {
       this.onRequest(endpoint, key, packet, msg, rinfo);
       return;
@@ -171,7 +171,7 @@ export class Dispatcher {
 
   private sendError(socket: dgram.Socket, rinfo: { address: string; port: number }, code: ErrorCode, message: string): void {
     this.metrics.errorsSent.inc({ code: String(code) });
-    this.metrics.packetsSent.inc({ type: 'ERROR' });
+    this.metrics.countSent(Opcode.ERROR);
     socket.send(encodeError(code, message), rinfo.port, rinfo.address, ignoreSendError);
   }
 
@@ -289,7 +289,7 @@ export class Dispatcher {
     const peer: PeerChannel = {
       send(segments) {
         const first = segments[0];
-        metrics.packetsSent.inc({ type: first && first.length >= 2 ? opcodeName(first.readUInt16BE(0)) : 'unknown' });
+        metrics.countSent(first && first.length >= 2 ? first.readUInt16BE(0) : 0);
         socket.send(segments as Buffer[], port, address, ignoreSendError);
       },
     };
@@ -339,10 +339,10 @@ export class Dispatcher {
   private onTransferSocketMessage(entry: SessionEntry, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const decoded = decodePacket(msg);
     if (!decoded.ok) {
-      this.metrics.packetsReceived.inc({ type: 'malformed' });
+      this.metrics.countReceived('malformed');
       return;
     }
-    this.metrics.packetsReceived.inc({ type: opcodeName(decoded.packet.opcode) });
+    this.metrics.countReceived(decoded.packet.opcode);
     if (rinfo.address !== entry.client.address || rinfo.port !== entry.client.port) {
       this.onStray(entry.ownSocket!, rinfo, decoded.packet);
       return;

@@ -25,6 +25,9 @@ export abstract class SessionBase {
   protected readonly rto: RetransmitTimer;
   protected readonly startedAt: number;
   private timer: TimerHandle | undefined;
+  /** When the session's timeout is due, and when the underlying timer is set to fire. */
+  private deadline = 0;
+  private timerFiresAt = 0;
   private ended = false;
   protected bytes = 0;
   protected blocks = 0;
@@ -82,12 +85,28 @@ export abstract class SessionBase {
     this.end(result, result, errorSent);
   }
 
+  /**
+   * (Re)starts the session's one timer. Re-arming happens on nearly every packet, so it only moves
+   * a deadline: the underlying timer is replaced only when the new deadline is earlier than the
+   * one it is set for; when it fires early it sleeps again for the rest.
+   */
   protected armTimer(ms = this.rto.timeoutMs): void {
     if (this.ended) return;
+    const deadline = this.clock.now() + ms;
+    this.deadline = deadline;
+    if (this.timer !== undefined && this.timerFiresAt <= deadline) return;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.startTimer(ms);
+  }
+
+  private startTimer(ms: number): void {
+    this.timerFiresAt = this.clock.now() + ms;
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
-      if (!this.ended) this.onTimeout();
+      if (this.ended) return;
+      const left = this.deadline - this.clock.now();
+      if (left > 0.5) this.startTimer(left);
+      else this.onTimeout();
     }, ms);
   }
 
