@@ -163,6 +163,9 @@ export async function put(
           advanced = true;
           break;
         }
+        // The server re-acknowledged the block before the window (its timer fired: the window was
+        // lost): send the window again now, as tftp-hpa's client does.
+        if (acked === base - 1) break;
       }
       if (!advanced && ++attempts > 5) throw new Error(`no ACK after block ${base - 1}`);
       if (advanced) attempts = 0;
