@@ -2,19 +2,15 @@
 // uploads, and a dated cost table whose worked figures follow from its own prices.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { CONTEXT_KEYS } from '../../infra/lib/context.js';
 
 function deploySection(): string {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const start = readme.indexOf('## Deploy on AWS');
-  if (start !== -1) {
-    const next = readme.indexOf('\n## ', start + 1);
-    return readme.slice(start, next === -1 ? undefined : next);
-  }
-  const draft = new URL('../../README-deploy.md', import.meta.url);
-  assert.ok(existsSync(draft), 'README.md has no "## Deploy on AWS" section and README-deploy.md is missing');
-  return readFileSync(draft, 'utf8');
+  assert.ok(start !== -1, 'README.md has no "## Deploy on AWS" section');
+  const next = readme.indexOf('\n## ', start + 1);
+  return readme.slice(start, next === -1 ? undefined : next);
 }
 
 const doc = deploySection();
