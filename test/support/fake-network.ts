@@ -25,17 +25,8 @@ import { WriteSession } from '../../src/session/write-session.js';
 // ---------------------------------------------------------------------------------------------
 // Seeded PRNG
 
-/** mulberry32: a tiny, good-enough 32-bit PRNG. Returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from './prng.js';
+import { mulberry32 } from './prng.js';
 
 /** Deterministic pseudo-random bytes. */
 export function seededBytes(seed: number, length: number): Buffer {

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { encodeNetascii, NetasciiDecoder } from '../../src/protocol/netascii.js';
+import { mulberry32 } from '../support/prng.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
 const NUL = 0x00;
 const b = (...xs: (number | string)[]): Buffer =>
   Buffer.from(xs.flatMap((x) => (typeof x === 'string' ? [...Buffer.from(x, 'latin1')] : [x])));
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function decodeChunks(chunks: Buffer[]): Buffer {
   const d = new NetasciiDecoder();

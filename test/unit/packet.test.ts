@@ -14,6 +14,7 @@ import {
   type DecodeResult,
   type Packet,
 } from '../../src/protocol/packet.js';
+import { mulberry32 } from '../support/prng.js';
 
 // ----- helpers: expected bytes are written out by hand, never produced by the encoder under test
 
@@ -32,17 +33,6 @@ function decodeFail(buf: Buffer): { reason: string; opcode: number | undefined }
   assert.equal(r.ok, false, 'expected a decode failure');
   if (r.ok) throw new Error('unreachable');
   return r;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('hand-built byte vectors', () => {
