@@ -34,7 +34,7 @@ function cases(size: number, loss: number): Case[] {
     { client: 'atftp', op: 'get', size, spec: { blksize: 1468 } },
     { client: 'tftp-hpa', op: 'get', size: Math.min(size, 64 * KiB), spec: {} },
     { client: 'busybox', op: 'put', size: Math.min(size, 96 * KiB), spec: { blksize: 1468 } },
-    ...(loss <= 0.05 ? [{ client: 'tftp-hpa', op: 'put', size: 8 * KiB, spec: {} } as const] : []),
+    ...(loss <= 0.05 ? [{ client: 'tftp-hpa', op: 'put', size: 3 * KiB, spec: {} } as const] : []),
   ];
 }
 
