@@ -290,7 +290,9 @@ export class Dispatcher {
       send(segments) {
         const first = segments[0];
         metrics.countSent(first && first.length >= 2 ? first.readUInt16BE(0) : 0);
-        socket.send(segments as Buffer[], port, address, ignoreSendError);
+        // No callback: with one, Node defers a tick per datagram. Send errors (rare: ENOBUFS)
+        // surface as the socket's 'error' event, which is logged; the timer retransmits.
+        socket.send(segments as Buffer[], port, address);
       },
     };
     const operation = entry.operation;

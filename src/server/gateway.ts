@@ -288,7 +288,14 @@ async function bindListenSocket(id: number, host: string, port: number, dispatch
       resolve();
     });
   });
-  socket.on('error', (err) => logger.error({ err: err.message }, 'UDP socket error'));
+  // Send failures (e.g. ENOBUFS under load) arrive here; at most one log line a second.
+  let lastErrorLog = 0;
+  socket.on('error', (err) => {
+    const now = Date.now();
+    if (now - lastErrorLog < 1000) return;
+    lastErrorLog = now;
+    logger.warn({ err: err.message }, 'UDP socket error');
+  });
   const endpoint: ListenEndpoint = { socket, id };
   socket.on('message', (msg, rinfo) => dispatcher.handleDatagram(endpoint, msg, rinfo));
   return endpoint;
