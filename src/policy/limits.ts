@@ -14,6 +14,10 @@ export interface ClientLimitOptions {
 
 export type Admission = 'ok' | 'rate-limited';
 
+/** Unsolicited ERRORs (ERROR 5 to strays, ERROR 4 to malformed requests) per address and second. */
+export const UNSOLICITED_ERRORS_PER_SECOND = 20;
+export const UNSOLICITED_ERRORS_BURST = 40;
+
 /**
  * Per-client limits the dispatcher asks before opening a session: a request rate (token bucket)
  * and a cap on concurrent sessions. Clients are keyed by canonical address (one NAT'd site is one
@@ -24,6 +28,7 @@ export class ClientLimits {
   private readonly sessions = new Map<string, number>();
   private readonly requests: TokenBuckets | undefined;
   private readonly replies: TokenBuckets;
+  private readonly unsolicited: TokenBuckets;
 
   constructor(private readonly options: ClientLimitOptions) {
     const maxKeys = options.maxTrackedClients ?? 100_000;
@@ -32,6 +37,21 @@ export class ClientLimits {
         ? new TokenBuckets({ ratePerSecond: options.ratePerSecond, burst: Math.max(1, options.burst), maxKeys, clock: options.clock })
         : undefined;
     this.replies = new TokenBuckets({ ratePerSecond: 1, burst: 1, maxKeys, clock: options.clock });
+    this.unsolicited = new TokenBuckets({
+      ratePerSecond: UNSOLICITED_ERRORS_PER_SECOND,
+      burst: UNSOLICITED_ERRORS_BURST,
+      maxKeys,
+      clock: options.clock,
+    });
+  }
+
+  /**
+   * Whether an ERROR to a packet outside any session (a stray DATA/ACK: ERROR 5; a malformed
+   * request: ERROR 4) may go to this address. Such packets can carry a spoofed source, and the
+   * ERROR is a few times their size: answers are capped per address, the rest get silence.
+   */
+  shouldAnswerUnsolicited(address: string): boolean {
+    return this.unsolicited.take(address.startsWith('::ffff:') ? address.slice(7) : address);
   }
 
   /** Spends one request token for the client. */

@@ -159,13 +159,15 @@ export class Dispatcher {
     this.logger.debug({ client: rinfo.address, port: rinfo.port, reason }, 'malformed packet');
     // Answer only what looks like TFTP; junk (and ERRORs) get silence, so we cannot be made a reflector.
     if (opcode !== undefined && opcode >= Opcode.RRQ && opcode <= Opcode.OACK && opcode !== Opcode.ERROR) {
-      this.sendError(socket, rinfo, ErrorCode.IllegalOperation, 'Illegal TFTP operation');
+      if (this.limits.shouldAnswerUnsolicited(rinfo.address)) this.sendError(socket, rinfo, ErrorCode.IllegalOperation, 'Illegal TFTP operation');
     }
   }
 
   /** A DATA/ACK/OACK from a sender with no session: RFC 1350 says ERROR 5; ERRORs are never answered. */
   private onStray(socket: dgram.Socket, rinfo: dgram.RemoteInfo, packet: Packet): void {
     if (packet.opcode === Opcode.ERROR) return;
+    // Capped per address (a spoofed source must not turn us into a reflector).
+    if (!this.limits.shouldAnswerUnsolicited(rinfo.address)) return;
     this.sendError(socket, rinfo, ErrorCode.UnknownTransferId, 'Unknown transfer ID');
   }
 

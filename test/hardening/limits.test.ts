@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { encodeAck, encodeData, encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
+import { UNSOLICITED_ERRORS_BURST } from '../../src/policy/limits.js';
 import { drained, get, Peer, refusalLogs, refused, sha, wait } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -106,6 +107,30 @@ describe('limits', () => {
         assert.ok(packets.length >= 2, 'it did retry');
       }
     } finally {
+      await gw.stop();
+    }
+  });
+
+  test('unsolicited ERRORs (stray packets, malformed requests) are capped per address', async () => {
+    const gw = await startTestGateway(s3, bucket, ['--log-level', 'info']);
+    const peer = await Peer.open('127.0.0.8');
+    try {
+      // 300 stray ACKs and 300 truncated requests: 8 bytes in, ~25 bytes out each if all were answered.
+      for (let i = 0; i < 300; i++) {
+        peer.send(encodeAck(i), gw.port);
+        peer.send(Buffer.from([0, 1, 0x41]), gw.port);
+      }
+      await wait(400);
+      const errors = peer.received.filter((r) => r.packet?.opcode === Opcode.ERROR).length;
+      assert.ok(errors >= 20, `some are answered (${errors})`);
+      assert.ok(errors <= UNSOLICITED_ERRORS_BURST + 20, `at most a burst and the rate are answered (${errors} of 600)`);
+      // Another address is answered as usual.
+      const other = await Peer.open('127.0.0.9');
+      other.send(encodeAck(1), gw.port);
+      assert.equal((await other.next(1000))?.packet.opcode, Opcode.ERROR);
+      await other.close();
+    } finally {
+      await peer.close();
       await gw.stop();
     }
   });
