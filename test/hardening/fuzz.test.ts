@@ -105,7 +105,7 @@ describe(`fuzz: ${DATAGRAMS} hostile datagrams through the real server socket (s
     await putObject(s3, bucket, 'boot/image.bin', image);
     for (let i = 0; i < 50; i += 7) await putObject(s3, bucket, `fuzz/${i}`, randomBytes(2000));
     gw = await startTestGateway(s3, bucket, [
-      '--allow-write', '--write-prefixes', 'up', '--allow-overwrite', '--log-level', 'warn', '--stall-timeout', '2',
+      '--allow-write', '--write-prefixes', 'up', '--allow-overwrite', '--log-level', 'warn', '--stall-timeout', '5',
     ]);
   });
 
