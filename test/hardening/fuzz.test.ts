@@ -7,7 +7,7 @@ import vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import { encodeAck, encodeData, encodeError, encodeOack, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { seededRandom } from '../support/lossy-relay.js';
+import { mulberry32 as seededRandom } from '../support/prng.js';
 import { getObject, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { drained, get, put, sha, wait } from './helpers.js';
 

@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import { mulberry32 } from './prng.js';
 
 /**
  * A lossy UDP relay on loopback, between TFTP clients and a server: it drops, duplicates and
@@ -37,18 +38,6 @@ export interface RelayStats {
   reordered: number;
 }
 
-/** mulberry32: small, fast, seeded. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Lane {
   held: { msg: Buffer; timer: NodeJS.Timeout } | undefined;
 }
@@ -72,7 +61,7 @@ export class LossyRelay {
     socket: dgram.Socket,
   ) {
     this.socket = socket;
-    this.random = seededRandom(options.seed);
+    this.random = mulberry32(options.seed);
     socket.on('message', (msg, rinfo) => this.fromClient(msg, rinfo));
     socket.on('error', () => undefined);
   }
