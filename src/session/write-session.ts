@@ -14,6 +14,9 @@ export interface WriteSessionDeps extends SessionDeps {
   readonly dallyMs: number;
 }
 
+/** Timeouts in the data phase answered with a re-ACK before the receiver waits silently. */
+const QUIET_AFTER_REACKS = 2;
+
 type WriteState = 'receiving' | 'completing' | 'dallying';
 
 /**
@@ -208,6 +211,14 @@ export class WriteSession extends SessionBase {
     if (this.state === 'completing' || this.ackHeld) return; // storage has the ball
     if (!this.countTimeout()) return;
     this.reackSent = false;
+    // In the data phase the sender owns recovery: after two unanswered re-ACKs we go quiet (still
+    // counting toward the retry limit), because some senders (tftp-hpa) restart their own
+    // retransmission timer on every packet they receive and would never resend the lost block.
+    // The OACK / ACK 0 is always resent: a sender that never got it can only repeat its request.
+    if (this.lastAcked >= 1 && this.retries > QUIET_AFTER_REACKS) {
+      this.armTimer();
+      return;
+    }
     this.retransmits++;
     this.sendLastAck();
   }
