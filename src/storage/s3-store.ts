@@ -208,11 +208,15 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
  * Abort ends the body stream with an error, which makes lib-storage abort the multipart upload
  * before its `done()` settles; we wait for that, so "aborted" means no parts are left.
  */
+/** First buffer of a part being gathered (it doubles as data arrives, up to the part size). */
+const INITIAL_PART_BUFFER = 256 * 1024;
+
 class MultipartSink implements UploadSink {
   private readonly body: Readable;
   private readonly upload: Upload;
   private readonly done: Promise<unknown>;
-  private part: Buffer;
+  /** The part being gathered: starts small and doubles up to partSize, so small uploads stay small. */
+  private part: Buffer | undefined;
   private partFill = 0;
   private waitingForRead: (() => void) | undefined;
   private state: 'open' | 'finishing' | 'finished' | 'aborted' = 'open';
@@ -224,7 +228,6 @@ class MultipartSink implements UploadSink {
     private readonly key: string,
     private readonly ifNoneMatch: boolean,
   ) {
-    this.part = Buffer.allocUnsafe(options.partSize);
     this.body = new Readable({
       highWaterMark: options.partSize,
       read: () => {
@@ -266,13 +269,21 @@ class MultipartSink implements UploadSink {
     if (this.failure !== undefined) return Promise.reject(storageError(this.failure, `Upload ${this.key}`));
     let offset = 0;
     let blocked = false;
+    const partSize = this.options.partSize;
     while (offset < chunk.length) {
-      const n = chunk.copy(this.part, this.partFill, offset);
+      let part = this.part ?? Buffer.allocUnsafe(Math.min(partSize, INITIAL_PART_BUFFER));
+      if (this.partFill === part.length) {
+        const grown = Buffer.allocUnsafe(Math.min(partSize, part.length * 2));
+        part.copy(grown, 0, 0, this.partFill);
+        part = grown;
+      }
+      this.part = part;
+      const n = chunk.copy(part, this.partFill, offset);
       this.partFill += n;
       offset += n;
-      if (this.partFill === this.part.length) {
-        if (!this.body.push(this.part)) blocked = true;
-        this.part = Buffer.allocUnsafe(this.options.partSize);
+      if (this.partFill === partSize) {
+        if (!this.body.push(part)) blocked = true;
+        this.part = undefined;
         this.partFill = 0;
       }
     }
@@ -286,7 +297,7 @@ class MultipartSink implements UploadSink {
   async finish(): Promise<void> {
     if (this.state !== 'open') throw new TransferError('ABORTED', 'upload is closed');
     this.state = 'finishing';
-    if (this.partFill > 0) this.body.push(this.part.subarray(0, this.partFill));
+    if (this.part && this.partFill > 0) this.body.push(this.part.subarray(0, this.partFill));
     this.body.push(null);
     try {
       await this.done;
