@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
 import { describeViolations, logicalIdOf, resourcesOfType, synth } from './helpers.js';
+import { loadConfig } from '../../src/config/config.js';
 
 const s = synth({});
 const { template, json } = s;
@@ -319,4 +320,23 @@ test('outputs: load balancer DNS name, bucket, upload location', () => {
   template.hasOutput('BucketName', { Value: ref(bucketId) });
   template.hasOutput('ServicePrefix', Match.anyValue());
   assert.equal(json.Outputs?.['LoadBalancerPrivateIps'], undefined);
+});
+
+test('the gateway accepts the environment the stack gives its container (the two cannot drift)', () => {
+  const [, taskDef] = resourcesOfType(json, 'AWS::ECS::TaskDefinition')[0]!;
+  const containers = taskDef['ContainerDefinitions'] as Array<{ Name: string; Environment: Array<{ Name: string; Value: unknown }> }>;
+  // Tokens (bucket name, region) resolve at deploy time: stand in plain values for them.
+  const env = Object.fromEntries(
+    containers[0]!.Environment.map((e) => [e.Name, typeof e.Value === 'string' ? e.Value : `resolved-${e.Name.toLowerCase()}`]),
+  );
+  const config = loadConfig([], env);
+  assert.equal(config.portMode, 'single');
+  assert.deepEqual(config.listen, [{ host: '0.0.0.0', port: 6969 }]);
+  assert.deepEqual(config.httpListen, { host: '0.0.0.0', port: 9464 });
+  assert.equal(config.cacheSize, 512 * 1024 * 1024);
+  assert.equal(config.drainTimeoutS, 100);
+  assert.equal(config.allowWrite, false);
+  // With writes on, the stack adds write prefixes; the gateway must accept that combination too.
+  const writes = loadConfig([], { ...env, TFTP_GATEWAY_ALLOW_WRITE: 'true', TFTP_GATEWAY_WRITE_PREFIXES: 'uploads/,crash/' });
+  assert.equal(writes.allowWrite, true);
 });
