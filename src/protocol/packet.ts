@@ -157,12 +157,17 @@ export function encodeRequest(
   return buf;
 }
 
-/** The 4-byte DATA header; the payload travels separately (socket.send([header, ...payload])). */
-export function encodeDataHeader(block: number): Buffer {
+/** Opcode and a 16-bit block number: an ACK, or the header of a DATA. */
+function blockPacket(opcode: Opcode.DATA | Opcode.ACK, block: number): Buffer {
   const buf = Buffer.allocUnsafe(4);
-  buf.writeUInt16BE(Opcode.DATA, 0);
+  buf.writeUInt16BE(opcode, 0);
   buf.writeUInt16BE(block & 0xffff, 2);
   return buf;
+}
+
+/** The 4-byte DATA header; the payload travels separately (socket.send([header, ...payload])). */
+export function encodeDataHeader(block: number): Buffer {
+  return blockPacket(Opcode.DATA, block);
 }
 
 export function encodeData(block: number, data: Buffer): Buffer {
@@ -170,10 +175,7 @@ export function encodeData(block: number, data: Buffer): Buffer {
 }
 
 export function encodeAck(block: number): Buffer {
-  const buf = Buffer.allocUnsafe(4);
-  buf.writeUInt16BE(Opcode.ACK, 0);
-  buf.writeUInt16BE(block & 0xffff, 2);
-  return buf;
+  return blockPacket(Opcode.ACK, block);
 }
 
 export function encodeError(code: number, message: string): Buffer {
