@@ -159,10 +159,15 @@ export class BlockCache {
     this.metadata.delete(key);
   }
 
-  /** The range entry if the cache holds it (no fetch); refreshes its recency. */
+  /**
+   * The range entry if the cache holds it (no fetch); refreshes its recency. Sessions call it once
+   * per range they take up, so a found entry counts as a cache hit.
+   */
   peek(key: string, info: ObjectInfo, index: number): RangeEntry | undefined {
     const cacheKey = this.rangeKey(key, info, index);
-    return this.ranges.get(cacheKey) ?? this.inUse.get(cacheKey);
+    const entry = this.ranges.get(cacheKey) ?? this.inUse.get(cacheKey);
+    if (entry && !entry.error) this.options.onHit?.();
+    return entry;
   }
 
   /** True if the range is cached or being fetched (no recency change, no fetch). */
