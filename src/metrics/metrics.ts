@@ -22,11 +22,15 @@ export class GatewayMetrics {
     labelNames: ['operation', 'result'] as const,
     registers: [this.registry],
   });
-  readonly transferBytes = new Counter({
+  /** Called at scrape time to add the progress of transfers still running (see transferBytes). */
+  transferBytesInFlight: () => void = () => undefined;
+  /** Moves while transfers run (brought up to date at each scrape), not only when they end. */
+  readonly transferBytes: Counter<'direction'> = new Counter({
     name: 'tftp_gateway_transfer_bytes_total',
     help: 'Payload bytes carried, by direction (sent for reads, received for writes)',
     labelNames: ['direction'] as const,
     registers: [this.registry],
+    collect: (): void => this.transferBytesInFlight(),
   });
   readonly transferDuration = new Histogram({
     name: 'tftp_gateway_transfer_duration_seconds',

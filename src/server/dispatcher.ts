@@ -55,6 +55,8 @@ interface SessionEntry {
   /** Aborted when the entry is dropped while still opening. */
   readonly opening: AbortController;
   closed: boolean;
+  /** Bytes of this transfer already added to the transfer-bytes counter. */
+  bytesCounted: number;
 }
 
 const ignoreSendError = (): void => undefined;
@@ -89,6 +91,20 @@ export class Dispatcher {
       burst: options.rateBurst ?? 20,
       clock,
     });
+  }
+
+  /** Adds the progress of running transfers to the bytes counter (called at scrape time). */
+  countBytesInFlight(): void {
+    for (const entry of this.sessions.values()) {
+      if (entry.session) this.countBytes(entry, entry.session.bytesSoFar);
+    }
+  }
+
+  private countBytes(entry: SessionEntry, total: number): void {
+    const delta = total - entry.bytesCounted;
+    if (delta <= 0) return;
+    entry.bytesCounted = total;
+    this.metrics.transferBytes.inc({ direction: entry.operation === 'read' ? 'sent' : 'received' }, delta);
   }
 
   get activeSessions(): number {
@@ -217,6 +233,7 @@ export class Dispatcher {
       session: undefined,
       opening: new AbortController(),
       closed: false,
+      bytesCounted: 0,
     };
     this.sessions.set(key, entry);
     this.limits.sessionOpened(clientAddress);
@@ -359,7 +376,7 @@ export class Dispatcher {
     this.metrics.activeSessions.dec({ operation });
     this.metrics.transfersFinished.inc({ operation, result: stats.result });
     this.metrics.transferDuration.observe({ operation }, stats.durationMs / 1000);
-    this.metrics.transferBytes.inc({ direction: operation === 'read' ? 'sent' : 'received' }, stats.bytes);
+    this.countBytes(entry, stats.bytes);
     if (stats.retransmits > 0) this.metrics.retransmissions.inc(stats.retransmits);
     if (stats.timeouts > 0) this.metrics.timeouts.inc(stats.timeouts);
     if (stats.errorSent !== undefined) this.metrics.errorsSent.inc({ code: String(stats.errorSent) });

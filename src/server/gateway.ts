@@ -146,6 +146,7 @@ export class Gateway {
       logger,
       deps.clock ?? systemClock,
     );
+    metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
 
     const endpoints: ListenEndpoint[] = [];
     let httpServer: http.Server | undefined;

@@ -62,6 +62,11 @@ export abstract class SessionBase {
     this.fail('timeout', 0, 'Transfer timed out', detail);
   }
 
+  /** Payload bytes carried so far. */
+  get bytesSoFar(): number {
+    return this.bytes;
+  }
+
   get isEnded(): boolean {
     return this.ended;
   }

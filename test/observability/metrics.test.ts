@@ -107,6 +107,20 @@ describe('metrics after real transfers', () => {
     assert.equal(d2('tftp_gateway_cache_hits_total'), 1);
   });
 
+  test('bytes sent move while a transfer runs, and add up to the file once it ends', async () => {
+    const before = await metrics();
+    let blocks = 0;
+    const running = slowGet(gw.port, 'boot/medium.bin', { ackDelayMs: 5, blksize: 512, onBlock: (b) => (blocks = b) });
+    await until(() => blocks >= 40, 5000, 'forty blocks received');
+    const during = delta(before, await metrics());
+    const midway = during('tftp_gateway_transfer_bytes_total', { direction: 'sent' });
+    assert.ok(midway >= 40 * 512 && midway < 100_000, `bytes counted mid-transfer: ${midway}`);
+    assert.equal(sha((await running).data), sha(medium));
+    await settled();
+    const d = delta(before, await metrics());
+    assert.equal(d('tftp_gateway_transfer_bytes_total', { direction: 'sent' }), 100_000);
+  });
+
   test('writes: single PUT and multipart upload, bytes uploaded, multipart started and completed', async () => {
     const before = await metrics();
     const one = randomBytes(3000);
