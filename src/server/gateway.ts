@@ -83,7 +83,11 @@ export class Gateway {
       responseChecksumValidation: checksumMode,
       ...(credentials ? { credentials } : {}),
       requestHandler: {
+        // A store that accepts a connection and then says nothing must fail the call (the SDK only
+        // warns unless told to throw), and so must a body that stalls mid-stream (socket idle).
         requestTimeout: config.s3RequestTimeoutMs,
+        throwOnRequestTimeout: true,
+        socketTimeout: config.s3RequestTimeoutMs,
         connectionTimeout: 5000,
         httpAgent: { keepAlive: true, maxSockets: 256 },
         httpsAgent: { keepAlive: true, maxSockets: 256 },
