@@ -115,14 +115,8 @@ export interface ColdResult {
   readonly s3BytesFetched: number;
 }
 
-export interface BenchResults {
+export interface BenchResults extends Omit<RowInputs, 'cacheBytes'> {
   readonly meta: Record<string, unknown>;
-  readonly single: readonly TransferRun[];
-  readonly windowed: readonly TransferRun[];
-  readonly matrix: readonly TransferRun[];
-  readonly storms: readonly StormSummary[];
-  readonly cold: readonly ColdResult[];
-  readonly peakRssBytes: number | undefined;
   readonly rows: readonly Row[];
   readonly table: string;
 }
@@ -229,7 +223,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       gateway = await startGateway(gatewayOpts(s3.endpoint));
       servers.push(gateway);
       const before = await gateway.s3BytesFetched();
-      const g = await storm('gateway', gateway.port, n, opts, image, clientCore);
+      const g = await storm(gateway.port, n, opts, image, clientCore);
       const fetched = (await gateway.s3BytesFetched()) - before;
       const rss = gateway.process.peakRss();
       if (n === Math.max(...opts.storms)) peakRssBytes = rss;
@@ -237,7 +231,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       const gs = summarizeStorm('gateway', image.length, g.wall, g.clients, fetched);
       storms.push(gs);
       log(`  gateway   ${n} clients: ${fmt(gs.aggregateMbps)} MB/s aggregate, slowest ${fmt(gs.slowestSeconds, 2)} s, ${gs.failures} failed, S3 ${fmt(gs.s3FetchRatio, 3)}× image, peak RSS ${fmt((rss ?? 0) / MiB, 0)} MiB`);
-      const h = await storm('tftpd-hpa', hpa.port, n, opts, image, clientCore);
+      const h = await storm(hpa.port, n, opts, image, clientCore);
       const hs = summarizeStorm('tftpd-hpa', image.length, h.wall, h.clients);
       storms.push(hs);
       log(`  tftpd-hpa ${n} clients: ${fmt(hs.aggregateMbps)} MB/s aggregate, slowest ${fmt(hs.slowestSeconds, 2)} s, ${hs.failures} failed`);
@@ -289,7 +283,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
 }
 
 /** N clients at once; each one's completion time from the storm's start. */
-async function storm(server: ServerName, port: number, n: number, opts: BenchOptions, image: Buffer, core: string): Promise<{ wall: number; clients: StormClient[] }> {
+async function storm(port: number, n: number, opts: BenchOptions, image: Buffer, core: string): Promise<{ wall: number; clients: StormClient[] }> {
   const started = performance.now();
   const clients = await Promise.all(
     Array.from({ length: n }, async (_, index) => {
@@ -299,7 +293,6 @@ async function storm(server: ServerName, port: number, n: number, opts: BenchOpt
       return { index, client, finishedAt, ok: out.ok, ...(out.error ? { error: out.error } : {}) } satisfies StormClient;
     }),
   );
-  void server;
   return { wall: (performance.now() - started) / 1000, clients };
 }
 

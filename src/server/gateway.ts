@@ -194,10 +194,6 @@ export class Gateway {
     return a && typeof a === 'object' ? `${a.address}:${a.port}` : undefined;
   }
 
-  get isListening(): boolean {
-    return this.stopping === undefined;
-  }
-
   /** Readiness: not draining, and the bucket answers HeadBucket with our credentials (cached). */
   async checkReady(): Promise<{ ok: boolean; reason?: string }> {
     if (this.stopping) return { ok: false, reason: 'draining' };

@@ -18,7 +18,6 @@ export interface S3StoreOptions {
   readonly uploadQueueSize: number;
   /** Attempts to re-request the rest of a range after its body broke off. */
   readonly rangeRetries: number;
-  readonly onS3Request?: (operation: string, outcome: 'ok' | 'error', seconds: number) => void;
   readonly onBytesFetched?: (bytes: number) => void;
 }
 
@@ -52,23 +51,9 @@ export class S3ObjectStore {
     return this.options.bucket;
   }
 
-  private async timed<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    try {
-      const result = await fn();
-      this.options.onS3Request?.(operation, 'ok', (performance.now() - started) / 1000);
-      return result;
-    } catch (err) {
-      this.options.onS3Request?.(operation, 'error', (performance.now() - started) / 1000);
-      throw err;
-    }
-  }
-
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo> {
     try {
-      const out = await this.timed('HeadObject', () =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }), { abortSignal: signal }),
-      );
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }), { abortSignal: signal });
       if (out.ContentLength === undefined || out.ETag === undefined) {
         throw new TransferError('STORAGE_ERROR', `HeadObject ${key}: no size or ETag in the answer`);
       }
@@ -115,16 +100,14 @@ export class S3ObjectStore {
     onData: (filled: number) => void,
     signal?: AbortSignal,
   ): Promise<number> {
-    const out = await this.timed('GetObject', () =>
-      this.client.send(
-        new GetObjectCommand({
-          Bucket: this.options.bucket,
-          Key: key,
-          IfMatch: etag,
-          Range: `bytes=${start + from}-${start + target.length - 1}`,
-        }),
-        { abortSignal: signal },
-      ),
+    const out = await this.client.send(
+      new GetObjectCommand({
+        Bucket: this.options.bucket,
+        Key: key,
+        IfMatch: etag,
+        Range: `bytes=${start + from}-${start + target.length - 1}`,
+      }),
+      { abortSignal: signal },
     );
     const body = out.Body as Readable | undefined;
     if (!body) throw new TransferError('STORAGE_ERROR', `GetObject ${key}: no body`);
@@ -248,18 +231,10 @@ class MultipartSink implements UploadSink {
       queueSize: options.uploadQueueSize,
       leavePartsOnError: false,
     });
-    const started = performance.now();
-    this.done = this.upload.done().then(
-      (result) => {
-        options.onS3Request?.('Upload', 'ok', (performance.now() - started) / 1000);
-        return result;
-      },
-      (err: unknown) => {
-        options.onS3Request?.('Upload', 'error', (performance.now() - started) / 1000);
-        this.failure = err;
-        throw err;
-      },
-    );
+    this.done = this.upload.done().catch((err: unknown) => {
+      this.failure = err;
+      throw err;
+    });
     // Failures surface through write()/finish(); this keeps an early one from going unhandled.
     this.done.catch(() => undefined);
   }

@@ -36,15 +36,20 @@ function countedStore(s3: TestS3, bucket: string, endpoint = s3.endpoint, rangeR
   let gets = 0;
   let heads = 0;
   let fetched = 0;
+  // One count per S3 call, whatever its outcome (SDK retries inside the call are not counted).
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'GetObjectCommand') gets++;
+      if (context.commandName === 'HeadObjectCommand') heads++;
+      return next(args);
+    },
+    { step: 'initialize', name: 'countCallsForTest' },
+  );
   const store = new S3ObjectStore(client, {
     bucket,
     partSize: 5 * 1024 * KiB,
     uploadQueueSize: 1,
     rangeRetries,
-    onS3Request: (op) => {
-      if (op === 'GetObject') gets++;
-      if (op === 'HeadObject') heads++;
-    },
     onBytesFetched: (n) => (fetched += n),
   });
   return { store, client, gets: () => gets, heads: () => heads, fetched: () => fetched };
