@@ -38,6 +38,16 @@ export interface GatewayConfig {
   readonly maxWindowsize: number;
   readonly maxWindowBytes: number;
   readonly retries: number;
+  /** Seconds without progress after which a transfer is given up (before the stall reaper). */
+  readonly giveUpTimeoutS: number;
+  /** Factor the retransmission timeout grows by on each expiry. */
+  readonly rtoBackoff: number;
+  /** Retransmissions of the first packet to a peer that has not answered yet. */
+  readonly unverifiedRetries: number;
+  /** Bytes sent per request byte to a peer that has not answered yet (0: unbounded). */
+  readonly unverifiedAmplification: number;
+  /** Bytes per second all unverified peers of one address may be sent (0: no cap). */
+  readonly unverifiedBytesPerSecond: number;
   readonly rtoInitialMs: number;
   readonly rtoMinMs: number;
   readonly rtoMaxMs: number;
@@ -120,7 +130,12 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'max-blksize', kind: 'int', default: '1468', min: 8, max: 65464, help: 'largest blksize granted (1468 avoids IP fragmentation on Ethernet)' },
   { flag: 'max-windowsize', kind: 'int', default: '64', min: 1, max: 65535, help: 'largest windowsize granted' },
   { flag: 'max-window-bytes', kind: 'size', default: '96KiB', min: 512, help: 'cap on DATA bytes in flight per transfer (client receive buffers are small)' },
-  { flag: 'retries', kind: 'int', default: '6', min: 1, max: 50, help: 'retransmissions of one packet before a transfer is abandoned' },
+  { flag: 'retries', kind: 'int', default: '0', min: 0, max: 1000, help: 'retransmissions of one packet before a transfer is abandoned (0: no count limit, --give-up-timeout decides)' },
+  { flag: 'give-up-timeout', kind: 'int', default: '63', min: 1, max: 3600, help: "seconds without progress before a transfer is abandoned with ERROR 0 (tftpd-hpa gives up after 63 s; must be below --stall-timeout, and follows a shorter one down when not given)" },
+  { flag: 'rto-backoff', kind: 'int', default: '2', min: 1, max: 4, help: 'factor the retransmission timeout grows by on each expiry (up to --rto-max-ms)' },
+  { flag: 'unverified-retries', kind: 'int', default: '4', min: 0, max: 1000, help: "retransmissions of the first packet before the peer has answered at all (a request's source may be forged; the client's own repeated request always earns a resend)" },
+  { flag: 'unverified-amplification', kind: 'int', default: '90', min: 0, max: 10000, help: 'bytes sent per request byte to a peer that has not answered yet (0: unbounded); below 100 keeps a forged request from drawing 100x its size' },
+  { flag: 'unverified-bytes-per-second', kind: 'size', default: '1MiB', min: 0, help: "bytes per second (and burst) one address's not-yet-answering peers may be sent in all (0: no cap)" },
   { flag: 'rto-initial-ms', kind: 'int', default: '1000', min: 10, max: 255000, help: 'retransmission timeout before any round trip is measured' },
   { flag: 'rto-min-ms', kind: 'int', default: '100', min: 1, max: 255000, help: 'lower bound of the adaptive retransmission timeout' },
   { flag: 'rto-max-ms', kind: 'int', default: '5000', min: 10, max: 255000, help: 'upper bound of the adaptive retransmission timeout' },
@@ -128,7 +143,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'max-sessions-per-client', kind: 'int', default: '0', min: 0, help: 'concurrent transfers per client address at most (0: no cap; a NATed site is one address)' },
   { flag: 'rate-limit', kind: 'int', default: '0', min: 0, max: 100000, help: 'requests per second per client address, token bucket (0: off)' },
   { flag: 'rate-burst', kind: 'int', default: '20', min: 1, max: 1000000, help: 'requests a client may send in a burst under --rate-limit' },
-  { flag: 'stall-timeout', kind: 'int', default: '60', min: 1, max: 3600, help: 'seconds a transfer may make no progress before it is ended (keep under the load balancer flow timeout, 120 s)' },
+  { flag: 'stall-timeout', kind: 'int', default: '90', min: 1, max: 3600, help: 'seconds a transfer may make no progress before it is ended (keep under the load balancer flow timeout, 120 s)' },
   { flag: 'read-allow', kind: 'list', help: 'CIDR blocks that may read (comma-separated; default: every client)' },
   { flag: 'read-deny', kind: 'list', help: 'CIDR blocks that may not read (wins over --read-allow)' },
   { flag: 'write-allow', kind: 'list', help: 'CIDR blocks that may write (instead of --allow-write for everyone)' },
@@ -325,6 +340,16 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (!httpListen) problems.push(`--http-listen: '${httpText}' is not host:port or 'off'`);
   }
 
+  // A transfer gives up with its own ERROR before the stall reaper: an explicit give-up time at or
+  // over the stall timeout is a mistake; the default follows a shorter stall timeout down.
+  let giveUp = get<number>('give-up-timeout');
+  const stall = get<number>('stall-timeout');
+  if (giveUp !== undefined && stall !== undefined && giveUp >= stall) {
+    const explicit = raw(FLAGS.find((f) => f.flag === 'give-up-timeout')!) !== undefined;
+    if (explicit) problems.push(`--give-up-timeout (${giveUp} s) must be below --stall-timeout (${stall} s)`);
+    else giveUp = Math.max(1, stall - 1);
+  }
+
   const rtoMin = get<number>('rto-min-ms');
   const rtoMax = get<number>('rto-max-ms');
   if (rtoMin !== undefined && rtoMax !== undefined && rtoMin > rtoMax) problems.push('--rto-min-ms must not exceed --rto-max-ms');
@@ -381,6 +406,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     maxWindowsize: get<number>('max-windowsize'),
     maxWindowBytes: get<number>('max-window-bytes'),
     retries: get<number>('retries'),
+    giveUpTimeoutS: giveUp,
+    rtoBackoff: get<number>('rto-backoff'),
+    unverifiedRetries: get<number>('unverified-retries'),
+    unverifiedAmplification: get<number>('unverified-amplification'),
+    unverifiedBytesPerSecond: get<number>('unverified-bytes-per-second'),
     rtoInitialMs: get<number>('rto-initial-ms'),
     rtoMinMs: rtoMin,
     rtoMaxMs: rtoMax,

@@ -79,6 +79,16 @@ export class GatewayMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly unverifiedSendsSuppressed = new Counter({
+    name: 'tftp_gateway_unverified_sends_suppressed_total',
+    help: 'Datagrams not sent to a peer that had not answered yet (per-request or per-address byte budget spent: forged-source protection)',
+    registers: [this.registry],
+  });
+  readonly internalErrors = new Counter({
+    name: 'tftp_gateway_internal_errors_total',
+    help: 'Exceptions caught inside a transfer (the transfer ended with ERROR 0; the process and other transfers went on)',
+    registers: [this.registry],
+  });
   readonly s3Requests = new Counter({
     name: 'tftp_gateway_s3_requests_total',
     help: 'S3 API calls (each counted once, however many attempts it took), by operation and outcome (ok, not_found, denied, precondition_failed, client_error, throttled, server_error, network_error, aborted)',
@@ -168,6 +178,11 @@ export class GatewayMetrics {
     (this.sentByOpcode[opcode] ?? this.sentByOpcode[0]!).inc();
   }
 
+  /** Counts an ERROR packet as it is sent, by its code. */
+  countErrorSent(code: number): void {
+    this.errorsSent.inc({ code: String(code) });
+  }
+
   constructor(options: { defaultMetrics: boolean } = { defaultMetrics: true }) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tftp_gateway_' });
     // Known series start at 0, so dashboards and rate() see them before the first event.
@@ -176,5 +191,7 @@ export class GatewayMetrics {
       this.activeSessions.set({ operation }, 0);
     }
     this.draining.set(0);
+    this.unverifiedSendsSuppressed.inc(0);
+    this.internalErrors.inc(0);
   }
 }

@@ -101,6 +101,7 @@ export function resolveRequest(options: AccessPolicyOptions, rawName: string, op
   if (refusal) throw refusal;
   if (rawName.length > options.maxNameLength) throw new PolicyRefusal('invalid-path', 'INVALID_PATH', 'file name too long');
   const normalised = normaliseName(rawName, options.names);
+  if (normalised === undefined) throw new PolicyRefusal('invalid-path', 'INVALID_PATH', 'file name is not valid UTF-8');
   let mappedName = normalised;
   let rulesApplied: readonly number[] = [];
   if (options.mapRules.length > 0) {

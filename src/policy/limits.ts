@@ -10,6 +10,11 @@ export interface ClientLimitOptions {
   readonly clock: NowSource;
   /** Clients whose buckets are remembered at most. */
   readonly maxTrackedClients?: number;
+  /**
+   * Bytes per second (and as a burst) that may go to one address's peers that have not answered
+   * yet: a forged-source request flood cannot aim more than this at a victim. 0: no cap.
+   */
+  readonly unverifiedBytesPerSecond?: number;
 }
 
 export type Admission = 'ok' | 'rate-limited';
@@ -29,6 +34,7 @@ export class ClientLimits {
   private readonly requests: TokenBuckets | undefined;
   private readonly replies: TokenBuckets;
   private readonly unsolicited: TokenBuckets;
+  private readonly unverified: TokenBuckets | undefined;
 
   constructor(private readonly options: ClientLimitOptions) {
     const maxKeys = options.maxTrackedClients ?? 100_000;
@@ -43,6 +49,14 @@ export class ClientLimits {
       maxKeys,
       clock: options.clock,
     });
+    const unverifiedRate = options.unverifiedBytesPerSecond ?? 0;
+    this.unverified =
+      unverifiedRate > 0 ? new TokenBuckets({ ratePerSecond: unverifiedRate, burst: unverifiedRate, maxKeys, clock: options.clock }) : undefined;
+  }
+
+  /** Spends `bytes` of the address's allowance for peers that have not answered yet. */
+  spendUnverified(client: string, bytes: number): boolean {
+    return this.unverified ? this.unverified.take(client, bytes) : true;
   }
 
   /**

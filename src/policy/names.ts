@@ -12,16 +12,18 @@ export interface NameOptions {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * The request carries bytes (decoded latin1 so each byte is one char). A name that is valid UTF-8
- * is read as UTF-8, so the key is the name the client meant; anything else stays as latin1.
+ * The request carries bytes (decoded latin1 so each byte is one char); S3 keys are UTF-8. A name
+ * that is valid UTF-8 becomes the key with exactly the client's bytes. A name that is not has no
+ * key that keeps its bytes (reading it as Latin-1 would give `caf\xe9` the key of `café` sent as
+ * UTF-8): undefined, and the request is refused. `--map-strip-junk` cuts such junk off first.
  */
-export function decodeFileName(raw: string): string {
+export function decodeFileName(raw: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   if (!/[\x80-\xff]/.test(raw)) return raw;
   try {
     return utf8.decode(Buffer.from(raw, 'latin1'));
   } catch {
-    return raw;
+    return undefined;
   }
 }
 
@@ -49,10 +51,10 @@ export function stripJunk(raw: string): string {
   return raw.slice(0, end).replace(/ +$/, '');
 }
 
-/** Raw request name → the name the map rules see. */
-export function normaliseName(raw: string, options: NameOptions): string {
-  let name = options.stripJunk ? stripJunk(raw) : raw;
-  name = decodeFileName(name);
+/** Raw request name → the name the map rules see; undefined when it is not valid UTF-8. */
+export function normaliseName(raw: string, options: NameOptions): string | undefined {
+  let name = decodeFileName(options.stripJunk ? stripJunk(raw) : raw);
+  if (name === undefined) return undefined;
   if (options.backslashes) name = name.replace(/\\/g, '/');
   if (options.lowercase) name = name.toLowerCase();
   return name;

@@ -31,7 +31,8 @@ export class TokenBuckets {
     return this.buckets.size;
   }
 
-  take(key: string): boolean {
+  /** Spends `cost` tokens (default 1) if the bucket holds them. */
+  take(key: string, cost = 1): boolean {
     const now = this.options.clock.now();
     const { ratePerSecond, burst } = this.options;
     let bucket = this.buckets.get(key);
@@ -42,8 +43,8 @@ export class TokenBuckets {
     } else {
       bucket = { tokens: burst, at: now };
     }
-    const ok = bucket.tokens >= 1;
-    if (ok) bucket.tokens -= 1;
+    const ok = bucket.tokens >= cost;
+    if (ok) bucket.tokens -= cost;
     this.buckets.set(key, bucket);
     this.evict(now);
     return ok;

@@ -1,20 +1,20 @@
-import dgram from 'node:dgram';
 import { decodePacket, encodeError, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
 import { tftpErrorFor, TransferError } from '../session/errors.js';
 import { ReadSession } from '../session/read-session.js';
 import type { SessionBase } from '../session/session-base.js';
-import type { Clock, PeerChannel, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
+import type { Clock, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
 import { WriteSession } from '../session/write-session.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { PolicyRefusal } from '../policy/access-policy.js';
 import { canonicalClientAddress } from '../policy/cidr.js';
 import { ClientLimits } from '../policy/limits.js';
 import { sanitize, sanitizeOptions, type Logger } from './logger.js';
-import type { PreparedTransfer, RequestOpener } from './requests.js';
+import type { PreparedTransfer } from './requests.js';
+import { TransferChannel, type ChannelCounters } from './channel.js';
+import type { DatagramSocket, Peer, TransferSocketFactory } from './transport.js';
 
 export interface DispatcherOptions {
   readonly portMode: 'single' | 'per-transfer';
-  readonly portRange: { readonly low: number; readonly high: number } | undefined;
   readonly maxSessions: number;
   readonly maxWindowBytes: number;
   readonly maxUploadSize: number;
@@ -25,20 +25,30 @@ export interface DispatcherOptions {
   readonly rateBurst?: number;
   /** A session (or a request still opening) with no progress for this long is ended; 0: never. */
   readonly stallTimeoutMs?: number;
+  /**
+   * Bytes sent per request byte to a peer that has not answered yet (0: no bound). Below 100 keeps
+   * a never-answered request's amplification under 100×.
+   */
+  readonly unverifiedAmplification?: number;
+  /** Bytes per second one address's unverified peers may be sent in all (0: no cap). */
+  readonly unverifiedBytesPerSecond?: number;
   readonly retransmit: RetransmitPolicy;
 }
 
 /** A bound UDP socket the gateway listens on. */
 export interface ListenEndpoint {
-  readonly socket: dgram.Socket;
+  readonly socket: DatagramSocket;
   readonly id: number;
 }
 
 type Operation = 'read' | 'write';
 
 interface SessionEntry {
+  /** Key in the session table: the client's ip:port on a listening socket (per-transfer: plus a sequence). */
   readonly key: string;
-  readonly client: { readonly address: string; readonly port: number };
+  /** The client's ip:port on the listening socket it wrote to. */
+  readonly clientKey: string;
+  readonly client: Peer;
   readonly operation: Operation;
   /** The request's bytes: an identical retransmitted request is recognised by them. */
   readonly requestBytes: Buffer;
@@ -47,27 +57,36 @@ interface SessionEntry {
   readonly clientAddress: string;
   /** When the request arrived: a request still opening after the stall timeout is dropped. */
   readonly openedAt: number;
-  /** The listening socket the request came in on. */
-  readonly endpointSocket: dgram.Socket;
-  /** The per-transfer socket (per-transfer mode), owned and closed by this entry. */
-  ownSocket: dgram.Socket | undefined;
+  readonly listen: ListenEndpoint;
+  /** The way to the client; in per-transfer mode, set once the transfer's socket is bound. */
+  channel: TransferChannel | undefined;
   session: SessionBase | undefined;
-  /** Aborted when the entry is dropped while still opening. */
-  readonly opening: AbortController;
   closed: boolean;
   /** Bytes of this transfer already added to the transfer-bytes counter. */
   bytesCounted: number;
 }
 
-const ignoreSendError = (): void => undefined;
+/** What the dispatcher needs of the request opener (RequestOpener in production). */
+export interface TransferOpener {
+  open(request: RequestPacket, client: string): Promise<PreparedTransfer>;
+  /** An upload was stored: reads must see the new object from now on. */
+  uploaded(key: string): void;
+}
+
+/** Default bytes per request byte to an unverified peer: under 100× amplification. */
+const DEFAULT_UNVERIFIED_AMPLIFICATION = 90;
 
 /**
  * Routes datagrams: requests open sessions, everything else goes to the session of its sender
- * (keyed by listening socket and client ip:port). Owns the session table and every session's socket.
+ * (single-port: keyed by listening socket and client ip:port; per-transfer: each transfer's own
+ * socket, so a transfer ID is the pair of ports). Owns the session table and every transfer channel.
  */
 export class Dispatcher {
   private readonly sessions = new Map<string, SessionEntry>();
+  /** Per-transfer mode: the newest transfer of each client ip:port (retransmitted requests). */
+  private readonly newestByClient = new Map<string, SessionEntry>();
   private draining = false;
+  private sequence = 0;
   /** Upload aborts still in flight: stop() waits for them so nothing is left half-written. */
   private readonly pendingAborts = new Set<Promise<void>>();
   private idleWaiters: (() => void)[] = [];
@@ -77,20 +96,29 @@ export class Dispatcher {
   private readonly limits: ClientLimits;
   /** The stall sweep's timer; armed only while the table has entries. */
   private stallTimer: ReturnType<Clock['setTimeout']> | undefined;
+  private readonly counters: ChannelCounters;
 
   constructor(
     private readonly options: DispatcherOptions,
-    private readonly opener: RequestOpener,
+    private readonly opener: TransferOpener,
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
     private readonly clock: Clock,
+    private readonly transferSockets?: TransferSocketFactory,
   ) {
     this.limits = new ClientLimits({
       maxSessionsPerClient: options.maxSessionsPerClient ?? 0,
       ratePerSecond: options.rateLimit ?? 0,
       burst: options.rateBurst ?? 20,
+      unverifiedBytesPerSecond: options.unverifiedBytesPerSecond ?? 0,
       clock,
     });
+    this.counters = {
+      sent: (opcode) => metrics.countSent(opcode),
+      errorSent: (code) => metrics.countErrorSent(code),
+      suppressed: () => metrics.unverifiedSendsSuppressed.inc(),
+    };
+    if (options.portMode === 'per-transfer' && !transferSockets) throw new Error('per-transfer mode needs a transfer socket factory');
   }
 
   /** Adds the progress of running transfers to the bytes counter (called at scrape time). */
@@ -149,124 +177,174 @@ export class Dispatcher {
     }
   }
 
-  handleDatagram(endpoint: ListenEndpoint, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** A datagram on a listening socket. Nothing in here may end the process: faults are contained. */
+  handleDatagram(endpoint: ListenEndpoint, msg: Buffer, from: Peer): void {
+    try {
+      this.route(endpoint, msg, from);
+    } catch (err) {
+      this.onDispatchFault(err, from);
+    }
+  }
+
+  private route(endpoint: ListenEndpoint, msg: Buffer, from: Peer): void {
     const decoded = decodePacket(msg);
-    const key = `${endpoint.id}|${rinfo.address}|${rinfo.port}`;
+    const clientKey = `${endpoint.id}|${from.address}|${from.port}`;
+    const live = this.options.portMode === 'single' ? this.sessions.get(clientKey) : undefined;
     if (!decoded.ok) {
       this.metrics.countReceived('malformed');
-      this.onMalformed(endpoint.socket, rinfo, decoded.opcode, decoded.reason);
+      // On a live transfer's TID a garbled packet is dropped: an ERROR would end that transfer.
+      if (!live) this.onMalformed(endpoint.socket, from, decoded.opcode, decoded.reason);
       return;
     }
     const packet = decoded.packet;
     this.metrics.countReceived(packet.opcode);
     if (packet.opcode === Opcode.RRQ || packet.opcode === Opcode.WRQ) {
-      this.onRequest(endpoint, key, packet, msg, rinfo);
+      this.onRequest(endpoint, clientKey, packet, msg, from);
       return;
     }
-    const entry = this.sessions.get(key);
-    if (entry?.session && !entry.ownSocket) {
-      entry.session.handle(packet);
+    if (live) {
+      if (live.session) live.session.handle(packet);
+      // Still opening: an ERROR means the client gave up; anything else is early and dropped.
+      else if (packet.opcode === Opcode.ERROR) this.dropEntry(live);
       return;
     }
-    this.onStray(endpoint.socket, rinfo, packet);
+    this.onStray(endpoint.socket, from, packet);
   }
 
-  private onMalformed(socket: dgram.Socket, rinfo: dgram.RemoteInfo, opcode: number | undefined, reason: string): void {
-    this.logger.debug({ client: rinfo.address, port: rinfo.port, reason }, 'malformed packet');
+  private onMalformed(socket: DatagramSocket, from: Peer, opcode: number | undefined, reason: string): void {
+    this.logger.debug({ client: from.address, port: from.port, reason }, 'malformed packet');
     // Answer only what looks like TFTP; junk (and ERRORs) get silence, so we cannot be made a reflector.
     if (opcode !== undefined && opcode >= Opcode.RRQ && opcode <= Opcode.OACK && opcode !== Opcode.ERROR) {
-      if (this.limits.shouldAnswerUnsolicited(rinfo.address)) this.sendError(socket, rinfo, ErrorCode.IllegalOperation, 'Illegal TFTP operation');
+      if (this.limits.shouldAnswerUnsolicited(from.address)) this.sendError(socket, from, ErrorCode.IllegalOperation, 'Illegal TFTP operation');
     }
   }
 
   /** A DATA/ACK/OACK from a sender with no session: RFC 1350 says ERROR 5; ERRORs are never answered. */
-  private onStray(socket: dgram.Socket, rinfo: dgram.RemoteInfo, packet: Packet): void {
+  private onStray(socket: DatagramSocket, from: Peer, packet: Packet): void {
     if (packet.opcode === Opcode.ERROR) return;
     // Capped per address (a spoofed source must not turn us into a reflector).
-    if (!this.limits.shouldAnswerUnsolicited(rinfo.address)) return;
-    this.sendError(socket, rinfo, ErrorCode.UnknownTransferId, 'Unknown transfer ID');
+    if (!this.limits.shouldAnswerUnsolicited(from.address)) return;
+    this.sendError(socket, from, ErrorCode.UnknownTransferId, 'Unknown transfer ID');
   }
 
-  private sendError(socket: dgram.Socket, rinfo: { address: string; port: number }, code: ErrorCode, message: string): void {
-    this.metrics.errorsSent.inc({ code: String(code) });
+  /** An ERROR outside any transfer (strays, refusals before a channel exists). */
+  private sendError(socket: DatagramSocket, to: Peer, code: ErrorCode, message: string): void {
+    this.metrics.countErrorSent(code);
     this.metrics.countSent(Opcode.ERROR);
-    socket.send(encodeError(code, message), rinfo.port, rinfo.address, ignoreSendError);
+    socket.send([encodeError(code, message)], to);
   }
 
-  private onRequest(endpoint: ListenEndpoint, key: string, request: RequestPacket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const existing = this.sessions.get(key);
-    // A retransmitted request (our answer was lost or is on its way) must not start a second transfer.
-    if (existing && existing.requestBytes.equals(msg) && !this.hasProgressed(existing)) return;
+  private onRequest(endpoint: ListenEndpoint, clientKey: string, request: RequestPacket, msg: Buffer, from: Peer): void {
+    const single = this.options.portMode === 'single';
+    const existing = single ? this.sessions.get(clientKey) : this.newestByClient.get(clientKey);
+    // A retransmitted request (our answer was lost or is on its way) must not start a second
+    // transfer: it earns the peer another first packet, nothing more.
+    if (existing && !existing.closed && existing.requestBytes.equals(msg) && !this.hasProgressed(existing)) {
+      existing.channel?.credit(msg.length);
+      existing.session?.repeatFirst();
+      return;
+    }
     const operation: Operation = request.opcode === Opcode.RRQ ? 'read' : 'write';
-    const clientAddress = canonicalClientAddress(rinfo.address);
+    const clientAddress = canonicalClientAddress(from.address);
     if (this.limits.admit(clientAddress) === 'rate-limited') {
       // Counted every time, answered (and logged at info) at most once a second per client: a
       // flood of requests, possibly spoofed, must not become a flood of replies or log lines.
       const answer = this.limits.shouldAnswerRefusal(clientAddress);
-      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'rate-limited', new TransferError('BUSY', 'request rate limit'), answer);
+      this.refuseRequest(endpoint.socket, from, operation, request, 'rate-limited', new TransferError('BUSY', 'request rate limit'), answer);
       return;
     }
-    // Anything else from the same ip:port means the client started over: the new request wins.
-    if (existing) this.replace(existing);
+    // In single-port mode anything else from the same ip:port means the client started over: the
+    // new request wins. In per-transfer mode each transfer has its own TID: both go on.
+    if (existing && single) this.replace(existing);
     if (this.draining) {
-      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
+      this.refuseRequest(endpoint.socket, from, operation, request, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
       return;
     }
     if (this.sessions.size >= this.options.maxSessions) {
-      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'busy', new TransferError('BUSY', 'session limit reached'));
+      this.refuseRequest(endpoint.socket, from, operation, request, 'busy', new TransferError('BUSY', 'session limit reached'));
       return;
     }
     if (this.limits.atSessionCap(clientAddress)) {
-      this.refuseRequest(endpoint.socket, rinfo, operation, request, 'client-busy', new TransferError('BUSY', 'per-client session limit reached'));
+      this.refuseRequest(endpoint.socket, from, operation, request, 'client-busy', new TransferError('BUSY', 'per-client session limit reached'));
       return;
     }
     const entry: SessionEntry = {
-      key,
-      client: { address: rinfo.address, port: rinfo.port },
+      key: single ? clientKey : `${clientKey}#${++this.sequence}`,
+      clientKey,
+      client: { address: from.address, port: from.port },
       operation,
       requestBytes: Buffer.from(msg),
       filename: sanitize(request.filename),
       clientAddress,
       openedAt: this.clock.now(),
-      endpointSocket: endpoint.socket,
-      ownSocket: undefined,
+      listen: endpoint,
+      channel: single ? this.channelFor(endpoint.socket, from, false, clientAddress, msg.length) : undefined,
       session: undefined,
-      opening: new AbortController(),
       closed: false,
       bytesCounted: 0,
     };
-    this.sessions.set(key, entry);
+    this.sessions.set(entry.key, entry);
+    if (!single) this.newestByClient.set(clientKey, entry);
     this.limits.sessionOpened(clientAddress);
     this.armStallSweep();
     this.onActivity?.(this.sessions.size);
-    const perTransfer = this.options.portMode === 'per-transfer';
-    const socketReady = perTransfer ? this.bindTransferSocket(endpoint.socket) : Promise.resolve(undefined);
-    socketReady.then((socket) => {
-      if (!socket) return;
-      if (entry.closed) socket.close();
-      else entry.ownSocket = socket;
-    }, () => undefined);
-    Promise.all([this.opener.open(request, rinfo.address), socketReady]).then(
-      ([prepared]) => {
-        if (entry.closed) {
-          if (prepared.kind === 'write') void this.trackAborts(prepared.sink).abort('request superseded');
-          else prepared.source.close();
-          return;
-        }
-        this.startSession(entry, prepared, entry.ownSocket ?? endpoint.socket, request);
-      },
-      (err: unknown) => {
-        if (entry.closed) return;
-        const replySocket = entry.ownSocket ?? endpoint.socket;
-        const reason = refusalReason(err);
-        this.logger.info(
-          { client: rinfo.address, port: rinfo.port, op: operation, file: entry.filename, refused: reason, detail: errorText(err) },
-          'request refused',
-        );
-        this.refuse(replySocket, rinfo, reason, err);
-        this.dropEntry(entry);
-      },
-    );
+    const socketReady = single ? Promise.resolve(undefined) : this.transferSockets!.open(endpoint.socket);
+    void Promise.allSettled([this.opener.open(request, from.address), socketReady]).then(([opened, bound]) => {
+      try {
+        this.onOpened(entry, request, msg.length, opened, bound);
+      } catch (err) {
+        this.onOpenFault(entry, err);
+      }
+    });
+  }
+
+  /** The request's storage side and (per-transfer) socket are ready, or one of them failed. */
+  private onOpened(
+    entry: SessionEntry,
+    request: RequestPacket,
+    requestLength: number,
+    opened: PromiseSettledResult<PreparedTransfer>,
+    bound: PromiseSettledResult<DatagramSocket | undefined>,
+  ): void {
+    const socket = bound.status === 'fulfilled' ? bound.value : undefined;
+    if (entry.closed) {
+      socket?.close();
+      if (opened.status === 'fulfilled') this.release(opened.value, 'request superseded');
+      return;
+    }
+    if (socket) entry.channel = this.channelFor(socket, entry.client, true, entry.clientAddress, requestLength);
+    if (opened.status === 'rejected' || bound.status === 'rejected') {
+      const err: unknown = opened.status === 'rejected' ? opened.reason : (bound as PromiseRejectedResult).reason;
+      if (opened.status === 'fulfilled') this.release(opened.value, 'no transfer socket');
+      const reason = refusalReason(err);
+      this.logger.info(
+        { client: entry.client.address, port: entry.client.port, op: entry.operation, file: entry.filename, refused: reason, detail: errorText(err) },
+        'request refused',
+      );
+      this.refuseOn(entry, reason, err);
+      this.dropEntry(entry);
+      return;
+    }
+    this.startSession(entry, opened.value, request);
+  }
+
+  /** Lets go of a prepared transfer that will not run (upload aborted, read source closed). */
+  private release(prepared: PreparedTransfer, reason: string): void {
+    if (prepared.kind === 'write') void this.trackAborts(prepared.sink).abort(reason);
+    else prepared.source.close();
+  }
+
+  private channelFor(socket: DatagramSocket, peer: Peer, ownsSocket: boolean, clientAddress: string, requestLength: number): TransferChannel {
+    const channel = new TransferChannel({
+      socket,
+      peer,
+      ownsSocket,
+      counters: this.counters,
+      unverifiedFactor: this.options.unverifiedAmplification ?? DEFAULT_UNVERIFIED_AMPLIFICATION,
+      allowance: (bytes) => this.limits.spendUnverified(clientAddress, bytes),
+    });
+    channel.credit(requestLength);
+    return channel;
   }
 
   private hasProgressed(entry: SessionEntry): boolean {
@@ -275,8 +353,8 @@ export class Dispatcher {
 
   /** Refuses a request before any session exists: counted, logged once, answered with an ERROR (unless `answer` is false). */
   private refuseRequest(
-    socket: dgram.Socket,
-    rinfo: dgram.RemoteInfo,
+    socket: DatagramSocket,
+    from: Peer,
     operation: Operation,
     request: RequestPacket,
     reason: string,
@@ -284,17 +362,22 @@ export class Dispatcher {
     answer = true,
   ): void {
     this.logger[answer ? 'info' : 'debug'](
-      { client: rinfo.address, port: rinfo.port, op: operation, file: sanitize(request.filename), refused: reason, detail: err.message },
+      { client: from.address, port: from.port, op: operation, file: sanitize(request.filename), refused: reason, detail: err.message },
       'request refused',
     );
-    if (answer) this.refuse(socket, rinfo, reason, err);
-    else this.metrics.requestsRefused.inc({ reason });
+    this.metrics.requestsRefused.inc({ reason });
+    if (answer) {
+      const wire = tftpErrorFor(err);
+      this.sendError(socket, from, wire.code, wire.message);
+    }
   }
 
-  private refuse(socket: dgram.Socket, rinfo: { address: string; port: number }, reason: string, err: unknown): void {
+  /** Refuses an opening request on its own channel (per-transfer: from the transfer's port). */
+  private refuseOn(entry: SessionEntry, reason: string, err: unknown): void {
     this.metrics.requestsRefused.inc({ reason });
     const wire = tftpErrorFor(err);
-    this.sendError(socket, rinfo, wire.code, wire.message);
+    if (entry.channel) entry.channel.send([encodeError(wire.code, wire.message)]);
+    else this.sendError(entry.listen.socket, entry.client, wire.code, wire.message);
   }
 
   private replace(entry: SessionEntry): void {
@@ -302,28 +385,25 @@ export class Dispatcher {
     else this.dropEntry(entry);
   }
 
-  private startSession(entry: SessionEntry, prepared: PreparedTransfer, socket: dgram.Socket, request: RequestPacket): void {
+  private startSession(entry: SessionEntry, prepared: PreparedTransfer, request: RequestPacket): void {
     const { address, port } = entry.client;
-    const metrics = this.metrics;
-    const peer: PeerChannel = {
-      send(segments) {
-        const first = segments[0];
-        metrics.countSent(first && first.length >= 2 ? first.readUInt16BE(0) : 0);
-        // No callback: with one, Node defers a tick per datagram. Send errors (rare: ENOBUFS)
-        // surface as the socket's 'error' event, which is logged; the timer retransmits.
-        socket.send(segments as Buffer[], port, address);
-      },
-    };
+    const channel = entry.channel!;
     const operation = entry.operation;
     const started = { mode: prepared.mode, blksize: prepared.options.blksize, windowsize: prepared.options.windowsize };
+    const retransmit = this.options.retransmit;
     const common = {
-      peer,
+      peer: channel,
       clock: this.clock,
-      policy: this.options.retransmit,
+      policy: retransmit,
       options: prepared.options,
       oack: prepared.oack,
       onEnd: (stats: TransferStats) => this.onSessionEnd(entry, prepared, stats),
+      onFault: (err: unknown) => this.onSessionFault(entry, err),
     };
+    // Linger after the final ACK for the client's own retransmission time, but never past the
+    // point where the transfer would be given up or reaped.
+    const stallMs = this.options.stallTimeoutMs ?? 0;
+    const dallyCap = Math.min(retransmit.giveUpMs ?? Infinity, stallMs > 0 ? stallMs / 2 : Infinity);
     const session: SessionBase =
       prepared.kind === 'read'
         ? new ReadSession({ ...common, source: prepared.source, maxBytesInFlight: this.options.maxWindowBytes })
@@ -332,11 +412,12 @@ export class Dispatcher {
             sink: this.trackAborts(prepared.sink),
             netascii: prepared.mode === 'netascii',
             maxBytes: this.options.maxUploadSize,
-            dallyMs: Math.max(this.options.retransmit.initialMs, prepared.options.timeoutMs ?? 0),
+            dallyMs: Math.min(dallyCap, Math.max(retransmit.initialMs, prepared.options.timeoutMs ?? 0)),
+            onStored: () => this.opener.uploaded(prepared.key),
           });
     entry.session = session;
-    metrics.transfersStarted.inc({ operation });
-    metrics.activeSessions.inc({ operation });
+    this.metrics.transfersStarted.inc({ operation });
+    this.metrics.activeSessions.inc({ operation });
     this.logger.info(
       {
         client: address,
@@ -347,31 +428,49 @@ export class Dispatcher {
         options: sanitizeOptions(request.options),
         ...started,
         ...(prepared.kind === 'read' && prepared.source.size !== undefined ? { size: prepared.source.size } : {}),
+        ...(channel.socket !== entry.listen.socket ? { serverPort: channel.socket.localPort } : {}),
       },
       'transfer started',
     );
-    if (entry.ownSocket) {
-      entry.ownSocket.on('message', (msg, rinfo) => this.onTransferSocketMessage(entry, msg, rinfo));
+    if (channel.socket !== entry.listen.socket) {
+      channel.socket.onMessage((msg, from) => {
+        try {
+          this.onTransferSocketMessage(entry, msg, from);
+        } catch (err) {
+          this.onDispatchFault(err, from);
+        }
+      });
     }
     session.start();
   }
 
   /** Per-transfer mode: packets on a transfer's own port; strangers get ERROR 5 and the transfer goes on. */
-  private onTransferSocketMessage(entry: SessionEntry, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onTransferSocketMessage(entry: SessionEntry, msg: Buffer, from: Peer): void {
     const decoded = decodePacket(msg);
     if (!decoded.ok) {
       this.metrics.countReceived('malformed');
       return;
     }
-    this.metrics.countReceived(decoded.packet.opcode);
-    if (rinfo.address !== entry.client.address || rinfo.port !== entry.client.port) {
-      this.onStray(entry.ownSocket!, rinfo, decoded.packet);
+    const packet = decoded.packet;
+    this.metrics.countReceived(packet.opcode);
+    if (from.address !== entry.client.address || from.port !== entry.client.port) {
+      this.onStray(entry.channel!.socket, from, packet);
       return;
     }
-    entry.session?.handle(decoded.packet);
+    // A request sent to a transfer's port is not how TFTP starts a transfer: dropped.
+    if (packet.opcode === Opcode.RRQ || packet.opcode === Opcode.WRQ) return;
+    entry.session?.handle(packet);
   }
 
   private onSessionEnd(entry: SessionEntry, prepared: PreparedTransfer, stats: TransferStats): void {
+    try {
+      this.reportEnd(entry, prepared, stats);
+    } finally {
+      this.dropEntry(entry);
+    }
+  }
+
+  private reportEnd(entry: SessionEntry, prepared: PreparedTransfer, stats: TransferStats): void {
     const operation = entry.operation;
     this.metrics.activeSessions.dec({ operation });
     this.metrics.transfersFinished.inc({ operation, result: stats.result });
@@ -379,8 +478,6 @@ export class Dispatcher {
     this.countBytes(entry, stats.bytes);
     if (stats.retransmits > 0) this.metrics.retransmissions.inc(stats.retransmits);
     if (stats.timeouts > 0) this.metrics.timeouts.inc(stats.timeouts);
-    if (stats.errorSent !== undefined) this.metrics.errorsSent.inc({ code: String(stats.errorSent) });
-    if (stats.result === 'ok' && prepared.kind === 'write') this.opener.uploaded(prepared.key);
     const level = stats.result === 'ok' || stats.result === 'size-probe' || stats.result === 'replaced' ? 'info' : 'warn';
     this.logger[level](
       {
@@ -401,17 +498,43 @@ export class Dispatcher {
       },
       'transfer finished',
     );
+  }
+
+  /** An exception inside one transfer: logged with its stack and counted; the transfer ends, nothing else. */
+  private onSessionFault(entry: SessionEntry, err: unknown): void {
+    this.metrics.internalErrors.inc();
+    this.logger.error(
+      { client: entry.client.address, port: entry.client.port, op: entry.operation, file: entry.filename, err: faultDetail(err) },
+      'transfer fault: ended this transfer',
+    );
+  }
+
+  /** An exception while a request was being set up: that request is refused with ERROR 0. */
+  private onOpenFault(entry: SessionEntry, err: unknown): void {
+    if (entry.session) {
+      entry.session.crash(err);
+      return;
+    }
+    this.onSessionFault(entry, err);
+    if (entry.closed) return;
+    this.refuseOn(entry, 'internal-error', err);
     this.dropEntry(entry);
+  }
+
+  /** An exception in the dispatcher itself while handling one datagram: logged, counted, dropped. */
+  private onDispatchFault(err: unknown, from: Peer): void {
+    this.metrics.internalErrors.inc();
+    this.logger.error({ client: from.address, port: from.port, err: faultDetail(err) }, 'datagram handling fault: datagram dropped');
   }
 
   private dropEntry(entry: SessionEntry): void {
     if (entry.closed) return;
     entry.closed = true;
-    entry.opening.abort();
     if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
+    if (this.newestByClient.get(entry.clientKey) === entry) this.newestByClient.delete(entry.clientKey);
     this.limits.sessionClosed(entry.clientAddress);
     this.onActivity?.(this.sessions.size);
-    entry.ownSocket?.close();
+    entry.channel?.close();
     if (this.sessions.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -425,7 +548,12 @@ export class Dispatcher {
     if (stallMs <= 0 || this.stallTimer !== undefined || this.sessions.size === 0) return;
     this.stallTimer = this.clock.setTimeout(() => {
       this.stallTimer = undefined;
-      this.sweepStalled(stallMs);
+      try {
+        this.sweepStalled(stallMs);
+      } catch (err) {
+        this.metrics.internalErrors.inc();
+        this.logger.error({ err: faultDetail(err) }, 'stall sweep fault');
+      }
       this.armStallSweep();
     }, Math.min(1000, Math.max(20, stallMs / 4)));
   }
@@ -433,7 +561,8 @@ export class Dispatcher {
   /**
    * Ends every session that made no progress for `stallMs` (a client that went away while its
    * timer backs off, a pinned long timeout, storage that hangs) and drops requests still opening
-   * after it: ERROR 0 to the client, timers, S3 streams and uploads released.
+   * after it: ERROR 0 to the client, timers, S3 streams and uploads released. A session whose
+   * outcome is settled (an upload stored and acknowledged) ends `ok`.
    */
   private sweepStalled(stallMs: number): void {
     const now = this.clock.now();
@@ -446,41 +575,10 @@ export class Dispatcher {
           { client: entry.client.address, port: entry.client.port, op: entry.operation, file: entry.filename, refused: 'stalled' },
           'request refused',
         );
-        this.refuse(entry.ownSocket ?? entry.endpointSocket, entry.client, 'stalled', new TransferError('STORAGE_UNAVAILABLE', 'request still opening at the stall timeout'));
+        this.refuseOn(entry, 'stalled', new TransferError('STORAGE_UNAVAILABLE', 'request still opening at the stall timeout'));
         this.dropEntry(entry);
       }
     }
-  }
-
-  /**
-   * A fresh socket for one transfer (per-transfer mode) on the listening socket's address: any free
-   * port, or a free one from --port-range (tried from a random start, so transfers spread out).
-   */
-  private async bindTransferSocket(listening: dgram.Socket): Promise<dgram.Socket> {
-    const local = listening.address();
-    const type = local.family === 'IPv6' ? 'udp6' : 'udp4';
-    const range = this.options.portRange;
-    const span = range ? range.high - range.low + 1 : 1;
-    const first = range ? Math.floor(Math.random() * span) : 0;
-    for (let i = 0; i < Math.min(span, 64); i++) {
-      const port = range ? range.low + ((first + i) % span) : 0;
-      const socket = dgram.createSocket({ type });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          socket.once('error', reject);
-          socket.bind({ address: local.address, port, exclusive: true }, () => {
-            socket.off('error', reject);
-            resolve();
-          });
-        });
-      } catch {
-        socket.close();
-        continue;
-      }
-      socket.on('error', (err) => this.logger.warn({ err: err.message }, 'transfer socket error'));
-      return socket;
-    }
-    throw new TransferError('BUSY', 'no free port in --port-range');
   }
 }
 
@@ -493,4 +591,9 @@ function refusalReason(err: unknown): string {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+function faultDetail(err: unknown): { message: string; stack?: string } {
+  if (err instanceof Error) return { message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) };
+  return { message: String(err) };
 }

@@ -15,6 +15,7 @@ import { S3ObjectStore } from '../storage/s3-store.js';
 import { Dispatcher, type ListenEndpoint } from './dispatcher.js';
 import { writeLine, type Logger } from './logger.js';
 import { RequestOpener } from './requests.js';
+import { UdpSocket, UdpTransferSocketFactory } from './transport.js';
 import { accessPolicyFromConfig } from '../policy/from-config.js';
 
 export interface GatewayDeps {
@@ -50,7 +51,7 @@ export class Gateway {
     readonly config: GatewayConfig,
     readonly metrics: GatewayMetrics,
     readonly dispatcher: Dispatcher,
-    private readonly endpoints: readonly ListenEndpoint[],
+    private readonly endpoints: readonly UdpListenEndpoint[],
     private readonly httpServer: http.Server | undefined,
     private readonly client: S3Client,
     private readonly cache: BlockCache,
@@ -130,7 +131,6 @@ export class Gateway {
     const dispatcher = new Dispatcher(
       {
         portMode: config.portMode,
-        portRange: config.portRange,
         maxSessions: config.maxSessions,
         maxWindowBytes: config.maxWindowBytes,
         maxUploadSize: config.maxUploadSize,
@@ -138,21 +138,27 @@ export class Gateway {
         rateLimit: config.rateLimit,
         rateBurst: config.rateBurst,
         stallTimeoutMs: config.stallTimeoutS * 1000,
+        unverifiedAmplification: config.unverifiedAmplification,
+        unverifiedBytesPerSecond: config.unverifiedBytesPerSecond,
         retransmit: {
           initialMs: config.rtoInitialMs,
           minMs: config.rtoMinMs,
           maxMs: config.rtoMaxMs,
           maxRetries: config.retries,
+          giveUpMs: config.giveUpTimeoutS * 1000,
+          backoff: config.rtoBackoff,
+          unverifiedRetries: config.unverifiedRetries,
         },
       },
       opener,
       metrics,
       logger,
       deps.clock ?? systemClock,
+      new UdpTransferSocketFactory(config.portRange, logger),
     );
     metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
 
-    const endpoints: ListenEndpoint[] = [];
+    const endpoints: UdpListenEndpoint[] = [];
     let httpServer: http.Server | undefined;
     try {
       for (const [id, addr] of config.listen.entries()) {
@@ -175,7 +181,7 @@ export class Gateway {
       );
       return gateway;
     } catch (err) {
-      for (const e of endpoints) e.socket.close();
+      for (const e of endpoints) e.udp.close();
       httpServer?.close();
       cache.close();
       client.destroy();
@@ -186,7 +192,7 @@ export class Gateway {
 
   /** Where the UDP sockets are bound (ports resolved when configured as 0). */
   get udpAddresses(): AddressInfo[] {
-    return this.endpoints.map((e) => e.socket.address());
+    return this.endpoints.map((e) => e.udp.socket.address());
   }
 
   get httpAddress(): string | undefined {
@@ -264,7 +270,7 @@ export class Gateway {
       this.dispatcher.abortAll();
     }
     await this.dispatcher.settled();
-    await Promise.all(this.endpoints.map((e) => new Promise<void>((resolve) => e.socket.close(() => resolve()))));
+    await Promise.all(this.endpoints.map((e) => new Promise<void>((resolve) => e.udp.socket.close(() => resolve()))));
     this.socketsBound = false;
     this.emf?.stop();
     await this.protection?.close();
@@ -279,7 +285,12 @@ export class Gateway {
   }
 }
 
-async function bindListenSocket(id: number, host: string, port: number, dispatcher: Dispatcher, logger: Logger): Promise<ListenEndpoint> {
+/** A listening endpoint and the dgram socket behind it. */
+interface UdpListenEndpoint extends ListenEndpoint {
+  readonly udp: UdpSocket;
+}
+
+async function bindListenSocket(id: number, host: string, port: number, dispatcher: Dispatcher, logger: Logger): Promise<UdpListenEndpoint> {
   const ipv6 = host.includes(':');
   const socket = dgram.createSocket({ type: ipv6 ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
   await new Promise<void>((resolve, reject) => {
@@ -297,7 +308,8 @@ async function bindListenSocket(id: number, host: string, port: number, dispatch
     lastErrorLog = now;
     logger.warn({ err: err.message }, 'UDP socket error');
   });
-  const endpoint: ListenEndpoint = { socket, id };
+  const udp = new UdpSocket(socket);
+  const endpoint: UdpListenEndpoint = { socket: udp, udp, id };
   socket.on('message', (msg, rinfo) => dispatcher.handleDatagram(endpoint, msg, rinfo));
   return endpoint;
 }

@@ -12,11 +12,17 @@ export interface ReadSessionDeps extends SessionDeps {
 
 type ReadState = 'oack' | 'sending';
 
+/** Consecutive windows cut short in their first half that count as receiver overrun. */
+const OVERRUN_WINDOWS = 3;
+
 /**
  * Sender state machine (RRQ). Blocks are counted with absolute indexes and sent as index mod 65536.
  * Retransmits only on timeout, never because an ACK was repeated (Sorcerer's Apprentice); an ACK
- * inside the window restarts the window after it (RFC 7440 §4). The window adapts: it halves on
- * loss and grows by one per clean window, up to the negotiated size and the bytes-in-flight cap.
+ * inside the window restarts the window after it (RFC 7440 §4). The window stays at the negotiated
+ * size (bounded by the bytes-in-flight cap): strict receivers ACK only full windows, so a smaller
+ * window would stall them until their own timer. It shrinks only on evidence of receiver overrun
+ * (window after window cut short early) and grows back after clean windows. No block is sent twice
+ * within one window.
  */
 export class ReadSession extends SessionBase {
   private readonly source: ReadSource;
@@ -45,8 +51,11 @@ export class ReadSession extends SessionBase {
   private readonly headers: Buffer[];
   /** The datagram being sent: header then payload views (reused; the socket copies the list). */
   private readonly datagram: Buffer[] = [];
-  /** Last block of the window an ACK was solicited for (see `pump`). */
-  private probed = 0;
+  /** Consecutive windows cut short in their first half (receiver overrun evidence), and the most accepted in one. */
+  private shortWindows = 0;
+  private shortWindowsBest = 0;
+  /** Consecutive full windows since the window was last reduced. */
+  private cleanWindows = 0;
 
   constructor(deps: ReadSessionDeps) {
     super(deps);
@@ -82,7 +91,7 @@ export class ReadSession extends SessionBase {
     return this.base > 1;
   }
 
-  start(): void {
+  protected onStart(): void {
     if (this.deps.oack.size > 0) {
       this.sendOack();
     } else {
@@ -91,8 +100,16 @@ export class ReadSession extends SessionBase {
     }
   }
 
-  handle(packet: Packet): void {
-    if (this.isEnded) return;
+  protected onRepeatedRequest(): void {
+    if (this.state === 'oack') {
+      this.retransmits++;
+      this.sendOack();
+    } else if (this.next > this.base) {
+      this.resendWindow();
+    }
+  }
+
+  protected onPacket(packet: Packet): void {
     switch (packet.opcode) {
       case Opcode.ACK:
         this.onAck(packet.block);
@@ -133,6 +150,7 @@ export class ReadSession extends SessionBase {
     // timeout rewinds `next`, an ACK for a block sent before the rewind is still progress.
     if (acked < this.base || acked > this.blocks) return;
     if (acked >= this.next) this.next = acked + 1;
+    const windowStart = this.base;
 
     if (acked > this.retransmittedUpTo) this.rto.sample(now - this.sentAt[acked % this.maxWindow]!);
     else this.rto.onProgress();
@@ -147,16 +165,46 @@ export class ReadSession extends SessionBase {
       return;
     }
     if (fullWindow) {
-      if (this.window < this.maxWindow) this.window++;
+      this.onFullWindow();
     } else {
-      // The client is missing block acked+1: shrink the window and send again from there.
-      this.window = Math.max(1, this.window >> 1);
+      // The client is missing block acked+1: a new window starts there (RFC 7440 §4).
+      this.onShortWindow(acked - windowStart + 1);
       this.retransmittedUpTo = this.next - 1;
       this.retransmits += this.next - this.base;
       this.next = this.base;
     }
     this.disarmTimer();
     this.pump();
+  }
+
+  private onFullWindow(): void {
+    this.shortWindows = 0;
+    this.shortWindowsBest = 0;
+    if (this.window < this.maxWindow && ++this.cleanWindows >= 4) {
+      this.window = Math.min(this.maxWindow, this.window * 2);
+      this.cleanWindows = 0;
+    }
+  }
+
+  /**
+   * A window was acknowledged short, `accepted` blocks in. Random loss cuts windows anywhere; a
+   * receiver whose buffer overflows cuts them early, time after time. Only that shrinks the window:
+   * to the most it accepted in those windows.
+   */
+  private onShortWindow(accepted: number): void {
+    this.cleanWindows = 0;
+    if (this.window <= 1 || accepted * 2 > this.window) {
+      this.shortWindows = 0;
+      this.shortWindowsBest = 0;
+      return;
+    }
+    this.shortWindows++;
+    this.shortWindowsBest = Math.max(this.shortWindowsBest, accepted);
+    if (this.shortWindows >= OVERRUN_WINDOWS) {
+      this.window = Math.max(1, this.shortWindowsBest);
+      this.shortWindows = 0;
+      this.shortWindowsBest = 0;
+    }
   }
 
   protected onTimeout(): void {
@@ -172,8 +220,12 @@ export class ReadSession extends SessionBase {
       return;
     }
     if (!this.countTimeout()) return;
-    this.window = Math.max(1, this.window >> 1);
-    this.retransmittedUpTo = this.next - 1;
+    this.resendWindow();
+  }
+
+  /** Sends the window again from the oldest unacknowledged block, at its full size. */
+  private resendWindow(): void {
+    this.retransmittedUpTo = Math.max(this.retransmittedUpTo, this.next - 1);
     this.retransmits += this.next - this.base;
     this.next = this.base;
     this.pump();
@@ -200,17 +252,6 @@ export class ReadSession extends SessionBase {
       if (length < blksize) this.lastBlock = block;
       this.next++;
     }
-    // The window was shrunk after a loss, but the client still ACKs only every `windowsize` blocks
-    // (or when it sees a block out of order). Resending the window's last block once makes it ACK
-    // now instead of after our retransmission timeout. Sent once per window, never because of an ACK.
-    const sent = this.next - 1;
-    if (this.window < this.maxWindow && this.next > limit && sent > this.probed && (this.lastBlock === undefined || sent < this.lastBlock)) {
-      const segments = this.source.slice((sent - 1) * blksize, blksize);
-      if (segments !== undefined) {
-        this.sendData(sent, segments);
-        this.probed = sent;
-      }
-    }
     if (this.next > this.base) this.armTimer();
   }
 
@@ -235,16 +276,18 @@ export class ReadSession extends SessionBase {
     if (this.loading) return;
     this.loading = true;
     this.source.load((block - 1) * this.blksize, this.blksize).then(
-      () => {
-        this.loading = false;
-        this.pump();
-      },
-      (err: unknown) => {
-        this.loading = false;
-        const wire = tftpErrorFor(err);
-        const detail = err instanceof Error ? err.message : String(err);
-        this.fail(resultFor(err), wire.code, wire.message, detail);
-      },
+      () =>
+        this.contained(() => {
+          this.loading = false;
+          this.pump();
+        }),
+      (err: unknown) =>
+        this.contained(() => {
+          this.loading = false;
+          const wire = tftpErrorFor(err);
+          const detail = err instanceof Error ? err.message : String(err);
+          this.fail(resultFor(err), wire.code, wire.message, detail);
+        }),
     );
   }
 

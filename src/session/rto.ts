@@ -33,9 +33,9 @@ export class RetransmitTimer {
     this.backoff = 1;
   }
 
-  /** Called on each timeout: doubles the next wait (bounded by maxMs). */
+  /** Called on each timeout: multiplies the next wait by the backoff factor (bounded by maxMs). */
   onTimeout(): void {
-    if (this.backoff < 64) this.backoff *= 2;
+    if (this.backoff < 64) this.backoff *= this.policy.backoff ?? 2;
   }
 
   /** Called when the peer makes progress without a fresh sample (e.g. after a retransmission). */

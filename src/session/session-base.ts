@@ -12,6 +12,8 @@ export interface SessionDeps {
   readonly oack: ReadonlyMap<string, string>;
   /** Called exactly once when the session ends, whatever the reason. */
   readonly onEnd: (stats: TransferStats) => void;
+  /** Told of an exception thrown inside this transfer's path (it ends the transfer, not the process). */
+  readonly onFault?: (err: unknown) => void;
 }
 
 /**
@@ -37,6 +39,8 @@ export abstract class SessionBase {
   protected retries = 0;
   /** Clock time of the last progress (or of the start): the dispatcher reaps sessions stalled too long. */
   private progressAt: number;
+  /** The peer has answered at least once (see PeerChannel.confirmed). */
+  private verified = false;
 
   constructor(protected readonly deps: SessionDeps) {
     this.peer = deps.peer;
@@ -52,14 +56,27 @@ export abstract class SessionBase {
     return this.progressAt;
   }
 
-  /** Records that the transfer moved forward. */
+  /** Records that the transfer moved forward (the peer answered). */
   protected noteProgress(): void {
     this.progressAt = this.clock.now();
+    if (!this.verified) {
+      this.verified = true;
+      this.peer.confirmed?.();
+    }
+  }
+
+  /**
+   * True once the transfer's outcome is settled in the client's favour (an upload stored and its
+   * final ACK sent): whatever happens after (dally, reaper, replacement, shutdown) it ends `ok`.
+   */
+  protected get completed(): boolean {
+    return false;
   }
 
   /** Ends a stalled session from outside: ERROR 0 to the client, resources released (uploads aborted). */
   reap(detail: string): void {
-    this.fail('timeout', 0, 'Transfer timed out', detail);
+    if (this.completed) this.end('ok');
+    else this.fail('timeout', 0, 'Transfer timed out', detail);
   }
 
   /** Payload bytes carried so far. */
@@ -73,8 +90,30 @@ export abstract class SessionBase {
 
   /** True once the client has acknowledged or sent data: a repeated request then means a restart. */
   abstract get hasProgressed(): boolean;
-  abstract start(): void;
-  abstract handle(packet: Packet): void;
+
+  /** Sends the first packet. */
+  start(): void {
+    this.contained(() => this.onStart());
+  }
+
+  /** A packet from the peer (routed here by the dispatcher). */
+  handle(packet: Packet): void {
+    if (this.ended) return;
+    this.contained(() => this.onPacket(packet));
+  }
+
+  /**
+   * The peer repeated its request before answering anything (our first packet may have been lost):
+   * send the first packet again. The dispatcher credits the unverified-peer budget for it.
+   */
+  repeatFirst(): void {
+    if (this.ended || this.hasProgressed) return;
+    this.contained(() => this.onRepeatedRequest());
+  }
+
+  protected abstract onStart(): void;
+  protected abstract onPacket(packet: Packet): void;
+  protected abstract onRepeatedRequest(): void;
   protected abstract onTimeout(): void;
   /** Releases direction-specific resources; called once from `end`. */
   protected abstract releaseResources(result: TransferResult): void;
@@ -82,6 +121,10 @@ export abstract class SessionBase {
   /** Ends the session from outside (replaced by a new request, server stopping). */
   abort(result: 'replaced' | 'shutdown', notifyClient: boolean): void {
     if (this.ended) return;
+    if (this.completed) {
+      this.end('ok');
+      return;
+    }
     let errorSent: number | undefined;
     if (notifyClient) {
       errorSent = 0;
@@ -97,7 +140,11 @@ export abstract class SessionBase {
    */
   protected armTimer(ms = this.rto.timeoutMs): void {
     if (this.ended) return;
-    const deadline = this.clock.now() + ms;
+    const now = this.clock.now();
+    // Never sleep past the give-up time: the timeout that finds it reached ends the transfer then.
+    const giveUpAt = this.progressAt + (this.policy.giveUpMs ?? Infinity);
+    const deadline = Math.max(now, Math.min(now + ms, giveUpAt));
+    ms = deadline - now;
     this.deadline = deadline;
     if (this.timer !== undefined && this.timerFiresAt <= deadline) return;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
@@ -111,7 +158,7 @@ export abstract class SessionBase {
       if (this.ended) return;
       const left = this.deadline - this.clock.now();
       if (left > 0.5) this.startTimer(left);
-      else this.onTimeout();
+      else this.contained(() => this.onTimeout());
     }, ms);
   }
 
@@ -120,16 +167,51 @@ export abstract class SessionBase {
     this.timer = undefined;
   }
 
-  /** Counts a timeout; returns false (after sending ERROR and ending) when retries are used up. */
+  /**
+   * Counts a timeout; returns false (after sending ERROR and ending) when patience has run out: the
+   * give-up time without progress has passed, or the retransmission count limit (if any) is used
+   * up, or, for a peer that never answered, the (small) unverified retransmission budget.
+   */
   protected countTimeout(): boolean {
     this.timeouts++;
     this.retries++;
-    if (this.retries > this.policy.maxRetries) {
-      this.fail('timeout', 0, 'Transfer timed out', `no answer after ${this.policy.maxRetries} retries`);
+    const policy = this.policy;
+    const silentMs = this.clock.now() - this.progressAt;
+    let reason: string | undefined;
+    if (policy.giveUpMs !== undefined && silentMs >= policy.giveUpMs - 0.5) reason = `no progress for ${Math.round(silentMs)} ms`;
+    else if (policy.maxRetries > 0 && this.retries > policy.maxRetries) reason = `no answer after ${policy.maxRetries} retries`;
+    else if (!this.verified && this.retries > (policy.unverifiedRetries ?? Infinity)) reason = `no answer from the peer after ${policy.unverifiedRetries} retries`;
+    if (reason !== undefined) {
+      this.fail('timeout', 0, 'Transfer timed out', reason);
       return false;
     }
     this.rto.onTimeout();
     return true;
+  }
+
+  /** Runs `fn`; an exception ends this transfer (ERROR 0, upload aborted) instead of the process. */
+  protected contained(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.crash(err);
+    }
+  }
+
+  /** An exception escaped this transfer's code: report it, end the transfer with ERROR 0. */
+  crash(err: unknown): void {
+    try {
+      this.deps.onFault?.(err);
+    } catch {
+      // reporting must not stop the transfer from ending
+    }
+    if (this.ended) return;
+    const detail = err instanceof Error ? `internal error: ${err.message}` : `internal error: ${String(err)}`;
+    try {
+      this.fail('internal-error', 0, 'Internal error', detail);
+    } catch {
+      this.end('internal-error', detail);
+    }
   }
 
   /** Sends an ERROR to the client and ends the session. */

@@ -24,6 +24,11 @@ export const systemClock: Clock = {
 /** The session's way back to its client: one datagram made of these segments. */
 export interface PeerChannel {
   send(segments: readonly Buffer[]): void;
+  /**
+   * The peer has answered (a valid ACK or DATA): it is not a forged source address, so the limits
+   * on what may be sent to an unverified peer no longer apply.
+   */
+  confirmed?(): void;
 }
 
 /**
@@ -65,7 +70,8 @@ export type TransferResult =
   | 'exists'
   | 'replaced'
   | 'shutdown'
-  | 'protocol-error';
+  | 'protocol-error'
+  | 'internal-error';
 
 export interface TransferStats {
   readonly result: TransferResult;
@@ -87,6 +93,15 @@ export interface RetransmitPolicy {
   readonly initialMs: number;
   readonly minMs: number;
   readonly maxMs: number;
-  /** Retransmissions of the same packet before giving up. */
+  /** Retransmissions of the same packet before giving up (0: no count limit, `giveUpMs` decides). */
   readonly maxRetries: number;
+  /** Time without progress after which the transfer is abandoned, ms (default: no time limit). */
+  readonly giveUpMs?: number;
+  /** Factor the timeout grows by on each expiry (default 2). */
+  readonly backoff?: number;
+  /**
+   * Retransmissions of the first packet (OACK or DATA 1, ACK/OACK of a WRQ) before the peer has
+   * answered at all: the request may come from a forged address (default: `maxRetries`).
+   */
+  readonly unverifiedRetries?: number;
 }

@@ -12,6 +12,8 @@ export interface WriteSessionDeps extends SessionDeps {
   readonly maxBytes: number;
   /** How long to linger after the final ACK to answer a retransmitted last DATA. */
   readonly dallyMs: number;
+  /** Called once the object is stored, just before the final ACK goes out (cache invalidation). */
+  readonly onStored?: () => void;
 }
 
 /** Timeouts in the data phase answered with a re-ACK before the receiver waits silently. */
@@ -36,20 +38,27 @@ export class WriteSession extends SessionBase {
   private windowStart = 1;
   /** Last ACK sent (absolute block), resent on timeout; -1 means the OACK is what to resend. */
   private lastAcked = 0;
-  /** Set after answering one duplicate/out-of-order packet, so a resent window draws one ACK, not many. */
-  private reackSent = false;
+  /**
+   * Block number of the last duplicate or out-of-order DATA since progress (undefined: none). A
+   * sender that starts over (a block number not above it) draws one re-ACK; the rest of a resent
+   * window, arriving in rising order, draws none. With windowsize 1 every retransmission is a
+   * start-over, so each is answered, as tftpd-hpa does.
+   */
+  private lastStray: number | undefined;
   /** An ACK held back because the sink asked for backpressure. */
   private ackHeld = false;
   /** The newest sink write that has not settled (sink backpressure), if any. */
   private backlog: Promise<void> | undefined;
   private readonly maxBytes: number;
   private readonly dallyMs: number;
+  private readonly onStored: (() => void) | undefined;
 
   constructor(deps: WriteSessionDeps) {
     super(deps);
     this.sink = deps.sink;
     this.maxBytes = deps.maxBytes;
     this.dallyMs = deps.dallyMs;
+    this.onStored = deps.onStored;
     this.blksize = deps.options.blksize;
     this.windowsize = deps.options.windowsize;
     this.decoder = deps.netascii ? new NetasciiDecoder() : undefined;
@@ -59,19 +68,30 @@ export class WriteSession extends SessionBase {
     return this.expected > 1;
   }
 
-  start(): void {
+  protected override get completed(): boolean {
+    return this.state === 'dallying';
+  }
+
+  protected onStart(): void {
     if (this.deps.oack.size > 0) this.lastAcked = -1;
     this.sendLastAck();
   }
 
-  handle(packet: Packet): void {
-    if (this.isEnded) return;
+  protected onRepeatedRequest(): void {
+    if (this.expected > 1 || this.state !== 'receiving') return;
+    this.retransmits++;
+    this.sendLastAck();
+  }
+
+  protected onPacket(packet: Packet): void {
     switch (packet.opcode) {
       case Opcode.DATA:
         this.onData(packet.block, packet.data);
         return;
       case Opcode.ERROR:
-        this.end('client-error', `client sent ERROR ${packet.code}: ${packet.message}`);
+        // After the final ACK the object is stored: the client's late ERROR changes nothing.
+        if (this.completed) this.end('ok');
+        else this.end('client-error', `client sent ERROR ${packet.code}: ${packet.message}`);
         return;
       default:
         return;
@@ -94,9 +114,11 @@ export class WriteSession extends SessionBase {
     }
     const block = absoluteBlock(wire, this.expected);
     if (block !== this.expected) {
-      // A duplicate (our ACK was lost) or a gap (a block was lost): one ACK of the last good block.
-      if (!this.reackSent && !this.ackHeld) {
-        this.reackSent = true;
+      // A duplicate (our ACK was lost) or a gap (a block was lost): ACK the last good block once
+      // per start-over of the sender.
+      const startOver = this.lastStray === undefined || block <= this.lastStray;
+      this.lastStray = block;
+      if (startOver && !this.ackHeld) {
         this.windowStart = this.expected;
         this.lastAcked = this.expected - 1;
         this.retransmits++;
@@ -117,7 +139,7 @@ export class WriteSession extends SessionBase {
     this.bytes += data.length;
     this.retries = 0;
     this.noteProgress();
-    this.reackSent = false;
+    this.lastStray = undefined;
     this.rto.onProgress();
     const final = data.length < this.blksize;
 
@@ -152,7 +174,7 @@ export class WriteSession extends SessionBase {
       },
       (err: unknown) => {
         if (this.backlog === settled) this.backlog = undefined;
-        this.failFromStorage(err);
+        this.contained(() => this.failFromStorage(err));
         throw err;
       },
     );
@@ -164,13 +186,14 @@ export class WriteSession extends SessionBase {
     this.ackHeld = true;
     this.disarmTimer();
     pending.then(
-      () => {
-        this.ackHeld = false;
-        if (this.isEnded) return;
-        this.lastAcked = block;
-        this.sendLastAck();
-      },
-      (err: unknown) => this.failFromStorage(err),
+      () =>
+        this.contained(() => {
+          this.ackHeld = false;
+          if (this.isEnded) return;
+          this.lastAcked = block;
+          this.sendLastAck();
+        }),
+      (err: unknown) => this.contained(() => this.failFromStorage(err)),
     );
   }
 
@@ -179,14 +202,17 @@ export class WriteSession extends SessionBase {
     this.disarmTimer();
     const done = (pending ?? Promise.resolve()).then(() => this.sink.finish());
     done.then(
-      () => {
-        if (this.isEnded) return;
-        this.state = 'dallying';
-        this.lastAcked = block;
-        this.peer.send([encodeAck(block)]);
-        this.armTimer(this.dallyMs);
-      },
-      (err: unknown) => this.failFromStorage(err),
+      () =>
+        this.contained(() => {
+          if (this.isEnded) return;
+          this.state = 'dallying';
+          this.lastAcked = block;
+          // Reads must see the new object from the moment the client is told it is stored.
+          this.onStored?.();
+          this.peer.send([encodeAck(block)]);
+          this.armTimer(this.dallyMs);
+        }),
+      (err: unknown) => this.contained(() => this.failFromStorage(err)),
     );
   }
 
@@ -210,7 +236,7 @@ export class WriteSession extends SessionBase {
     }
     if (this.state === 'completing' || this.ackHeld) return; // storage has the ball
     if (!this.countTimeout()) return;
-    this.reackSent = false;
+    this.lastStray = undefined;
     // In the data phase the sender owns recovery: after two unanswered re-ACKs we go quiet (still
     // counting toward the retry limit), because some senders (tftp-hpa) restart their own
     // retransmission timer on every packet they receive and would never resend the lost block.

@@ -31,7 +31,9 @@ export function relativePathFor(filename: string, maxNameLength: number): string
     if (segment === '' || segment === '.') continue;
     kept.push(segment);
   }
-  if (kept.length === 0) throw invalid('file name names a directory');
+  // A name ending in a separator (or `/.`) names a directory, never the object without it: refused.
+  const last = segments[segments.length - 1];
+  if (kept.length === 0 || last === '' || last === '.') throw invalid('file name names a directory');
   // Backslashes are separators only for the check above; the key keeps the name as sent
   // (mapping them to slashes is an explicit operator choice: --map-backslashes).
   return filename.includes('\\') ? filename.replace(/^[/\\]+/, '') : kept.join('/');

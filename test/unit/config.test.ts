@@ -35,7 +35,11 @@ describe('defaults', () => {
     assert.equal(c.maxWindowsize, 64);
     assert.equal(c.maxWindowBytes, 96 * 1024);
     assert.equal(c.rangeSize, 8 * MiB);
-    assert.equal(c.retries, 6);
+    assert.equal(c.retries, 0);
+    assert.equal(c.giveUpTimeoutS, 63);
+    assert.equal(c.stallTimeoutS, 90);
+    assert.equal(c.unverifiedRetries, 4);
+    assert.equal(c.unverifiedAmplification, 90);
     assert.deepEqual(c.httpListen, { host: '0.0.0.0', port: 9464 });
     assert.equal(c.logLevel, 'info');
     assert.equal(c.local, false);

@@ -37,7 +37,12 @@ describe('objectKeyFor: normal names', () => {
   test('empty and "." segments collapse', () => {
     assert.equal(objectKeyFor('boot//grub/./x', opts), 'tftp/boot/grub/x');
     assert.equal(objectKeyFor('./x', opts), 'tftp/x');
-    assert.equal(objectKeyFor('x/', opts), 'tftp/x');
+  });
+
+  test('a name ending in a separator (or "/.") names a directory and is refused, never read as the file', () => {
+    for (const name of ['x/', 'f513/', 'f513/.', 'f513//', 'dir\\', 'a/b/']) {
+      assert.throws(() => objectKeyFor(name, opts), (e: unknown) => e instanceof TransferError && e.code === 'INVALID_PATH', name);
+    }
   });
 
   test('case and non-ASCII latin1 bytes are kept', () => {

@@ -1,0 +1,111 @@
+import { Opcode } from '../protocol/packet.js';
+import type { PeerChannel } from '../session/types.js';
+import type { DatagramSocket, Peer } from './transport.js';
+
+/** What a channel reports as it sends. */
+export interface ChannelCounters {
+  sent(opcode: number): void;
+  errorSent(code: number): void;
+  suppressed(): void;
+}
+
+/** The allowance for peers that have not answered yet (ClientLimits, keyed by address). */
+export type UnverifiedAllowance = (bytes: number) => boolean;
+
+export interface ChannelOptions {
+  readonly socket: DatagramSocket;
+  readonly peer: Peer;
+  /**
+   * The socket belongs to this transfer (per-transfer mode): the channel closes it, and only after
+   * its last datagram has left. A shared listening socket is never closed here.
+   */
+  readonly ownsSocket: boolean;
+  readonly counters: ChannelCounters;
+  /**
+   * Bytes that may be sent per byte received from a peer that has not answered yet (a request
+   * can carry a forged source address: this bounds the amplification); 0: no bound.
+   */
+  readonly unverifiedFactor: number;
+  /** Per-address allowance for unverified peers, shared by every channel to that address. */
+  readonly allowance: UnverifiedAllowance;
+}
+
+/**
+ * One transfer's way to its client, the same in both port modes: counts what it sends (an ERROR
+ * when it is sent), holds back what an unverified peer may not get, and owns a per-transfer socket
+ * until the last datagram handed to it has left (a datagram given to a socket that is closed in
+ * the same tick never leaves).
+ */
+export class TransferChannel implements PeerChannel {
+  private verified = false;
+  /** Bytes still allowed to an unverified peer (grows with each request it sends). */
+  private budget = 0;
+  /** Datagrams handed to an owned socket that have not left yet. */
+  private pending = 0;
+  private closing = false;
+  private socketClosed = false;
+  private readonly onSent = (): void => {
+    this.pending--;
+    if (this.closing && this.pending === 0) this.closeSocket();
+  };
+
+  constructor(private readonly options: ChannelOptions) {}
+
+  get peer(): Peer {
+    return this.options.peer;
+  }
+
+  get socket(): DatagramSocket {
+    return this.options.socket;
+  }
+
+  /** A request of `bytes` arrived from the peer: it earns that many times the factor in sends. */
+  credit(bytes: number): void {
+    this.budget += bytes * this.options.unverifiedFactor;
+  }
+
+  confirmed(): void {
+    this.verified = true;
+  }
+
+  send(segments: readonly Buffer[]): void {
+    if (this.closing) return;
+    const first = segments[0];
+    const opcode = first !== undefined && first.length >= 2 ? first.readUInt16BE(0) : 0;
+    // ERRORs are tiny and end the transfer: never held back.
+    if (!this.verified && opcode !== Opcode.ERROR && !this.mayAddress(segments)) {
+      this.options.counters.suppressed();
+      return;
+    }
+    this.options.counters.sent(opcode);
+    if (opcode === Opcode.ERROR) this.options.counters.errorSent(first!.length >= 4 ? first!.readUInt16BE(2) : 0);
+    if (this.options.ownsSocket) {
+      this.pending++;
+      this.options.socket.send(segments, this.options.peer, this.onSent);
+    } else {
+      this.options.socket.send(segments, this.options.peer);
+    }
+  }
+
+  /** No more sends; an owned socket closes once everything handed to it has left. Idempotent. */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.options.ownsSocket && this.pending === 0) this.closeSocket();
+  }
+
+  private mayAddress(segments: readonly Buffer[]): boolean {
+    if (this.options.unverifiedFactor <= 0) return true;
+    let bytes = 0;
+    for (const s of segments) bytes += s.length;
+    if (bytes > this.budget || !this.options.allowance(bytes)) return false;
+    this.budget -= bytes;
+    return true;
+  }
+
+  private closeSocket(): void {
+    if (this.socketClosed) return;
+    this.socketClosed = true;
+    this.options.socket.close();
+  }
+}
