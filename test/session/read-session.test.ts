@@ -12,7 +12,9 @@ import {
   seededBytes,
   storageError,
   TEST_POLICY,
+  type PacketHandler,
   type ReadHarness,
+  type VirtualClock,
 } from '../support/fake-network.js';
 
 /** Blocks the session put on the wire, in order (absolute numbers are not on the wire: 16-bit). */
@@ -494,4 +496,111 @@ describe('ReadSession: randomised lossy networks', () => {
       }
     }
   }
+});
+
+/**
+ * A strict RFC 7440 receiver: it ACKs only when a whole window has arrived in order (or the last
+ * block), ignores anything out of order, and otherwise ACKs its last in-order block on its own
+ * 1 s timer. It can be made deaf for a while (a pause on its side).
+ */
+class StrictWindowReader implements PacketHandler {
+  readonly chunks: Buffer[] = [];
+  done = false;
+  private sinceAck = 0;
+  private timer: ReturnType<VirtualClock['setTimeout']> | undefined;
+  deafUntil = 0;
+
+  constructor(
+    private readonly clock: VirtualClock,
+    private readonly send: (b: Buffer) => void,
+    private readonly windowsize: number,
+    private readonly blksize: number,
+  ) {}
+
+  handle(p: Packet): void {
+    if (this.clock.now() < this.deafUntil) return;
+    if (p.opcode === Opcode.OACK) {
+      this.send(ackBytes(0));
+      this.arm();
+      return;
+    }
+    if (p.opcode !== Opcode.DATA || this.done) return;
+    if (p.block !== this.chunks.length + 1) return;
+    this.chunks.push(Buffer.from(p.data));
+    this.sinceAck++;
+    const last = p.data.length < this.blksize;
+    if (last) this.done = true;
+    if (this.sinceAck >= this.windowsize || last) this.ack();
+    else this.arm();
+  }
+
+  private ack(): void {
+    this.sinceAck = 0;
+    this.send(ackBytes(this.chunks.length));
+    if (this.done) {
+      if (this.timer) this.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+    } else this.arm();
+  }
+
+  private arm(): void {
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.schedule(() => {
+      this.timer = undefined;
+      if (!this.done) this.ack();
+    }, 1000, 'client');
+  }
+}
+
+describe('ReadSession: strict windowed receivers', () => {
+  test('a pause keeps the negotiated window: a strict receiver finishes at once, no block twice in one window', async () => {
+    const data = seededBytes(90, 100 * 1024);
+    const h = readHarness(data, { request: { blksize: '1024', windowsize: '16' }, toClient: { latencyMs: 1 }, toServer: { latencyMs: 1 } });
+    const client = new StrictWindowReader(h.clock, (b) => h.net.clientSend(b), 16, 1024);
+    h.net.connect(h.session, client);
+    h.session.start();
+    // After block 40 the receiver is deaf for 0.3 s (blocks in flight then are lost to it).
+    let paused = false;
+    const origHandle = client.handle.bind(client);
+    client.handle = (p) => {
+      if (!paused && p.opcode === Opcode.DATA && p.block === 40) {
+        paused = true;
+        client.deafUntil = h.clock.now() + 300;
+      }
+      origHandle(p);
+    };
+    await h.runToIdle(120_000);
+    assert.ok(client.done, 'the receiver has every block');
+    assert.deepEqual(Buffer.concat(client.chunks), data);
+    const took = h.ends[0]!.durationMs;
+    assert.ok(took < 2000, `took ${took} ms of virtual time (a collapsed window took seconds)`);
+    // Within one window no DATA block goes out twice: a window is a run of rising blocks, started
+    // afresh by an ACK or by a timeout that resends from the oldest unacknowledged block.
+    let runStart: number | undefined;
+    let prev = 0;
+    for (const e of h.net.trace) {
+      if (e.dir === 'toServer') {
+        runStart = undefined;
+        continue;
+      }
+      if (e.packet?.opcode !== Opcode.DATA) continue;
+      const b = e.packet.block;
+      if (runStart === undefined || b <= runStart) runStart = b;
+      else assert.equal(b, prev + 1, `DATA ${b} after DATA ${prev} within one window (at ${e.time} ms)`);
+      prev = b;
+    }
+  });
+
+  test('a timeout resends the full window from the oldest unacknowledged block', async () => {
+    const data = seededBytes(91, 20 * 1024);
+    // Every ACK of the first window is lost once: the session must resend blocks 1-8, all 8.
+    const h = readHarness(data, { request: { blksize: '1024', windowsize: '8' }, toServer: { drop: firstMatches(isAck(8)) } });
+    h.start();
+    await h.runToIdle(60_000);
+    assertOk(h, data);
+    const sends = h.net.sent('toClient');
+    const firstRound = sends.slice(1, 9);
+    const secondRound = sends.slice(9, 17);
+    assert.deepEqual(firstRound, secondRound, `resent window: ${sends.slice(0, 20).join(',')}`);
+  });
 });
