@@ -279,6 +279,7 @@ export class ReadSession extends SessionBase {
       () =>
         this.contained(() => {
           this.loading = false;
+          this.resumedAfterStorage();
           this.pump();
         }),
       (err: unknown) =>

@@ -41,6 +41,12 @@ export abstract class SessionBase {
   private progressAt: number;
   /** The peer has answered at least once (see PeerChannel.confirmed). */
   private verified = false;
+  /**
+   * Since when the transfer has been waiting on the peer: the last progress, or the moment storage
+   * let the session go on. Give-up time is the peer's patience budget: a wait on S3 is not the
+   * client's silence (the stall reaper covers storage that hangs).
+   */
+  private patienceFrom: number;
 
   constructor(protected readonly deps: SessionDeps) {
     this.peer = deps.peer;
@@ -49,6 +55,7 @@ export abstract class SessionBase {
     this.rto = new RetransmitTimer(deps.policy, deps.options.timeoutMs);
     this.startedAt = deps.clock.now();
     this.progressAt = this.startedAt;
+    this.patienceFrom = this.startedAt;
   }
 
   /** When the transfer last moved forward (a new ACK or DATA block), or started. */
@@ -59,10 +66,16 @@ export abstract class SessionBase {
   /** Records that the transfer moved forward (the peer answered). */
   protected noteProgress(): void {
     this.progressAt = this.clock.now();
+    this.patienceFrom = this.progressAt;
     if (!this.verified) {
       this.verified = true;
       this.peer.confirmed?.();
     }
+  }
+
+  /** Storage let the session go on after a wait: the peer's give-up time counts from now. */
+  protected resumedAfterStorage(): void {
+    this.patienceFrom = this.clock.now();
   }
 
   /**
@@ -142,7 +155,7 @@ export abstract class SessionBase {
     if (this.ended) return;
     const now = this.clock.now();
     // Never sleep past the give-up time: the timeout that finds it reached ends the transfer then.
-    const giveUpAt = this.progressAt + (this.policy.giveUpMs ?? Infinity);
+    const giveUpAt = this.patienceFrom + (this.policy.giveUpMs ?? Infinity);
     const deadline = Math.max(now, Math.min(now + ms, giveUpAt));
     ms = deadline - now;
     this.deadline = deadline;
@@ -176,7 +189,7 @@ export abstract class SessionBase {
     this.timeouts++;
     this.retries++;
     const policy = this.policy;
-    const silentMs = this.clock.now() - this.progressAt;
+    const silentMs = this.clock.now() - this.patienceFrom;
     let reason: string | undefined;
     if (policy.giveUpMs !== undefined && silentMs >= policy.giveUpMs - 0.5) reason = `no progress for ${Math.round(silentMs)} ms`;
     else if (policy.maxRetries > 0 && this.retries > policy.maxRetries) reason = `no answer after ${policy.maxRetries} retries`;

@@ -190,6 +190,7 @@ export class WriteSession extends SessionBase {
         this.contained(() => {
           this.ackHeld = false;
           if (this.isEnded) return;
+          this.resumedAfterStorage();
           this.lastAcked = block;
           this.sendLastAck();
         }),

@@ -434,3 +434,23 @@ describe('WriteSession: randomised lossy networks', () => {
     }
   }
 });
+
+describe('WriteSession: patience by time', () => {
+  test('a wait on storage longer than the give-up time is not counted against the client', async () => {
+    const data = seededBytes(140, 6 * 512 + 10);
+    // Each sink write holds the ACK for 3 s (S3 backpressure); the client's patience budget is 1 s.
+    const h = await transfer(
+      writeHarness(data, { policy: { ...TEST_POLICY, maxRetries: 0, giveUpMs: 1000 }, sink: { writeDelayMs: 3000 }, client: { timeoutMs: 5000 } }),
+    );
+    assertOk(h, data);
+  });
+
+  test('a sender silent past the give-up time is given up with ERROR 0, whatever the retry count', async () => {
+    const data = seededBytes(141, 6 * 512 + 10);
+    const h = await transfer(
+      writeHarness(data, { policy: { ...TEST_POLICY, maxRetries: 0, giveUpMs: 7000 }, toServer: { drop: (p) => p?.opcode === Opcode.DATA && p.block >= 3 } }),
+    );
+    assertAborted(h, 'timeout', 0);
+    assert.match(h.ends[0]!.detail ?? '', /no progress for 7\d\d\d ms/);
+  });
+});
