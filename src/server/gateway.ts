@@ -270,6 +270,9 @@ export class Gateway {
       this.dispatcher.abortAll();
     }
     await this.dispatcher.settled();
+    // dgram hands a datagram to the kernel a tick after send(): let the ERRORs just sent to aborted
+    // clients leave before the listening sockets close.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     await Promise.all(this.endpoints.map((e) => new Promise<void>((resolve) => e.udp.socket.close(() => resolve()))));
     this.socketsBound = false;
     this.emf?.stop();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -75,4 +76,37 @@ describe('reads after an upload that replaced an object', () => {
     assert.equal(again.data.length, fresh.length);
     assert.deepEqual(again.data, fresh);
   });
+});
+
+describe('stop: transfers aborted at the drain deadline are told', () => {
+  for (const mode of ['single', 'per-transfer'] as const) {
+    test(`${mode}: the client gets ERROR 0 "Server shutting down" before the sockets close`, async () => {
+      const s3 = await testS3();
+      try {
+        const bucket = await s3.createBucket();
+        await putObject(s3, bucket, 'big.bin', randomBytes(200_000));
+        const gw = await startTestGateway(s3, bucket, ['--port-mode', mode]);
+        const socket = dgram.createSocket('udp4');
+        const got: Buffer[] = [];
+        socket.on('message', (m) => got.push(m));
+        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+        try {
+          socket.send(encodeRequest(Opcode.RRQ, 'big.bin', 'octet', new Map([['blksize', '1024']])), gw.port, '127.0.0.1');
+          const deadline = Date.now() + 3000;
+          while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+          assert.equal(got[0]?.readUInt16BE(0), Opcode.OACK, 'session open');
+          await gw.stop(0);
+          const until = Date.now() + 1000;
+          while (got.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+          const last = got[got.length - 1]!;
+          assert.equal(last.readUInt16BE(0), Opcode.ERROR, `last packet: opcode ${last.readUInt16BE(0)}`);
+          assert.match(last.subarray(4).toString('latin1'), /Server shutting down/);
+        } finally {
+          socket.close();
+        }
+      } finally {
+        await s3.cleanup();
+      }
+    });
+  }
 });
