@@ -298,6 +298,11 @@ describe('gateway read path', () => {
         }
         assert.equal(p.packet.opcode, Opcode.DATA);
         if (p.packet.opcode !== Opcode.DATA) break;
+        // The replacing PUT can outlast the session's retransmission timeout: a resent block is not news.
+        if (p.packet.block === expected - 1) {
+          expected--;
+          continue;
+        }
         assert.equal(p.packet.block, expected);
         received.push(Buffer.from(p.packet.data));
         // After the first block the object is replaced: the next range must not come from it.
