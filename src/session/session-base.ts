@@ -112,7 +112,12 @@ export abstract class SessionBase {
   /** A packet from the peer (routed here by the dispatcher). */
   handle(packet: Packet): void {
     if (this.ended) return;
-    this.contained(() => this.onPacket(packet));
+    // The per-packet path: a plain try (no closure per packet) rather than contained().
+    try {
+      this.onPacket(packet);
+    } catch (err) {
+      this.crash(err);
+    }
   }
 
   /**
