@@ -159,10 +159,11 @@ export abstract class SessionBase {
   protected armTimer(ms = this.rto.timeoutMs): void {
     if (this.ended) return;
     const now = this.clock.now();
-    // Never sleep past the give-up time: the timeout that finds it reached ends the transfer then.
+    // Never sleep far past the give-up time: the timeout that finds it reached ends the transfer.
+    // A retransmission just made still gets a short while (--rto-min-ms) to be answered.
     const giveUpAt = this.patienceFrom + (this.policy.giveUpMs ?? Infinity);
-    const deadline = Math.max(now, Math.min(now + ms, giveUpAt));
-    ms = deadline - now;
+    ms = Math.min(ms, Math.max(giveUpAt - now, this.policy.minMs));
+    const deadline = now + ms;
     this.deadline = deadline;
     if (this.timer !== undefined && this.timerFiresAt <= deadline) return;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
@@ -196,7 +197,8 @@ export abstract class SessionBase {
     const policy = this.policy;
     const silentMs = this.clock.now() - this.patienceFrom;
     let reason: string | undefined;
-    if (policy.giveUpMs !== undefined && silentMs >= policy.giveUpMs - 0.5) reason = `no progress for ${Math.round(silentMs)} ms`;
+    // By time only once something was sent again: the peer always gets one retransmission.
+    if (policy.giveUpMs !== undefined && this.retries > 1 && silentMs >= policy.giveUpMs - 0.5) reason = `no progress for ${Math.round(silentMs)} ms`;
     else if (policy.maxRetries > 0 && this.retries > policy.maxRetries) reason = `no answer after ${policy.maxRetries} retries`;
     else if (!this.verified && this.retries > (policy.unverifiedRetries ?? Infinity)) reason = `no answer from the peer after ${policy.unverifiedRetries} retries`;
     if (reason !== undefined) {
