@@ -191,6 +191,9 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
  * Abort ends the body stream with an error, which makes lib-storage abort the multipart upload
  * before its `done()` settles; we wait for that, so "aborted" means no parts are left.
  */
+/** How long an abort waits for lib-storage to settle the upload before giving up on it. */
+const ABORT_WAIT_MS = 30_000;
+
 /** First buffer of a part being gathered (it doubles as data arrives, up to the part size). */
 const INITIAL_PART_BUFFER = 256 * 1024;
 
@@ -290,10 +293,19 @@ class MultipartSink implements UploadSink {
     if (this.state === 'finished' || this.state === 'aborted') return;
     this.state = 'aborted';
     this.body.destroy(new TransferError('ABORTED', `upload aborted: ${reason}`));
-    // lib-storage sends AbortMultipartUpload (if a multipart upload was created) before done() settles.
-    await this.done.then(
-      () => undefined,
-      () => undefined,
-    );
+    // lib-storage sends AbortMultipartUpload (if a multipart upload was created) before done()
+    // settles. The wait is bounded: a drain must end even if lib-storage never settles (a part
+    // upload stuck past its own timeout); then its own abort is asked for, and the bucket's
+    // lifecycle rule removes whatever parts remain.
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([
+      this.done.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ABORT_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!settled) await this.upload.abort().catch(() => undefined);
   }
 }
