@@ -63,9 +63,15 @@ describe('limits', () => {
     const flood = await Promise.all(Array.from({ length: 40 }, () => Peer.open('127.0.0.5')));
     try {
       for (const [i, p] of flood.entries()) p.send(encodeRequest(Opcode.RRQ, `nope-${i}`, 'octet'), gw.port);
-      await wait(300);
       // Four requests were admitted (ERROR 1: no such file), 36 refused, at most one "busy" answered.
-      const answers = flood.flatMap((p) => p.received.map((r) => r.packet)).filter((p) => p?.opcode === Opcode.ERROR) as { code: number }[];
+      const errorsSoFar = (): { code: number }[] =>
+        flood.flatMap((p) => p.received.map((r) => r.packet)).filter((p) => p?.opcode === Opcode.ERROR) as { code: number }[];
+      // Wait for every request to be decided (the admitted ones need an S3 round trip each).
+      const decided = Date.now() + 10_000;
+      while ((errorsSoFar().filter((p) => p.code === ErrorCode.FileNotFound).length < 4 || (await refused(gw, 'rate-limited')) < 36) && Date.now() < decided) {
+        await wait(10);
+      }
+      const answers = errorsSoFar();
       assert.equal(answers.filter((p) => p.code === ErrorCode.FileNotFound).length, 4);
       assert.equal(answers.filter((p) => p.code === ErrorCode.NotDefined).length, 1);
       assert.equal(await refused(gw, 'rate-limited'), 36);

@@ -121,7 +121,10 @@ describe('gateway against a real S3-compatible server', () => {
     socket.send(encodeRequest(Opcode.WRQ, 'up/abandoned', 'octet', new Map([['blksize', '1468']])), gw.port, '127.0.0.1');
     const block = randomBytes(1468);
     const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-    await wait(100);
+    // The OACK tells the transfer's port.
+    const oackDeadline = Date.now() + 3000;
+    while (serverPort === 0 && Date.now() < oackDeadline) await wait(1);
+    assert.notEqual(serverPort, 0, 'the WRQ was answered');
     // 12 MiB: past two 5 MiB parts, so lib-storage has created a multipart upload and sent a part.
     for (let n = 1; n <= 8600; n++) {
       socket.send(encodeData(n & 0xffff, block), serverPort, '127.0.0.1');
