@@ -1,0 +1,491 @@
+// The image's runtime stage, built by hand and booted (no Docker engine here). A small builder reads
+// the Dockerfile: it assembles exactly what the final stage COPYs, building each stage it copies
+// from by replaying that stage's COPY and RUN lines (the production `npm ci --omit=dev` runs for
+// real against the npm registry; the build stage's full `npm ci` reuses this checkout's
+// node_modules, installed by `npm ci` from the same lockfile, and its `npm run build` runs for
+// real). Stages are cached under node_modules/.cache, keyed by their instructions and the content
+// of the files they copy, like Docker's layer cache. The tree is root-owned and read-only to the
+// runtime user; the Dockerfile's CMD then runs as an unprivileged uid with the Dockerfile's ENV
+// against the test S3 server: the HEALTHCHECK must pass, a real client must download, and SIGTERM
+// must drain and exit 0.
+//
+// The image runs Node.js 26 (its base image); this runs the machine's node (20), which the
+// gateway supports too (package.json engines): a Node 26-only API would not be caught here.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { describeRun, download, sha256 } from '../support/clients.js';
+import { putObject, testS3, type TestS3 } from '../support/s3.js';
+import { parseDockerfile, type Instruction, type Stage } from './dockerfile.js';
+
+const REPO = path.resolve(new URL('../..', import.meta.url).pathname);
+const CACHE = path.join(REPO, 'node_modules/.cache/tftpgw-image-stages');
+/** The base image's `node` user (USER node): uid and gid 1000 in the official Node.js images. */
+const IMAGE_USER = { uid: 1000, gid: 1000 };
+const isRoot = process.getuid?.() === 0;
+const RUNTIME = isRoot ? IMAGE_USER : { uid: process.getuid!(), gid: process.getgid!() };
+
+interface Copy {
+  readonly from: string | undefined;
+  readonly sources: string[];
+  readonly dest: string;
+}
+
+function parseCopy(args: string): Copy {
+  assert.ok(!args.trimStart().startsWith('['), `COPY in JSON form is not supported here: ${args}`);
+  const words = args.trim().split(/\s+/);
+  let from: string | undefined;
+  while (words[0]?.startsWith('--')) {
+    const flag = words.shift()!;
+    const m = /^--from=(.+)$/.exec(flag);
+    // --chown/--chmod would change what the runtime user may write: teach this builder first.
+    assert.ok(m, `COPY flag ${flag} is not supported by this builder`);
+    from = m[1];
+  }
+  assert.ok(words.length >= 2, `COPY needs a source and a destination: ${args}`);
+  return { from, sources: words.slice(0, -1), dest: words.at(-1)! };
+}
+
+function parseEnv(args: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  const words = args.trim().split(/\s+/);
+  if (!words[0]!.includes('=')) {
+    env[words[0]!] = words.slice(1).join(' ');
+    return env;
+  }
+  for (const w of words) {
+    const i = w.indexOf('=');
+    assert.ok(i > 0, `ENV ${w}`);
+    env[w.slice(0, i)] = w.slice(i + 1).replace(/^"(.*)"$/, '$1');
+  }
+  return env;
+}
+
+/** .dockerignore as an allow-list (`*`, then `!path` lines): what a build context holds. */
+async function contextAllows(): Promise<(p: string) => boolean> {
+  const lines = (await readFile(path.join(REPO, '.dockerignore'), 'utf8'))
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  assert.equal(lines[0], '*', '.dockerignore is an allow-list');
+  const allowed = lines.slice(1).map((l) => l.replace(/^!/, '').replace(/\/$/, ''));
+  return (p) => allowed.some((a) => p === a || p.startsWith(`${a}/`));
+}
+
+/** Runs a command with a hard timeout; the whole process group is killed on expiry. */
+function run(
+  file: string,
+  args: readonly string[],
+  opts: { cwd: string; env: Record<string, string>; timeoutMs: number; uid?: number; gid?: number },
+): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: opts.cwd, env: opts.env, uid: opts.uid, gid: opts.gid, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (c: Buffer): void => {
+      if (output.length < 100_000) output += c.toString('utf8');
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => {
+      output += `\n[killed after ${opts.timeoutMs} ms]`;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, opts.timeoutMs);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+/** Copies a file, or a directory's contents into `target`, keeping modes, owners and symlinks (coreutils cp: far faster than fs.cp). */
+async function copyTree(source: string, target: string, isDir: boolean): Promise<void> {
+  if (isDir) await mkdir(target, { recursive: true });
+  const r = await run('cp', ['-a', isDir ? `${source}/.` : source, target], { cwd: '/', env: { PATH: '/usr/bin:/bin' }, timeoutMs: 120_000 });
+  assert.equal(r.code, 0, `cp -a ${source} ${target}: ${r.output}`);
+}
+
+async function walk(dir: string, visit: (p: string, isDir: boolean, isLink: boolean) => Promise<void>): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    await visit(p, entry.isDirectory(), entry.isSymbolicLink());
+    if (entry.isDirectory()) await walk(p, visit);
+  }
+}
+
+async function hashPath(hash: ReturnType<typeof createHash>, p: string, rel: string): Promise<void> {
+  const st = await stat(p);
+  if (st.isDirectory()) {
+    for (const name of (await readdir(p)).sort()) await hashPath(hash, path.join(p, name), `${rel}/${name}`);
+  } else {
+    hash.update(`${rel}\0${st.mode & 0o111 ? 'x' : '-'}\0`);
+    hash.update(await readFile(p));
+  }
+}
+
+interface BuiltStage {
+  /** The stage's file system root (absolute image paths map under it). */
+  readonly root: string;
+  readonly workdir: string;
+  readonly env: Record<string, string>;
+  readonly cached: boolean;
+}
+
+class MiniBuilder {
+  private readonly built = new Map<string, Promise<BuiltStage>>();
+  readonly log: string[] = [];
+
+  constructor(
+    private readonly stages: readonly Stage[],
+    private readonly scratch: string,
+    private readonly allows: (p: string) => boolean,
+  ) {}
+
+  /** Maps an absolute image path into a stage root. */
+  static inRoot(root: string, imagePath: string): string {
+    assert.ok(imagePath.startsWith('/'), `absolute path expected: ${imagePath}`);
+    return path.join(root, imagePath);
+  }
+
+  stage(name: string): Promise<BuiltStage> {
+    const index = this.stages.findIndex((s) => s.name === name);
+    assert.ok(index >= 0, `no stage named ${name}`);
+    let p = this.built.get(name);
+    if (!p) {
+      p = this.build(this.stages[index]!, name);
+      this.built.set(name, p);
+    }
+    return p;
+  }
+
+  /** Builds a stage into scratch/<name>; stages that copy from no other stage are cached by content. */
+  async build(stage: Stage, name: string, useCache = true): Promise<BuiltStage> {
+    const root = path.join(this.scratch, name);
+    const cacheable = useCache && !stage.instructions.some((i) => i.keyword === 'COPY' && parseCopy(i.args).from !== undefined);
+    let key = '';
+    if (cacheable) {
+      const hash = createHash('sha256').update(JSON.stringify(stage.instructions));
+      for (const i of stage.instructions.filter((x) => x.keyword === 'COPY')) {
+        for (const src of parseCopy(i.args).sources) await hashPath(hash, path.join(REPO, src), src);
+      }
+      key = `${name}-${hash.digest('hex').slice(0, 24)}`;
+      const cached = path.join(CACHE, key);
+      if (await stat(cached).then(() => true, () => false)) {
+        // Only read from (COPY --from): the cache entry itself serves as the stage's root.
+        this.log.push(`stage ${name}: from the cache (${key})`);
+        return { ...this.replayMeta(stage), root: cached, cached: true };
+      }
+    }
+    const started = Date.now();
+    await mkdir(root, { recursive: true });
+    let workdir = '/';
+    const env: Record<string, string> = {};
+    for (const ins of stage.instructions) {
+      await this.apply(ins, root, () => workdir, (w) => (workdir = w), env);
+    }
+    this.log.push(`stage ${name}: built in ${Date.now() - started} ms`);
+    if (cacheable) {
+      await mkdir(CACHE, { recursive: true });
+      const tmp = path.join(CACHE, `${key}.tmp-${process.pid}`);
+      await copyTree(root, tmp, true);
+      await rename(tmp, path.join(CACHE, key)).catch(() => rm(tmp, { recursive: true, force: true }));
+    }
+    return { root, workdir, env, cached: false };
+  }
+
+  private replayMeta(stage: Stage): { workdir: string; env: Record<string, string> } {
+    let workdir = '/';
+    const env: Record<string, string> = {};
+    for (const ins of stage.instructions) {
+      if (ins.keyword === 'WORKDIR') workdir = path.posix.resolve(workdir, ins.args.trim());
+      if (ins.keyword === 'ENV') Object.assign(env, parseEnv(ins.args));
+    }
+    return { workdir, env };
+  }
+
+  private async apply(ins: Instruction, root: string, workdir: () => string, setWorkdir: (w: string) => void, env: Record<string, string>): Promise<void> {
+    switch (ins.keyword) {
+      case 'WORKDIR': {
+        const w = path.posix.resolve(workdir(), ins.args.trim());
+        await mkdir(MiniBuilder.inRoot(root, w), { recursive: true });
+        setWorkdir(w);
+        return;
+      }
+      case 'ENV':
+        Object.assign(env, parseEnv(ins.args));
+        return;
+      case 'COPY': {
+        const c = parseCopy(ins.args);
+        const destImage = path.posix.resolve(workdir(), c.dest);
+        const destIsDir = c.dest.endsWith('/') || c.sources.length > 1;
+        const from = c.from === undefined ? undefined : await this.stage(c.from);
+        for (const src of c.sources) {
+          let source: string;
+          if (from) {
+            source = MiniBuilder.inRoot(from.root, path.posix.resolve(from.workdir, src));
+          } else {
+            assert.ok(this.allows(src.replace(/^\.\//, '').replace(/\/$/, '')), `COPY ${src}: not in the build context (.dockerignore)`);
+            source = path.join(REPO, src);
+          }
+          const st = await lstat(source).catch(() => undefined);
+          assert.ok(st, `COPY ${src}: no such file in ${from ? `stage ${c.from}` : 'the build context'}`);
+          const target = MiniBuilder.inRoot(root, st.isDirectory() || !destIsDir ? destImage : path.posix.join(destImage, path.basename(src)));
+          await mkdir(path.dirname(target), { recursive: true });
+          await copyTree(source, target, st.isDirectory());
+        }
+        return;
+      }
+      case 'RUN': {
+        const cwd = MiniBuilder.inRoot(root, workdir());
+        const command = ins.args.trim();
+        assert.ok(!command.startsWith('['), `RUN in exec form is not supported here: ${command}`);
+        if (/^npm ci\b/.test(command) && !/--omit=dev/.test(command)) {
+          // The full install of the build stage: this checkout's node_modules came from `npm ci`
+          // with the same lockfile (checked), so it stands in for it.
+          assert.equal(await readFile(path.join(cwd, 'package-lock.json'), 'utf8'), await readFile(path.join(REPO, 'package-lock.json'), 'utf8'));
+          await symlink(path.join(REPO, 'node_modules'), path.join(cwd, 'node_modules'));
+          this.log.push(`RUN ${command}: this checkout's node_modules`);
+          return;
+        }
+        const home = path.join(this.scratch, 'home');
+        await mkdir(home, { recursive: true });
+        const r = await run('/bin/sh', ['-c', command], {
+          cwd,
+          // A scratch npm cache: the stage's own `npm cache clean --force` must not empty the developer's.
+          env: {
+            PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin`,
+            HOME: home,
+            npm_config_cache: path.join(this.scratch, 'npm-cache'),
+            npm_config_update_notifier: 'false',
+            ...env,
+          },
+          timeoutMs: 300_000,
+        });
+        assert.equal(r.code, 0, `RUN ${command}\n${r.output}`);
+        this.log.push(`RUN ${command}: ok`);
+        return;
+      }
+      case 'ARG':
+      case 'LABEL':
+      case 'USER':
+      case 'EXPOSE':
+      case 'HEALTHCHECK':
+      case 'CMD':
+      case 'STOPSIGNAL':
+        return; // runtime metadata, read by the test itself
+      default:
+        assert.fail(`instruction ${ins.keyword} is not supported by this builder`);
+    }
+  }
+}
+
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+describe('the image runtime stage, built by hand from the Dockerfile and booted', () => {
+  const { stages } = parseDockerfile(readFileSync(path.join(REPO, 'Dockerfile'), 'utf8'));
+  const final = stages.at(-1)!;
+  const all = (keyword: string): Instruction[] => final.instructions.filter((i) => i.keyword === keyword);
+  let scratch: string;
+  let image: BuiltStage;
+  let builder: MiniBuilder;
+  let s3: TestS3;
+  let bucket: string;
+  let child: ChildProcess | undefined;
+  let exited: Promise<number | string> | undefined;
+  let stdout = '';
+  let stderr = '';
+  let udpPort = 0;
+  let httpPort = 0;
+  let imageEnv: Record<string, string> = {};
+  let runtimeEnv: Record<string, string> = {};
+  const boot = randomBytes(300 * 1024 + 17);
+
+  const lines = (): Record<string, unknown>[] =>
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return {};
+        }
+      });
+
+  /** The HEALTHCHECK's exec-form command, its port moved to the one this run listens on. */
+  const healthcheck = (): { argv: string[]; timeoutMs: number } => {
+    const hc = all('HEALTHCHECK');
+    assert.equal(hc.length, 1, 'one HEALTHCHECK');
+    const m = /^(.*?)\bCMD\s+(\[.*\])\s*$/s.exec(hc[0]!.args);
+    assert.ok(m, `HEALTHCHECK in exec form: ${hc[0]!.args}`);
+    const timeout = /--timeout=(\d+)s/.exec(m[1]!);
+    const argv = JSON.parse(m[2]!) as string[];
+    const imagePort = /:(\d+)$/.exec(imageEnv.TFTP_GATEWAY_HTTP_LISTEN ?? '')?.[1];
+    assert.ok(imagePort, 'the image sets TFTP_GATEWAY_HTTP_LISTEN');
+    const joined = JSON.stringify(argv);
+    assert.ok(joined.includes(`:${imagePort}/`), `the HEALTHCHECK probes the port the image listens on (${imagePort}): ${joined}`);
+    assert.equal(argv[0], 'node');
+    // `node` of the image is the machine's node here (see the top of this file).
+    return {
+      argv: [process.execPath, ...argv.slice(1).map((a) => a.replaceAll(`:${imagePort}/`, `:${httpPort}/`))],
+      timeoutMs: timeout ? Number(timeout[1]) * 1000 : 30_000,
+    };
+  };
+
+  before(async () => {
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'tftpgw-image-'));
+    // The runtime user must be able to reach the tree (mkdtemp makes the directory 0700).
+    await chmod(scratch, 0o755);
+    builder = new MiniBuilder(stages, scratch, await contextAllows());
+    image = await builder.build(final, 'runtime', false);
+    // Root-owned (the COPYs run as root, as in a build) and read-only to everyone else.
+    await walk(MiniBuilder.inRoot(image.root, image.workdir), async (p, isDir, isLink) => {
+      if (isLink) return;
+      const st = await stat(p);
+      await chmod(p, isDir ? 0o755 : st.mode & 0o755);
+    });
+    s3 = await testS3();
+    bucket = await s3.createBucket();
+    await putObject(s3, bucket, 'boot/pxelinux.0', boot);
+  });
+
+  after(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (exited) await exited;
+    await s3?.cleanup();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  test('the tree holds exactly what the final stage COPYs: production dependencies only, root-owned, read-only to the runtime user', async (t) => {
+    for (const l of builder.log) t.diagnostic(l);
+    const app = MiniBuilder.inRoot(image.root, image.workdir);
+    const copiedNames = new Set<string>();
+    for (const c of all('COPY')) {
+      const p = parseCopy(c.args);
+      const dest = path.posix.normalize(p.dest).replace(/\/$/, '');
+      if (dest === '.' || p.dest.endsWith('/')) for (const s of p.sources) copiedNames.add(path.basename(s));
+      else copiedNames.add(dest);
+    }
+    assert.ok(copiedNames.size > 0);
+    assert.deepEqual((await readdir(app)).sort(), [...copiedNames].sort());
+    const pkg = JSON.parse(await readFile(path.join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const modules = new Set(await readdir(path.join(app, 'node_modules')));
+    for (const dep of Object.keys(pkg.dependencies)) assert.ok(modules.has(dep.split('/')[0]!), `production dependency ${dep} is installed`);
+    for (const dev of Object.keys(pkg.devDependencies)) {
+      if (!Object.keys(pkg.dependencies).includes(dev)) assert.ok(!(await stat(path.join(app, 'node_modules', dev)).then(() => true, () => false)), `dev dependency ${dev} is not in the image`);
+    }
+    assert.ok((await stat(path.join(app, 'dist/cli.js'))).isFile(), 'dist/cli.js built by the build stage');
+    let entries = 0;
+    await walk(app, async (p, _isDir, isLink) => {
+      const st = await lstat(p);
+      entries++;
+      if (isRoot) assert.equal(st.uid, 0, `${p} is owned by root`);
+      if (!isLink) assert.equal(st.mode & 0o022, 0, `${p} is writable by group or others`);
+    });
+    t.diagnostic(`${entries} files and directories in ${image.workdir}`);
+  });
+
+  test('the CMD runs as an unprivileged user with the image ENV: HEALTHCHECK passes, a real client downloads', async (t) => {
+    const cmd = all('CMD');
+    assert.equal(cmd.length, 1);
+    const argv = JSON.parse(cmd[0]!.args) as string[];
+    assert.equal(argv[0], 'node');
+    imageEnv = image.env;
+    assert.ok(imageEnv.TFTP_GATEWAY_LISTEN && imageEnv.TFTP_GATEWAY_PORT_MODE && imageEnv.TFTP_GATEWAY_HTTP_LISTEN, JSON.stringify(imageEnv));
+    httpPort = await freeTcpPort();
+    runtimeEnv = {
+      ...imageEnv,
+      // The image's addresses (0.0.0.0:6969, 0.0.0.0:9464) moved to free loopback ports.
+      TFTP_GATEWAY_LISTEN: '127.0.0.1:0',
+      TFTP_GATEWAY_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      TFTP_GATEWAY_S3_BUCKET: bucket,
+      TFTP_GATEWAY_S3_ENDPOINT: s3.endpoint,
+      TFTP_GATEWAY_S3_REGION: s3.region,
+      TFTP_GATEWAY_S3_FORCE_PATH_STYLE: 'true',
+      TFTP_GATEWAY_S3_CHECKSUM: 'when-required',
+      TFTP_GATEWAY_DRAIN_TIMEOUT: '10',
+      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+      AWS_EC2_METADATA_DISABLED: 'true',
+      PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin`,
+      HOME: '/nonexistent',
+    };
+    t.diagnostic(`running ${argv.join(' ')} as uid ${RUNTIME.uid} in ${image.workdir} with node ${process.version} (the image has Node 26)`);
+    child = spawn(process.execPath, argv.slice(1), {
+      cwd: MiniBuilder.inRoot(image.root, image.workdir),
+      env: runtimeEnv,
+      uid: RUNTIME.uid,
+      gid: RUNTIME.gid,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const proc = child;
+    exited = new Promise((resolve) => proc.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+    let done = false;
+    void exited.then(() => (done = true));
+    const deadline = Date.now() + 20_000;
+    let listening: Record<string, unknown> | undefined;
+    while (!listening) {
+      listening = lines().find((l) => l.msg === 'tftp-gateway listening');
+      if (listening) break;
+      assert.ok(!done, `the gateway exited at start\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+      assert.ok(Date.now() < deadline, `the gateway did not listen in 20 s\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const udp = (listening.udp as string[])[0]!;
+    udpPort = Number(udp.slice(udp.lastIndexOf(':') + 1));
+
+    const hc = healthcheck();
+    const health = await run(hc.argv[0]!, hc.argv.slice(1), { cwd: '/', env: { PATH: runtimeEnv.PATH! }, timeoutMs: hc.timeoutMs, uid: RUNTIME.uid, gid: RUNTIME.gid });
+    assert.equal(health.code, 0, `HEALTHCHECK failed: ${health.output}`);
+
+    for (const client of ['tftp-hpa', 'atftp'] as const) {
+      const r = await download(client, { host: '127.0.0.1', port: udpPort }, 'boot/pxelinux.0', client === 'atftp' ? { blksize: 1468, windowsize: 4 } : {});
+      assert.ok(r.ok, describeRun(r));
+      assert.equal(r.sha256, sha256(boot), `${client} got the file intact`);
+    }
+  });
+
+  test('SIGTERM drains and exits 0; then the HEALTHCHECK fails', async () => {
+    assert.ok(child && exited, 'the gateway runs');
+    child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([exited, new Promise<string>((r) => (timer = setTimeout(() => r('still running after 15 s'), 15_000)))]);
+    clearTimeout(timer);
+    assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout.slice(-3000)}\nstderr:\n${stderr}`);
+    const msgs = lines().map((l) => l.msg);
+    assert.ok(msgs.includes('stopping: draining transfers'), 'the drain started');
+    assert.equal(msgs.at(-1), 'tftp-gateway stopped');
+    // The AWS SDK warns about Node 20 (the machine's node, not the image's 26): that warning only.
+    const nodeVersionWarning = /\(node:\d+\) Warning: NodeVersionSupportWarning[\s\S]*?--trace-warnings[^\n]*\n?/;
+    assert.equal(stderr.replace(nodeVersionWarning, '').trim(), '', 'nothing else on stderr (no warning, no failed write)');
+    const finished = lines().filter((l) => l.msg === 'transfer finished');
+    assert.deepEqual(finished.map((l) => l.result), ['ok', 'ok']);
+    const hc = healthcheck();
+    const health = await run(hc.argv[0]!, hc.argv.slice(1), { cwd: '/', env: { PATH: runtimeEnv.PATH! }, timeoutMs: hc.timeoutMs, uid: RUNTIME.uid, gid: RUNTIME.gid });
+    assert.notEqual(health.code, 0, 'the HEALTHCHECK fails once the gateway is gone');
+  });
+});
