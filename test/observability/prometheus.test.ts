@@ -336,7 +336,18 @@ describe('Prometheus scrapes the gateway under real clients: dashboard queries, 
       let panelMoved = false;
       for (const target of panel.targets ?? []) {
         const expr = substitute(target.expr ?? '', builtins, vars);
-        const families = parsePromql(expr).selectors.map((s) => familyOf(s.name, last.types));
+        const selectors = parsePromql(expr).selectors;
+        // A name or a label the gateway does not export is a failure even if the query returns nothing.
+        for (const sel of selectors) {
+          const family = familyOf(sel.name, last.types);
+          if (!last.types.has(family)) failures.push(`${panel.title} (${target.refId}): ${sel.name} is not exported by the gateway`);
+          const samples = last.samples.filter((x) => familyOf(x.name, last.types) === family);
+          const labels = new Set(['job', 'instance', ...samples.flatMap((x) => Object.keys(x.labels))]);
+          for (const m of sel.matchers) {
+            if (samples.length > 0 && !labels.has(m.label)) failures.push(`${panel.title} (${target.refId}): ${sel.name} has no label ${m.label}`);
+          }
+        }
+        const families = selectors.map((x) => familyOf(x.name, last.types));
         const allMoved = families.length > 0 && families.every((f) => moved.has(f));
         panelMoved ||= families.some((f) => moved.has(f));
         const instant = await prom.query(expr, tEnd);
