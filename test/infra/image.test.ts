@@ -202,6 +202,10 @@ class MiniBuilder {
       const tmp = path.join(CACHE, `${key}.tmp-${process.pid}`);
       await copyTree(root, tmp, true);
       await rename(tmp, path.join(CACHE, key)).catch(() => rm(tmp, { recursive: true, force: true }));
+      // Older builds of this stage are not needed any more.
+      for (const old of await readdir(CACHE)) {
+        if (old.startsWith(`${name}-`) && old !== key && !old.includes('.tmp-')) await rm(path.join(CACHE, old), { recursive: true, force: true });
+      }
     }
     return { root, workdir, env, cached: false };
   }
@@ -356,6 +360,12 @@ describe('the image runtime stage, built by hand from the Dockerfile and booted'
 
   before(async () => {
     scratch = await mkdtemp(path.join(os.tmpdir(), 'tftpgw-image-'));
+    // Node looks for packages in every parent's node_modules: none may exist above the image tree
+    // (this checkout's dev dependencies must not be reachable from it).
+    for (let dir = path.dirname(scratch); ; dir = path.dirname(dir)) {
+      assert.ok(!(await stat(path.join(dir, 'node_modules')).then(() => true, () => false)), `${dir}/node_modules would leak into the image`);
+      if (dir === path.dirname(dir)) break;
+    }
     // The runtime user must be able to reach the tree (mkdtemp makes the directory 0700).
     await chmod(scratch, 0o755);
     builder = new MiniBuilder(stages, scratch, await contextAllows());
