@@ -153,7 +153,7 @@ describe('Prometheus scrapes the gateway under real clients: dashboard queries, 
       [
         '--allow-write', '--upload-part-size', '5MiB', '--max-blksize', '16384',
         '--max-sessions-per-client', '2',
-        '--retries', '3', '--rto-initial-ms', '400', '--rto-min-ms', '200', '--rto-max-ms', '500',
+        '--retries', '5', '--rto-initial-ms', '400', '--rto-min-ms', '200', '--rto-max-ms', '500',
         '--s3-max-attempts', '2',
       ],
       // Process metrics on, as in production: the dashboard's memory and CPU panels read them.
@@ -232,7 +232,7 @@ describe('Prometheus scrapes the gateway under real clients: dashboard queries, 
     }
 
     step('session cap');
-    // A writer that goes silent after its request: the session times out (--retries 3), nothing is stored.
+    // A writer that goes silent after its request: the session times out (--retries 5), nothing is stored.
     const silent = await controlledPut(gw.port, 'up/silent.bin', randomBytes(4000), { blksize: 1468, stallAfter: 0 });
     assert.equal(silent.outcome, 'stalled');
     seen.writeTimeout++;
