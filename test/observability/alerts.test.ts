@@ -110,6 +110,7 @@ describe('alerting rules', () => {
       'TftpGatewaySessionCapReached',
       'TftpGatewayDrainStuck',
       'TftpGatewayUploadsAborted',
+      'TftpGatewayInternalErrors',
       'TftpGatewayS3Unreachable',
       'TftpGatewayServingStale',
     ]) {
