@@ -392,10 +392,15 @@ describe('Prometheus scrapes the gateway under real clients: dashboard queries, 
       return expected.every((name) => active.some((a) => a.labels.alertname === name));
     }, 10_000, `${expected.join(' and ')} to fire`);
     t.diagnostic(`active: ${active.map((a) => `${a.labels.alertname} ${JSON.stringify(a.labels)} ${a.state}`).join('; ')}`);
+    for (const name of expected) assert.ok(active.some((a) => a.labels.alertname === name && a.state === 'firing'), `${name} fires (no \`for\`)`);
     assert.ok(active.some((a) => a.labels.alertname === 'TftpGatewaySessionCapReached' && a.labels.reason === 'client-busy'));
-    // A healthy, reachable gateway: nothing else may be pending or firing (the S3 error share of
-    // this short run may cross 5%, so that one alone is allowed).
-    const unexpected = active.filter((a) => !expected.includes(a.labels.alertname!) && a.labels.alertname !== 'TftpGatewayS3Errors');
-    assert.deepEqual(unexpected.map((a) => a.labels.alertname), []);
+    // Nothing else fires. The S3 alerts may be pending: the run injected S3 faults (a 503 retried
+    // after the SDK's back-off makes a slow GetObject; two 500s are a large share of few calls),
+    // and their `for` keeps them from firing. Everything else stays quiet.
+    const mayBePending = ['TftpGatewayS3Errors', 'TftpGatewayS3LatencyHigh'];
+    const unexpected = active.filter(
+      (a) => !expected.includes(a.labels.alertname!) && !(mayBePending.includes(a.labels.alertname!) && a.state === 'pending'),
+    );
+    assert.deepEqual(unexpected.map((a) => `${a.labels.alertname} ${a.state}`), []);
   });
 });
