@@ -78,7 +78,7 @@ export const CASES_5PCT: readonly LossCase[] = [
 export const CASES_20PCT: readonly LossCase[] = CASES_5PCT.map((c) => ({ ...c, size: Math.max(4 * KiB, Math.round(c.size / 4 / KiB) * KiB) }));
 
 /** Hard limit for one transfer; a capped run counts as failed. */
-export const CAP_MS = 150_000;
+export const CAP_MS = 120_000;
 
 export function lossProfile(loss: number): LossProfile {
   return { loss };
@@ -195,7 +195,14 @@ export interface TransferOutcome {
   readonly run: RunResult;
 }
 
-export async function runTransfer(servers: Servers, server: Server, c: LossCase, seed: number, loss: number, tag: string, capMs = CAP_MS): Promise<TransferOutcome> {
+export interface RunOptions {
+  readonly capMs?: number;
+  /** Runs after the client exits and before the relay closes (e.g. to wait for the server's last ERROR). */
+  readonly beforeClose?: (relay: LossyRelay, run: RunResult) => Promise<void>;
+}
+
+export async function runTransfer(servers: Servers, server: Server, c: LossCase, seed: number, loss: number, tag: string, opts: RunOptions = {}): Promise<TransferOutcome> {
+  const capMs = opts.capMs ?? CAP_MS;
   const port = server === 'gateway' ? servers.gateway!.port : servers.tftpd!.port;
   const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, up: lossProfile(loss), down: lossProfile(loss) });
   const ep = { host: '127.0.0.1', port: relay.port };
@@ -214,6 +221,7 @@ export async function runTransfer(servers: Servers, server: Server, c: LossCase,
       const stored = r.ok ? await storedUpload(servers, server, name) : undefined;
       correct = r.ok && stored !== undefined && sha256(stored) === sha256(body);
     }
+    await opts.beforeClose?.(relay, r);
     const capped = r.timedOut || r.durationMs >= capMs - 1000;
     const out = (r.stdout + r.stderr).trim().split('\n').slice(-2).join(' | ').slice(0, 200);
     return {

@@ -50,6 +50,8 @@ export interface RelayOptions {
   readonly down: LossProfile;
   /** Upstream sockets (clients) at most; the oldest is closed past it. */
   readonly maxClients?: number;
+  /** Called for every datagram that arrives, with its fate (for traces while debugging a seed). */
+  readonly onDatagram?: (event: { dir: Direction; n: number; msg: Buffer; fate: 'dropped' | 'forwarded' | 'duplicated' | 'held' }) => void;
 }
 
 export interface RelayStats {
@@ -170,13 +172,16 @@ export class LossyRelay {
     const n = stats.seen++;
     if (msg.length >= 2 && msg.readUInt16BE(0) === 5) stats.errors++;
     const roll = (what: number): number => LossyRelay.decision(this.options.seed, lane.dir, n, what);
+    const trace = this.options.onDatagram;
     if (roll(DECISION.loss) < profile.loss) {
       stats.dropped++;
+      trace?.({ dir: lane.dir, n, msg, fate: 'dropped' });
       return;
     }
     const copy = Buffer.from(msg);
     const dup = roll(DECISION.duplicate) < (profile.duplicate ?? 0);
     const reorder = roll(DECISION.reorder) < (profile.reorder ?? 0);
+    trace?.({ dir: lane.dir, n, msg, fate: reorder && !lane.held ? 'held' : dup ? 'duplicated' : 'forwarded' });
     const emit = (m: Buffer, out: (m: Buffer) => void, twice: boolean): void => {
       stats.forwarded++;
       this.deliver(lane, m, out);
