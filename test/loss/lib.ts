@@ -190,6 +190,8 @@ export interface TransferOutcome {
   readonly relay: { up: RelayStats; down: RelayStats };
   /** Local ports the relay used towards the server (the gateway logs the client as 127.0.0.1:port). */
   readonly relayPorts: readonly number[];
+  /** Upload with wrong bytes stored: were they exactly the DATA the client put on the wire? */
+  readonly storedIsWhatClientSent?: boolean;
   /** The client's last words, for failures. */
   readonly detail: string;
   readonly run: RunResult;
@@ -204,12 +206,22 @@ export interface RunOptions {
 export async function runTransfer(servers: Servers, server: Server, c: LossCase, seed: number, loss: number, tag: string, opts: RunOptions = {}): Promise<TransferOutcome> {
   const capMs = opts.capMs ?? CAP_MS;
   const port = server === 'gateway' ? servers.gateway!.port : servers.tftpd!.port;
-  const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, up: lossProfile(loss), down: lossProfile(loss) });
+  // Uploads: the DATA payloads that reached the server, by block (first copy), to tell a server
+  // that stored the wrong bytes from a client that sent them (curl re-sends DATA 1 with block 2's
+  // bytes when an OACK is repeated).
+  const wire = new Map<number, Buffer>();
+  const onDatagram = c.op === 'put'
+    ? ({ dir, msg, fate }: { dir: 'up' | 'down'; msg: Buffer; fate: string }): void => {
+        if (dir === 'up' && fate !== 'dropped' && msg.length >= 4 && msg.readUInt16BE(0) === 3 && !wire.has(msg.readUInt16BE(2))) wire.set(msg.readUInt16BE(2), Buffer.from(msg.subarray(4)));
+      }
+    : undefined;
+  const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, up: lossProfile(loss), down: lossProfile(loss), ...(onDatagram ? { onDatagram } : {}) });
   const ep = { host: '127.0.0.1', port: relay.port };
   try {
     const spec: TransferSpec = { ...c.spec, timeoutMs: capMs };
     let r: RunResult;
     let correct: boolean;
+    let storedIsWhatClientSent: boolean | undefined;
     if (c.op === 'get') {
       const d = await download(c.client, ep, downloadName(c, tag), spec);
       r = d;
@@ -220,6 +232,10 @@ export async function runTransfer(servers: Servers, server: Server, c: LossCase,
       r = await upload(c.client, ep, name, body, spec);
       const stored = r.ok ? await storedUpload(servers, server, name) : undefined;
       correct = r.ok && stored !== undefined && sha256(stored) === sha256(body);
+      if (r.ok && !correct && stored !== undefined) {
+        const sent = Buffer.concat([...wire.keys()].sort((a, b) => a - b).map((b) => wire.get(b)!));
+        storedIsWhatClientSent = sha256(sent) === sha256(stored);
+      }
     }
     await opts.beforeClose?.(relay, r);
     const capped = r.timedOut || r.durationMs >= capMs - 1000;
@@ -235,7 +251,14 @@ export async function runTransfer(servers: Servers, server: Server, c: LossCase,
       ms: r.durationMs,
       relay: { up: { ...relay.stats.up }, down: { ...relay.stats.down } },
       relayPorts: [...relay.upstreamPorts],
-      detail: capped ? `capped at ${capMs / 1000} s` : out,
+      ...(storedIsWhatClientSent !== undefined ? { storedIsWhatClientSent } : {}),
+      detail: capped
+        ? `capped at ${capMs / 1000} s`
+        : storedIsWhatClientSent === true
+          ? `stored object = the DATA the client sent, which is not its file (the client corrupted its own upload); ${out}`
+          : storedIsWhatClientSent === false
+            ? `stored object differs from the DATA the client sent; ${out}`
+            : out,
       run: r,
     };
   } finally {
@@ -310,7 +333,7 @@ export function verdict(p: Pair): Verdict {
 export function describeVerdict(p: Pair): string {
   const v = verdict(p);
   const g = p.gateway;
-  return `${caseLabel(p.c)} seed ${p.seed}: ${v} — tftpd-hpa ${cell(p.tftpd)}, gateway ${cell(g)}${g.correct ? '' : ` (client said: ${g.detail || 'nothing'})`}`;
+  return `${caseLabel(p.c)} seed ${p.seed}: ${v} — tftpd-hpa ${cell(p.tftpd)}${p.tftpd.correct ? '' : ` (${p.tftpd.detail || 'no output'})`}, gateway ${cell(g)}${g.correct ? '' : ` (${g.detail || 'no output'})`}`;
 }
 
 export function cell(o: TransferOutcome): string {
