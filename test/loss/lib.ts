@@ -352,8 +352,8 @@ function median(xs: number[]): number {
 }
 
 /** The side-by-side report: one line per (client, direction, seed), then per-case success rates and times. */
-export function reportTable(pairs: readonly Pair[], title: string): string[] {
-  const lines: string[] = [title, `tolerance: ${TOLERANCE_TEXT}; a run capped at ${CAP_MS / 1000} s counts as failed`];
+export function reportTable(pairs: readonly Pair[], title: string, capMs = CAP_MS): string[] {
+  const lines: string[] = [title, `tolerance: ${TOLERANCE_TEXT}; a run capped at ${capMs / 1000} s counts as failed`];
   const head = `${pad('client', 9)}${pad('dir', 4)}${pad('size', 9)}${pad('seed', 6)}${pad('tftpd-hpa', 16)}${pad('gateway', 16)}${pad('drops up/down (hpa | gw)', 27)}verdict`;
   lines.push(head, '-'.repeat(head.length + 14));
   for (const p of pairs) {
