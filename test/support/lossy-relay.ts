@@ -63,6 +63,8 @@ export interface RelayStats {
   reordered: number;
   /** TFTP ERROR packets (opcode 5) that arrived in this direction, dropped or not. */
   errors: number;
+  /** Delayed datagrams only: the latest a datagram left after its due time, ms (event-loop lateness). */
+  maxLateMs: number;
 }
 
 export type Direction = 'up' | 'down';
@@ -237,6 +239,7 @@ export class LossyRelay {
       // and delivers everything due within the next millisecond, so delivery is at most ~1 ms early or late.
       while (lane.queue.length > 0 && lane.queue[0]!.due <= now + 1) {
         const next = lane.queue.shift()!;
+        lane.stats.maxLateMs = Math.max(lane.stats.maxLateMs, now - next.due);
         if (!this.closed) next.send(next.msg);
       }
       this.arm(lane);
@@ -266,7 +269,7 @@ function closePeer(peer: Peer): void {
 }
 
 function zero(): RelayStats {
-  return { seen: 0, forwarded: 0, dropped: 0, duplicated: 0, reordered: 0, errors: 0 };
+  return { seen: 0, forwarded: 0, dropped: 0, duplicated: 0, reordered: 0, errors: 0, maxLateMs: 0 };
 }
 
 /** Mixes 32-bit words into one (murmur3's finaliser over a running state). */
