@@ -84,14 +84,13 @@ describe('lossy relay', () => {
     const r = await exchange({ loss: 0, delayMs: 40, jitterMs: 10 }, 9, 200, 1000);
     assert.equal(r.got.length, 200);
     assert.deepEqual(r.got, [...r.got].sort((x, y) => x - y), 'in order');
-    const min = Math.min(...r.delays);
-    const max = Math.max(...r.delays);
-    const mean = r.delays.reduce((s, d) => s + d, 0) / r.delays.length;
-    assert.ok(min >= 29, `min ${min}`);
-    // Measured end to end on shared cores: allow scheduling noise above 50 ms; the exact bound is checked below.
-    assert.ok(max <= 75, `max ${max} (50 + timer and scheduling slack)`);
-    assert.ok(max - min > 8, `the delay does vary (${min}..${max})`);
-    assert.ok(mean > 33 && mean < 50, `mean ${mean}`);
+    // Measured end to end on 2 shared cores, so only loose checks here (a loaded machine delays a
+    // datagram by tens of ms now and then); the exact bounds are the jitter test's below.
+    const sorted = [...r.delays].sort((x, y) => x - y);
+    const at = (q: number): number => sorted[Math.floor(q * (sorted.length - 1))]!;
+    assert.ok(at(0) >= 29, `min ${at(0)}`);
+    assert.ok(at(0.5) > 33 && at(0.5) < 50, `median ${at(0.5)}`);
+    assert.ok(at(0.9) - at(0.1) > 5, `the delay does vary (p10 ${at(0.1)}, p90 ${at(0.9)})`);
   });
 
   test('the jitter is within ± jitterMs and changes slower than time passes (order by construction)', async () => {
