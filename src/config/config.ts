@@ -138,7 +138,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'unverified-bytes-per-second', kind: 'size', default: '1MiB', min: 0, help: "bytes per second (and burst) one address's not-yet-answering peers may be sent in all (0: no cap)" },
   { flag: 'rto-initial-ms', kind: 'int', default: '1000', min: 10, max: 255000, help: 'retransmission timeout before any round trip is measured' },
   { flag: 'rto-min-ms', kind: 'int', default: '100', min: 1, max: 255000, help: 'lower bound of the adaptive retransmission timeout' },
-  { flag: 'rto-max-ms', kind: 'int', default: '5000', min: 10, max: 255000, help: 'upper bound of the adaptive retransmission timeout' },
+  { flag: 'rto-max-ms', kind: 'int', default: '16000', min: 10, max: 255000, help: 'upper bound of the adaptive retransmission timeout' },
   { flag: 'max-sessions', kind: 'int', default: '10000', min: 1, help: 'concurrent transfers at most' },
   { flag: 'max-sessions-per-client', kind: 'int', default: '0', min: 0, help: 'concurrent transfers per client address at most (0: no cap; a NATed site is one address)' },
   { flag: 'rate-limit', kind: 'int', default: '0', min: 0, max: 100000, help: 'requests per second per client address, token bucket (0: off)' },

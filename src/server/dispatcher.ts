@@ -73,6 +73,9 @@ export interface TransferOpener {
   uploaded(key: string): void;
 }
 
+/** Shortest linger after an upload's final ACK: two retransmission periods of common clients. */
+const MIN_DALLY_MS = 12_000;
+
 /** Default bytes per request byte to an unverified peer: under 100× amplification. */
 const DEFAULT_UNVERIFIED_AMPLIFICATION = 90;
 
@@ -400,8 +403,10 @@ export class Dispatcher {
       onEnd: (stats: TransferStats) => this.onSessionEnd(entry, prepared, stats),
       onFault: (err: unknown) => this.onSessionFault(entry, err),
     };
-    // Linger after the final ACK for the client's own retransmission time, but never past the
-    // point where the transfer would be given up or reaped.
+    // Linger after the final ACK long enough to answer the client's resent last DATA if that ACK
+    // was lost (tftp-hpa and curl resend after 5-6 s; a session already ended would answer ERROR 5
+    // and the client would report a stored upload as failed), but never past the point where the
+    // transfer would be given up or reaped.
     const stallMs = this.options.stallTimeoutMs ?? 0;
     const dallyCap = Math.min(retransmit.giveUpMs ?? Infinity, stallMs > 0 ? stallMs / 2 : Infinity);
     const session: SessionBase =
@@ -412,7 +417,7 @@ export class Dispatcher {
             sink: this.trackAborts(prepared.sink),
             netascii: prepared.mode === 'netascii',
             maxBytes: this.options.maxUploadSize,
-            dallyMs: Math.min(dallyCap, Math.max(retransmit.initialMs, prepared.options.timeoutMs ?? 0)),
+            dallyMs: Math.min(dallyCap, Math.max(MIN_DALLY_MS, 2 * (prepared.options.timeoutMs ?? 0))),
             onStored: () => this.opener.uploaded(prepared.key),
           });
     entry.session = session;

@@ -102,11 +102,24 @@ export class ReadSession extends SessionBase {
 
   protected onRepeatedRequest(): void {
     if (this.state === 'oack') {
+      if (!this.firstPacketOverdue(this.oackSentAt)) return;
       this.retransmits++;
       this.sendOack();
-    } else if (this.next > this.base) {
+    } else if (this.next > this.base && this.firstPacketOverdue(this.sentAt[this.base % this.maxWindow]!)) {
       this.resendWindow();
     }
+  }
+
+  /**
+   * Every block was sent and only the final ACK is missing: the client most likely has the file
+   * (clients need not linger after their last ACK). Not a failure, not worth an ERROR: 'unconfirmed'.
+   */
+  protected override giveUp(reason: string): void {
+    if (this.state === 'sending' && this.lastBlock !== undefined && this.blocks >= this.lastBlock) {
+      this.end('unconfirmed', `final ACK never came: ${reason}`);
+      return;
+    }
+    super.giveUp(reason);
   }
 
   protected onPacket(packet: Packet): void {

@@ -18,8 +18,7 @@ export class RetransmitTimer {
   /** Current timeout in ms. */
   get timeoutMs(): number {
     if (this.fixedMs !== undefined) return this.fixedMs;
-    const base = this.srtt === undefined ? this.policy.initialMs : this.srtt + Math.max(4 * this.rttvar, 10);
-    return Math.min(this.policy.maxMs, Math.max(this.policy.minMs, base) * this.backoff);
+    return Math.min(this.policy.maxMs, this.currentMs());
   }
 
   sample(rttMs: number): void {
@@ -35,7 +34,20 @@ export class RetransmitTimer {
 
   /** Called on each timeout: multiplies the next wait by the backoff factor (bounded by maxMs). */
   onTimeout(): void {
-    if (this.backoff < 64) this.backoff *= this.policy.backoff ?? 2;
+    // Bounded by maxMs alone (a fixed multiplier cap would keep the gap under a client's own timer
+    // on a fast LAN, see README "patience").
+    if (this.currentMs() < this.policy.maxMs) this.backoff *= this.policy.backoff ?? 2;
+  }
+
+  /** The timeout before any backoff: what a repeated request is measured against. */
+  get baseMs(): number {
+    if (this.fixedMs !== undefined) return this.fixedMs;
+    const base = this.srtt === undefined ? this.policy.initialMs : this.srtt + Math.max(4 * this.rttvar, 10);
+    return Math.min(this.policy.maxMs, Math.max(this.policy.minMs, base));
+  }
+
+  private currentMs(): number {
+    return this.baseMs * this.backoff;
   }
 
   /** Called when the peer makes progress without a fresh sample (e.g. after a retransmission). */

@@ -202,11 +202,26 @@ export abstract class SessionBase {
     else if (policy.maxRetries > 0 && this.retries > policy.maxRetries) reason = `no answer after ${policy.maxRetries} retries`;
     else if (!this.verified && this.retries > (policy.unverifiedRetries ?? Infinity)) reason = `no answer from the peer after ${policy.unverifiedRetries} retries`;
     if (reason !== undefined) {
-      this.fail('timeout', 0, 'Transfer timed out', reason);
+      this.giveUp(reason);
       return false;
     }
     this.rto.onTimeout();
     return true;
+  }
+
+  /** Patience ran out: ERROR 0 and the transfer ends as a timeout (a read overrides the case where all was sent). */
+  protected giveUp(reason: string): void {
+    this.fail('timeout', 0, 'Transfer timed out', reason);
+  }
+
+  /**
+   * A repeated request is worth answering with our first packet again only when that packet has
+   * had a round trip to arrive: a client with a timer shorter than the path's round trip (busybox
+   * starts at 50 ms) repeats its request while our answer is on the way, and some clients (atftp)
+   * abort on a repeated OACK.
+   */
+  protected firstPacketOverdue(sentAt: number): boolean {
+    return this.clock.now() - sentAt >= this.rto.baseMs;
   }
 
   /** Runs `fn`; an exception ends this transfer (ERROR 0, upload aborted) instead of the process. */

@@ -71,7 +71,8 @@ export type TransferResult =
   | 'replaced'
   | 'shutdown'
   | 'protocol-error'
-  | 'internal-error';
+  | 'internal-error'
+  | 'unconfirmed';
 
 export interface TransferStats {
   readonly result: TransferResult;

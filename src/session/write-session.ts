@@ -52,6 +52,7 @@ export class WriteSession extends SessionBase {
   private readonly maxBytes: number;
   private readonly dallyMs: number;
   private readonly onStored: (() => void) | undefined;
+  private lastAckSentAt = 0;
 
   constructor(deps: WriteSessionDeps) {
     super(deps);
@@ -78,7 +79,7 @@ export class WriteSession extends SessionBase {
   }
 
   protected onRepeatedRequest(): void {
-    if (this.expected > 1 || this.state !== 'receiving') return;
+    if (this.expected > 1 || this.state !== 'receiving' || !this.firstPacketOverdue(this.lastAckSentAt)) return;
     this.retransmits++;
     this.sendLastAck();
   }
@@ -99,6 +100,7 @@ export class WriteSession extends SessionBase {
   }
 
   private sendLastAck(): void {
+    this.lastAckSentAt = this.clock.now();
     if (this.lastAcked === -1) this.peer.send([encodeOack(this.deps.oack)]);
     else this.peer.send([encodeAck(this.lastAcked)]);
     this.armTimer();
@@ -238,11 +240,13 @@ export class WriteSession extends SessionBase {
     if (this.state === 'completing' || this.ackHeld) return; // storage has the ball
     if (!this.countTimeout()) return;
     this.lastStray = undefined;
-    // In the data phase the sender owns recovery: after two unanswered re-ACKs we go quiet (still
-    // counting toward the retry limit), because some senders (tftp-hpa) restart their own
-    // retransmission timer on every packet they receive and would never resend the lost block.
-    // The OACK / ACK 0 is always resent: a sender that never got it can only repeat its request.
-    if (this.lastAcked >= 1 && this.retries > QUIET_AFTER_REACKS) {
+    // The sender owns recovery. Our OACK / ACK 0 is never resent on our timer: a sender that did
+    // not get it repeats its WRQ (answered in onRepeatedRequest), and one that got it and lost its
+    // DATA 1 resends that; a repeated OACK is harmful (curl 7.88 then sends block 2's bytes as
+    // DATA 1). In the data phase, after two unanswered re-ACKs we go quiet, because some senders
+    // (tftp-hpa) restart their own retransmission timer on every packet they receive and would
+    // never resend the lost block. Either way the give-up time still runs.
+    if (this.lastAcked <= 0 || this.retries > QUIET_AFTER_REACKS) {
       this.armTimer();
       return;
     }

@@ -8,7 +8,7 @@
  * hide itself; packets are decoded with `decodePacket`, as the dispatcher does.
  */
 import { negotiateOptions, buildOack, type NegotiationLimits } from '../../src/protocol/options.js';
-import { decodePacket, Opcode, type Packet } from '../../src/protocol/packet.js';
+import { decodePacket, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
 import { TransferError } from '../../src/session/errors.js';
 import { ReadSession } from '../../src/session/read-session.js';
 import type {
@@ -349,7 +349,10 @@ export class FakeNetwork {
 
   private deliverToServer(bytes: Buffer): void {
     const d = decodePacket(bytes);
-    if (d.ok) this.server?.handle(d.packet);
+    if (!d.ok) return;
+    // A repeated request reaches the session as the dispatcher passes it on.
+    if (d.packet.opcode === Opcode.RRQ || d.packet.opcode === Opcode.WRQ) (this.server as { repeatFirst?: () => void } | undefined)?.repeatFirst?.();
+    else this.server?.handle(d.packet);
   }
 
   private deliverToClient(bytes: Buffer): void {
@@ -679,6 +682,8 @@ export class TestWriter implements PacketHandler {
       return;
     }
     if (this.state === 'start') {
+      // No OACK / ACK 0 yet: repeat the request, as real clients do.
+      this.send(encodeRequest(Opcode.WRQ, 'upload', 'octet'));
       this.arm();
       return;
     }

@@ -37,14 +37,14 @@ describe('RetransmitTimer', () => {
     assert.deepEqual(seen, [2000, 4000, 5000, 5000, 5000, 5000]);
   });
 
-  test('the backoff multiplier itself is bounded (64x)', () => {
-    const t = new RetransmitTimer({ initialMs: 10, minMs: 10, maxMs: 1e9, maxRetries: 50 }, undefined);
+  test('the backoff grows up to maxMs alone (no fixed multiplier cap keeps gaps under a client timer)', () => {
+    const t = new RetransmitTimer({ initialMs: 10, minMs: 10, maxMs: 16_000, maxRetries: 50 }, undefined);
     const seen: number[] = [];
-    for (let i = 0; i < 12; i++) {
+    for (let i = 0; i < 13; i++) {
       t.onTimeout();
       seen.push(t.timeoutMs);
     }
-    assert.deepEqual(seen, [20, 40, 80, 160, 320, 640, 640, 640, 640, 640, 640, 640]);
+    assert.deepEqual(seen, [20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 16000, 16000, 16000]);
   });
 
   test('first sample: SRTT = R, RTTVAR = R/2, RTO = R + 4·RTTVAR', () => {
