@@ -222,9 +222,10 @@ export class ReadSession extends SessionBase {
 
   protected onTimeout(): void {
     if (this.state === 'oack') {
-      if (!this.countTimeout()) return;
-      this.retransmits++;
-      this.sendOack();
+      // The OACK is not resent on our timer: a client that did not get it repeats its request
+      // (answered in onRepeatedRequest), one whose ACK 0 was lost resends that, and a repeated
+      // OACK makes atftp abort. The give-up time still runs.
+      if (this.countTimeout()) this.armTimer();
       return;
     }
     if (this.next === this.base) {

@@ -326,15 +326,28 @@ describe('unverified peers (a request may carry a forged source address)', () =>
     assert.deepEqual(reader.data, data);
   });
 
-  test('a PXE-style request (options) survives a lost OACK through the timer', async () => {
+  test('a PXE-style request (options) survives a lost OACK through its repeated request', async () => {
     const data = seededBytes(10, 3000);
     let dropped = 0;
     const w = world({ 'f.bin': { data } }, { drop: (b, toServer) => !toServer && b.readUInt16BE(0) === Opcode.OACK && dropped++ < 1 });
     const c = w.client();
     const reader = autoRead(c, 1468);
     c.rrq('f.bin', { tsize: '0', blksize: '1468' });
+    await w.clock.advance(4000);
+    c.rrq('f.bin', { tsize: '0', blksize: '1468' }); // the ROM's own retransmission
     await w.clock.runUntilIdle(60_000);
     assert.deepEqual(reader.data, data);
+  });
+
+  test('a repeated request while the first answer is still on its way draws no second one', async () => {
+    const data = seededBytes(16, 3000);
+    const w = world({ 'f.bin': { data } });
+    const c = w.client();
+    c.rrq('f.bin', { blksize: '1468' });
+    await w.clock.advance(0.5); // before the OACK has arrived (1 ms one way)
+    c.rrq('f.bin', { blksize: '1468' });
+    await w.clock.advance(500);
+    assert.deepEqual(c.describe(), ['OACK']);
   });
 });
 

@@ -448,7 +448,7 @@ export class TestReader implements PacketHandler {
     return Buffer.concat(this.chunks);
   }
 
-  /** Arms the first wait (the request itself is not modelled: the session starts directly). */
+  /** Arms the first wait (the first request is not modelled: the session starts directly; repeats are). */
   start(): void {
     this.arm(this.timeoutMs);
   }
@@ -546,7 +546,9 @@ export class TestReader implements PacketHandler {
       return;
     }
     if (this.state === 'start') {
-      this.arm(this.timeoutMs); // a real client would resend its request; the session is already running
+      // Nothing from the server yet: repeat the request, as real clients do.
+      this.send(encodeRequest(Opcode.RRQ, 'download', 'octet'));
+      this.arm(this.timeoutMs);
       return;
     }
     this.gapAcked = false;
