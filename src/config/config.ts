@@ -31,6 +31,10 @@ export interface GatewayConfig {
   readonly s3Checksum: ChecksumMode;
   readonly s3MaxAttempts: number;
   readonly s3RequestTimeoutMs: number;
+  /** Deadline of one HeadObject attempt (metadata lookups). */
+  readonly s3MetadataTimeoutMs: number;
+  /** How long an S3 call may go without an answer or progress, retries included. */
+  readonly s3RetryBudgetMs: number;
   readonly allowWrite: boolean;
   readonly allowOverwrite: boolean;
   readonly maxUploadSize: number;
@@ -73,6 +77,8 @@ export interface GatewayConfig {
   readonly rangeSize: number;
   readonly readAhead: number;
   readonly metadataTtlMs: number;
+  /** Seconds past the metadata TTL a cached object is still served while S3 fails (0: off). */
+  readonly staleIfErrorS: number;
   readonly uploadPartSize: number;
   readonly uploadQueueSize: number;
   readonly httpListen: ListenAddress | undefined;
@@ -124,6 +130,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 's3-checksum', kind: 'string', default: 'when-supported', choices: ['when-supported', 'when-required'], help: 'request checksums and response validation; when-required for stores that reject CRC checksums' },
   { flag: 's3-max-attempts', kind: 'int', default: '4', min: 1, max: 20, help: 'attempts per S3 request (SDK retries with backoff)' },
   { flag: 's3-request-timeout-ms', kind: 'int', default: '15000', min: 100, max: 600000, help: 'socket inactivity timeout of an S3 request' },
+  { flag: 's3-metadata-timeout-ms', kind: 'int', default: '2000', min: 50, max: 600000, help: 'deadline of one HeadObject attempt (a metadata lookup is retried within --s3-retry-budget-ms)' },
+  { flag: 's3-retry-budget-ms', kind: 'int', default: '5000', min: 100, max: 600000, help: 'time an S3 call may go without an answer or progress, retries included, before the client gets ERROR 0 "Storage unavailable" (keep well under clients\' give-up time)' },
   { flag: 'allow-write', kind: 'bool', default: 'false', help: 'accept write requests (WRQ); off by default' },
   { flag: 'allow-overwrite', kind: 'bool', default: 'false', help: 'let uploads replace existing objects (default: refuse with ERROR 6)' },
   { flag: 'max-upload-size', kind: 'size', default: '4GiB', min: 0, help: 'largest upload accepted' },
@@ -159,6 +167,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'range-size', kind: 'size', default: '8MiB', min: 64 * 1024, max: 1024 * MiB, help: 'size of the aligned ranges read from S3' },
   { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer' },
   { flag: 'metadata-ttl-ms', kind: 'int', default: '5000', min: 0, max: 3600000, help: 'how long a HeadObject answer is reused' },
+  { flag: 'stale-if-error', kind: 'int', default: '3600', min: 0, max: 604800, help: 'seconds past --metadata-ttl-ms a cached object is still served (same version) while S3 fails with 5xx, throttling, timeouts or connection errors (0: off)' },
   { flag: 'upload-part-size', kind: 'size', default: '8MiB', min: 5 * MiB, max: 5 * 1024 * MiB, help: 'multipart upload part size' },
   { flag: 'upload-queue-size', kind: 'int', default: '2', min: 1, max: 16, help: 'parts uploaded in parallel per upload' },
   { flag: 'http-listen', kind: 'string', default: '0.0.0.0:9464', help: "address:port for /metrics, /healthz, /readyz ('off' to disable)" },
@@ -353,6 +362,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const rtoMin = get<number>('rto-min-ms');
   const rtoMax = get<number>('rto-max-ms');
   if (rtoMin !== undefined && rtoMax !== undefined && rtoMin > rtoMax) problems.push('--rto-min-ms must not exceed --rto-max-ms');
+  const metadataTimeout = get<number>('s3-metadata-timeout-ms');
+  const retryBudget = get<number>('s3-retry-budget-ms');
+  if (metadataTimeout !== undefined && retryBudget !== undefined && metadataTimeout > retryBudget) {
+    problems.push('--s3-metadata-timeout-ms must not exceed --s3-retry-budget-ms');
+  }
 
   let cacheSize = get<number | undefined>('cache-size');
   if (cacheSize === undefined) cacheSize = Number(defaultCacheSize());
@@ -399,6 +413,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     s3Checksum: get<ChecksumMode>('s3-checksum'),
     s3MaxAttempts: get<number>('s3-max-attempts'),
     s3RequestTimeoutMs: get<number>('s3-request-timeout-ms'),
+    s3MetadataTimeoutMs: metadataTimeout,
+    s3RetryBudgetMs: retryBudget,
     allowWrite: get<boolean>('allow-write'),
     allowOverwrite: get<boolean>('allow-overwrite'),
     maxUploadSize: get<number>('max-upload-size'),
@@ -435,6 +451,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     rangeSize,
     readAhead: get<number>('read-ahead'),
     metadataTtlMs: get<number>('metadata-ttl-ms'),
+    staleIfErrorS: get<number>('stale-if-error'),
     uploadPartSize: get<number>('upload-part-size'),
     uploadQueueSize: get<number>('upload-queue-size'),
     httpListen,

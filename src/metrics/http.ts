@@ -4,8 +4,11 @@ import type { Registry } from 'prom-client';
 export interface HealthProbe {
   /** Process alive and UDP sockets bound. */
   live(): boolean;
-  /** Ready to take traffic: storage reachable and not draining. Returns the reason when not. */
-  ready(): Promise<{ ok: boolean; reason?: string }>;
+  /**
+   * Ready to take traffic (not draining, content servable). Returns the reason when not, and a
+   * note when ready in a degraded way (S3 unreachable, cached content served).
+   */
+  ready(): Promise<{ ok: boolean; reason?: string; note?: string }>;
 }
 
 /** HTTP endpoint for Prometheus (/metrics) and the platform's health checks (/healthz, /readyz). */
@@ -30,7 +33,10 @@ export function createMetricsServer(registry: Registry, health: HealthProbe): ht
     }
     if (url === '/readyz') {
       health.ready().then(
-        (r) => res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ok ? 'ready\n' : `not ready: ${r.reason ?? ''}\n`),
+        (r) =>
+          res
+            .writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' })
+            .end(r.ok ? `ready${r.note ? `: ${r.note}` : ''}\n` : `not ready: ${r.reason ?? ''}\n`),
         (err: unknown) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready: ${String(err)}\n`),
       );
       return;

@@ -162,6 +162,31 @@ export class GatewayMetrics {
     collect: (): void => this.cacheBytes.set(this.cacheBytesSource()),
   });
 
+  readonly staleTransfers = new Counter({
+    name: 'tftp_gateway_stale_transfers_total',
+    help: 'Read transfers started on stale metadata (served past a failed refresh, --stale-if-error)',
+    registers: [this.registry],
+  });
+  readonly metadataRefreshFailures = new Counter({
+    name: 'tftp_gateway_metadata_refresh_failures_total',
+    help: 'Object metadata lookups (HeadObject, first or after the TTL) that failed, by cause (server_error, throttled, timeout, network_error, other); 404s are answers, not failures',
+    labelNames: ['cause'] as const,
+    registers: [this.registry],
+  });
+  readonly s3Reachable = new Gauge({
+    name: 'tftp_gateway_s3_reachable',
+    help: '1 while S3 answers; 0 after an S3 call failed with an outage-type error (5xx, throttling, timeout, connection), until one succeeds',
+    registers: [this.registry],
+  });
+  /** Read at scrape time for the stale-objects gauge. */
+  staleObjectsSource: () => number = () => 0;
+  readonly staleObjects: Gauge = new Gauge({
+    name: 'tftp_gateway_stale_objects',
+    help: 'Objects currently served from stale metadata (S3 failed to confirm them)',
+    registers: [this.registry],
+    collect: (): void => this.staleObjects.set(this.staleObjectsSource()),
+  });
+
   /** Per-packet counters bound to their label once, indexed by opcode (0: not a known opcode). */
   private readonly receivedByOpcode = PACKET_TYPES.map((type) => this.packetsReceived.labels({ type }));
   private readonly sentByOpcode = PACKET_TYPES.map((type) => this.packetsSent.labels({ type }));
@@ -193,5 +218,9 @@ export class GatewayMetrics {
     this.draining.set(0);
     this.unverifiedSendsSuppressed.inc(0);
     this.internalErrors.inc(0);
+    this.s3Reachable.set(1);
+    for (const cause of ['server_error', 'throttled', 'timeout', 'network_error', 'other'] as const) {
+      this.metadataRefreshFailures.inc({ cause }, 0);
+    }
   }
 }

@@ -1,4 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
+import { isDeadlineAbort } from '../storage/s3-errors.js';
 import type { GatewayMetrics } from './metrics.js';
 
 /** How an S3 call ended, as a bounded label value. */
@@ -23,6 +24,8 @@ export function classifyS3Error(err: unknown): S3Outcome {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
   const name = e?.name ?? '';
   const status = e?.$metadata?.httpStatusCode;
+  // Cut off by the gateway's own deadline (no answer in time): a network failure, like the SDK's timeouts.
+  if (isDeadlineAbort(err)) return 'network_error';
   if (name === 'AbortError') return 'aborted';
   if (THROTTLING.has(name) || status === 429 || status === 503) return 'throttled';
   if (status === 404 || name === 'NotFound' || name === 'NoSuchKey' || name === 'NoSuchUpload') return 'not_found';

@@ -12,6 +12,9 @@ import { systemClock, type Clock } from '../session/types.js';
 import { BlockCache } from '../storage/block-cache.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
+import { CallDeadline } from '../storage/deadline.js';
+import { outageCause } from '../storage/s3-errors.js';
+import { S3Health, trackS3Health } from '../storage/s3-health.js';
 import { Dispatcher, type ListenEndpoint } from './dispatcher.js';
 import { writeLine, type Logger } from './logger.js';
 import { RequestOpener } from './requests.js';
@@ -36,13 +39,15 @@ export interface GatewayDeps {
 /** How long a readiness answer (HeadBucket) is reused. */
 const READY_CACHE_MS = 10_000;
 
+type BucketProbe = { readonly ok: true } | { readonly ok: false; readonly outage: boolean; readonly detail: string };
+
 /**
  * The running gateway: UDP endpoints, dispatcher, S3 store and cache, HTTP metrics/health.
  * `stop()` drains (new requests refused), waits up to the deadline, then aborts what is left.
  */
 export class Gateway {
   private stopping: Promise<void> | undefined;
-  private readyCache: { at: number; ok: boolean; reason?: string } | undefined;
+  private bucketProbe: { at: number; result: Promise<BucketProbe> } | undefined;
   private socketsBound = true;
   private emf: EmfReporter | undefined;
   private protection: TaskProtection | undefined;
@@ -55,6 +60,7 @@ export class Gateway {
     private readonly httpServer: http.Server | undefined,
     private readonly client: S3Client,
     private readonly cache: BlockCache,
+    private readonly health: S3Health,
     private readonly embedded: EmbeddedStore | undefined,
     private readonly logger: Logger,
   ) {}
@@ -99,22 +105,48 @@ export class Gateway {
     // Every S3 call (reads, lib-storage's multipart calls, HeadBucket) is counted by the client's
     // middleware, once per call with retries apart; the store's own per-call hook is not wired.
     instrumentS3Client(client, metrics);
+    // Whether S3 answers, from every call's outcome: a log line per transition, and a gauge.
+    const health = new S3Health((change) => {
+      metrics.s3Reachable.set(change.reachable ? 1 : 0);
+      if (change.reachable) logger.info({ operation: change.operation, downMs: change.downMs }, 'S3 reachable again');
+      else logger.warn({ operation: change.operation, cause: change.cause }, 'S3 unreachable: serving what is cached');
+    });
+    trackS3Health(client, health);
     const store = new S3ObjectStore(client, {
       bucket: config.s3Bucket,
       partSize: config.uploadPartSize,
       uploadQueueSize: config.uploadQueueSize,
       rangeRetries: 3,
+      metadataTimeoutMs: config.s3MetadataTimeoutMs,
+      retryBudgetMs: config.s3RetryBudgetMs,
       onBytesFetched: (n) => metrics.s3BytesFetched.inc(n),
     });
     const cache = new BlockCache(store, {
       maxBytes: config.cacheSize,
       rangeSize: config.rangeSize,
       metadataTtlMs: config.metadataTtlMs,
+      staleIfErrorMs: config.staleIfErrorS * 1000,
+      metadata: {
+        health,
+        onRefreshFailure: (cause) => metrics.metadataRefreshFailures.inc({ cause }),
+        onStaleServed: () => metrics.staleTransfers.inc(),
+        onStaleChange: (change) => {
+          if (change.serving) {
+            logger.warn(
+              { key: change.key, cause: change.cause, staleIfErrorS: config.staleIfErrorS },
+              'serving stale metadata: S3 cannot confirm cached objects, serving the cached version (--stale-if-error)',
+            );
+          } else {
+            logger.info({ reason: change.reason }, 'stopped serving stale metadata');
+          }
+        },
+      },
       onHit: () => metrics.cacheHits.inc(),
       onMiss: () => metrics.cacheMisses.inc(),
       onEvict: () => metrics.cacheEvictions.inc(),
     });
     metrics.cacheBytesSource = () => cache.bytesHeld;
+    metrics.staleObjectsSource = () => cache.staleObjects;
     const opener = new RequestOpener(
       {
         access: accessPolicyFromConfig(config),
@@ -127,6 +159,7 @@ export class Gateway {
       },
       cache,
       store,
+      health,
     );
     const dispatcher = new Dispatcher(
       {
@@ -172,7 +205,7 @@ export class Gateway {
         });
         await listenHttp(httpServer, config.httpListen.host, config.httpListen.port);
       }
-      const gateway = new Gateway(config, metrics, dispatcher, endpoints, httpServer, client, cache, embedded, logger);
+      const gateway = new Gateway(config, metrics, dispatcher, endpoints, httpServer, client, cache, health, embedded, logger);
       gatewayRef.current = gateway;
       gateway.startReporters(deps);
       logger.info(
@@ -200,19 +233,40 @@ export class Gateway {
     return a && typeof a === 'object' ? `${a.address}:${a.port}` : undefined;
   }
 
-  /** Readiness: not draining, and the bucket answers HeadBucket with our credentials (cached). */
-  async checkReady(): Promise<{ ok: boolean; reason?: string }> {
+  /**
+   * Readiness: not draining, our credentials work on the bucket, and content can be served. An S3
+   * outage alone does not make the task unready while it holds cached content (pulling every task
+   * out of the load balancer would stop that too); the body then says S3 is unreachable. A cold
+   * task during an outage, a bucket that refuses us or does not exist, and draining are unready.
+   */
+  async checkReady(): Promise<{ ok: boolean; reason?: string; note?: string }> {
     if (this.stopping) return { ok: false, reason: 'draining' };
+    const probe = await this.probeBucket();
+    if (!probe.ok && !probe.outage) return { ok: false, reason: `S3 bucket check failed: ${probe.detail}` };
+    if (probe.ok && this.health.reachable) return { ok: true };
+    const why = probe.ok ? this.health.cause ?? 'calls failing' : probe.detail;
+    if (this.cache.servesCachedContent) return { ok: true, note: `S3 unreachable (${why}): serving cached content only` };
+    return { ok: false, reason: `S3 unreachable (${why}) and nothing cached to serve` };
+  }
+
+  /** HeadBucket with a short deadline; the answer is reused for READY_CACHE_MS and shared by concurrent probes. */
+  private probeBucket(): Promise<BucketProbe> {
     const now = Date.now();
-    if (this.readyCache && now - this.readyCache.at < READY_CACHE_MS) return this.readyCache;
-    try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.config.s3Bucket }), { abortSignal: AbortSignal.timeout(5000) });
-      this.readyCache = { at: now, ok: true };
-    } catch (err) {
-      const name = err instanceof Error ? err.name : String(err);
-      this.readyCache = { at: now, ok: false, reason: `S3 bucket check failed: ${name}` };
-    }
-    return this.readyCache;
+    if (this.bucketProbe && now - this.bucketProbe.at < READY_CACHE_MS) return this.bucketProbe.result;
+    const deadline = new CallDeadline(this.config.s3MetadataTimeoutMs, 'HeadBucket');
+    const result = deadline
+      .race(this.client.send(new HeadBucketCommand({ Bucket: this.config.s3Bucket }), { abortSignal: deadline.signal }))
+      .then(
+        (): BucketProbe => ({ ok: true }),
+        (err: unknown): BucketProbe => {
+          const cause = outageCause(err);
+          const name = err instanceof Error ? err.name : String(err);
+          return cause ? { ok: false, outage: true, detail: cause } : { ok: false, outage: false, detail: name };
+        },
+      )
+      .finally(() => deadline.close());
+    this.bucketProbe = { at: now, result };
+    return result;
   }
 
   /**

@@ -54,6 +54,8 @@ export class RequestOpener {
     private readonly policy: RequestPolicy,
     private readonly cache: BlockCache,
     private readonly store: S3ObjectStore,
+    /** Whether S3 is believed reachable (an upload then skips the probe it needs during an outage). */
+    private readonly health: { readonly reachable: boolean } = { reachable: true },
   ) {}
 
   /**
@@ -83,7 +85,8 @@ export class RequestOpener {
     mode: 'octet' | 'netascii',
     options: NegotiatedOptions,
   ): Promise<PreparedRead> {
-    const info = await this.cache.stat(key);
+    // Stale (S3 failing, within --stale-if-error) is served like fresh: same version for the whole transfer.
+    const { info } = await this.cache.lookup(key);
     const raw = new CachedObjectSource(this.cache, key, info, this.policy.readAhead);
     const source = mode === 'netascii' ? new NetasciiSource(raw) : raw;
     // tsize=0 is left out: some clients (curl) refuse an OACK carrying it, so they could not fetch
@@ -101,8 +104,10 @@ export class RequestOpener {
     if (options.requestedTsize !== undefined && options.requestedTsize > this.policy.maxUploadSize) {
       throw new TransferError('TOO_LARGE', `announced size ${options.requestedTsize} exceeds the upload limit`);
     }
-    if (!this.policy.allowOverwrite) {
-      // Fast refusal before any data moves; the conditional write at completion closes the race.
+    // Fast refusal before any data moves; the conditional write at completion closes the race. While
+    // S3 is down the same lookup is the probe that fails the upload at once ("Storage unavailable")
+    // rather than after the client has sent everything.
+    if (!this.policy.allowOverwrite || !this.health.reachable) {
       const exists = await this.store.head(key).then(
         () => true,
         (err: unknown) => {
@@ -110,7 +115,7 @@ export class RequestOpener {
           throw err;
         },
       );
-      if (exists) throw new TransferError('EXISTS', `object ${key} exists and overwrite is off`);
+      if (exists && !this.policy.allowOverwrite) throw new TransferError('EXISTS', `object ${key} exists and overwrite is off`);
     }
     const sink = this.store.createUpload(key, { ifNoneMatch: !this.policy.allowOverwrite });
     const oack = buildOack(request.options, options, options.requestedTsize);

@@ -47,7 +47,8 @@ export function tftpErrorFor(err: unknown): WireError {
     case 'BUSY': return { code: ErrorCode.NotDefined, message: 'Server busy' };
     case 'SHUTTING_DOWN': return { code: ErrorCode.NotDefined, message: 'Server shutting down' };
     case 'ABORTED': return { code: ErrorCode.NotDefined, message: 'Transfer aborted' };
-    case 'STORAGE_UNAVAILABLE':
+    // S3 unhealthy (5xx, throttling, no answer, no connection): the operator knows where to look.
+    case 'STORAGE_UNAVAILABLE': return { code: ErrorCode.NotDefined, message: 'Storage unavailable' };
     case 'STORAGE_ERROR':
     default:
       return { code: ErrorCode.NotDefined, message: 'Storage error' };

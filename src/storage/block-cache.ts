@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { TransferError } from '../session/errors.js';
+import { MetadataCache, type MetadataAnswer, type MetadataCacheOptions } from './metadata-cache.js';
 import type { ObjectInfo, S3ObjectStore } from './s3-store.js';
 
 /**
@@ -63,6 +64,10 @@ export interface BlockCacheOptions {
   readonly rangeSize: number;
   /** How long a HeadObject answer is trusted before it is asked again. */
   readonly metadataTtlMs: number;
+  /** How long past its TTL the last good answer is served while refreshes fail (0, the default: never). */
+  readonly staleIfErrorMs?: number;
+  /** S3 reachability and the stale-metadata hooks (see MetadataCache). */
+  readonly metadata?: Omit<MetadataCacheOptions, 'ttlMs' | 'staleIfErrorMs' | 'now'>;
   readonly onHit?: () => void;
   readonly onMiss?: () => void;
   readonly onEvict?: () => void;
@@ -84,8 +89,7 @@ export class BlockCache {
   /** Evicted ranges still in flight or held by a session, by cache key. */
   private readonly inUse = new Map<string, RangeEntry>();
   private inUseBytes = 0;
-  private readonly metadata: LRUCache<string, ObjectInfo>;
-  private readonly metadataInFlight = new Map<string, Promise<ObjectInfo>>();
+  private readonly metadata: MetadataCache;
   /** Aborts every fetch when the cache is closed (server stop). */
   private readonly lifetime = new AbortController();
 
@@ -106,11 +110,11 @@ export class BlockCache {
         }
       },
     });
-    const now = options.now;
-    this.metadata = new LRUCache<string, ObjectInfo>({
-      max: 10_000,
-      ttl: Math.max(1, options.metadataTtlMs),
-      ...(now ? { perf: { now }, ttlResolution: 0 } : {}),
+    this.metadata = new MetadataCache((key) => store.head(key, this.lifetime.signal), {
+      ...options.metadata,
+      ttlMs: options.metadataTtlMs,
+      staleIfErrorMs: options.staleIfErrorMs ?? 0,
+      ...(options.now ? { now: options.now } : {}),
     });
   }
 
@@ -131,32 +135,30 @@ export class BlockCache {
   /**
    * Size and ETag of `key`, from a HEAD answered within the last `metadataTtlMs` if there is one
    * (a hot file costs one HEAD per TTL, not one per client); concurrent callers share one HEAD.
-   * After the TTL the next caller revalidates with a fresh HEAD.
+   * After the TTL the next caller revalidates with a fresh HEAD; if S3 fails then, the last good
+   * answer is served for up to `staleIfErrorMs` (flagged `stale`).
    */
+  lookup(key: string): Promise<MetadataAnswer> {
+    return this.metadata.lookup(key);
+  }
+
   stat(key: string): Promise<ObjectInfo> {
-    const cached = this.metadata.get(key);
-    if (cached) return Promise.resolve(cached);
-    let inFlight = this.metadataInFlight.get(key);
-    if (!inFlight) {
-      inFlight = this.store.head(key, this.lifetime.signal).then(
-        (info) => {
-          this.metadataInFlight.delete(key);
-          if (this.options.metadataTtlMs > 0) this.metadata.set(key, info);
-          return info;
-        },
-        (err: unknown) => {
-          this.metadataInFlight.delete(key);
-          throw err;
-        },
-      );
-      this.metadataInFlight.set(key, inFlight);
-    }
-    return inFlight;
+    return this.metadata.lookup(key).then((answer) => answer.info);
+  }
+
+  /** Objects served from stale metadata right now. */
+  get staleObjects(): number {
+    return this.metadata.staleObjects;
+  }
+
+  /** True if some object could be served without S3: its metadata is servable and some range is held. */
+  get servesCachedContent(): boolean {
+    return this.bytesHeld > 0 && this.metadata.servableObjects > 0;
   }
 
   /** Forgets what we know of `key` (after the object changed under a transfer, or was uploaded). */
   invalidate(key: string): void {
-    this.metadata.delete(key);
+    this.metadata.invalidate(key);
   }
 
   /**
@@ -235,8 +237,7 @@ export class BlockCache {
     this.ranges.clear();
     this.inUse.clear();
     this.inUseBytes = 0;
-    this.metadata.clear();
-    this.metadataInFlight.clear();
+    this.metadata.close();
   }
 
   /** An evicted entry that nobody uses any more is dropped for good. */

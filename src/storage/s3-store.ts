@@ -1,8 +1,12 @@
-import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, S3Client, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { TransferError } from '../session/errors.js';
 import type { UploadSink } from '../session/types.js';
+import { CallDeadline } from './deadline.js';
+import { storageError } from './s3-errors.js';
+
+export { storageError } from './s3-errors.js';
 
 export interface ObjectInfo {
   readonly size: number;
@@ -18,24 +22,18 @@ export interface S3StoreOptions {
   readonly uploadQueueSize: number;
   /** Attempts to re-request the rest of a range after its body broke off. */
   readonly rangeRetries: number;
+  /** Deadline of one HeadObject attempt, ms (the SDK retries within the budget). Default 2000. */
+  readonly metadataTimeoutMs?: number;
+  /**
+   * Time budget of a call, ms: how long it may go without an answer (HeadObject) or without
+   * progress (a range read: headers or body bytes), all retries included. Default 5000.
+   */
+  readonly retryBudgetMs?: number;
   readonly onBytesFetched?: (bytes: number) => void;
 }
 
-/** Maps an SDK failure to a TransferError with a stable code. */
-export function storageError(err: unknown, what: string): TransferError {
-  if (err instanceof TransferError) return err;
-  const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
-  const name = err instanceof Error ? err.name : 'Error';
-  const detail = `${what}: ${name}${status ? ` (HTTP ${status})` : ''}${err instanceof Error && err.message ? `: ${err.message}` : ''}`;
-  if (status === 404 || name === 'NotFound' || name === 'NoSuchKey') return new TransferError('NOT_FOUND', detail, { cause: err });
-  if (status === 403 || name === 'AccessDenied') return new TransferError('ACCESS_DENIED', detail, { cause: err });
-  if (status === 412 || name === 'PreconditionFailed') return new TransferError('OBJECT_CHANGED', detail, { cause: err });
-  if (name === 'AbortError') return new TransferError('ABORTED', detail, { cause: err });
-  if (err instanceof S3ServiceException || (status !== undefined && status >= 500)) {
-    return new TransferError('STORAGE_ERROR', detail, { cause: err });
-  }
-  return new TransferError('STORAGE_UNAVAILABLE', detail, { cause: err });
-}
+const DEFAULT_METADATA_TIMEOUT_MS = 2000;
+const DEFAULT_RETRY_BUDGET_MS = 5000;
 
 /**
  * The S3 data path: HEAD for size and ETag, ranged GETs pinned to that ETag, and multipart uploads.
@@ -51,15 +49,27 @@ export class S3ObjectStore {
     return this.options.bucket;
   }
 
+  /**
+   * Size and ETag of `key`. Each attempt has its own short deadline and the whole lookup a time
+   * budget, so a store that accepts connections and never answers costs seconds, not minutes.
+   */
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo> {
+    const deadline = new CallDeadline(this.options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, `HeadObject ${key}`, signal);
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }), { abortSignal: signal });
+      const out = await deadline.race(
+        this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }), {
+          abortSignal: deadline.signal,
+          requestTimeout: this.options.metadataTimeoutMs ?? DEFAULT_METADATA_TIMEOUT_MS,
+        }),
+      );
       if (out.ContentLength === undefined || out.ETag === undefined) {
         throw new TransferError('STORAGE_ERROR', `HeadObject ${key}: no size or ETag in the answer`);
       }
       return { size: out.ContentLength, etag: out.ETag };
     } catch (err) {
       throw storageError(err, `HeadObject ${key}`);
+    } finally {
+      deadline.close();
     }
   }
 
@@ -76,18 +86,29 @@ export class S3ObjectStore {
     onData: (filled: number) => void,
     signal?: AbortSignal,
   ): Promise<void> {
+    // The budget runs while no byte arrives (waiting for headers, retry back-off, a stalled body)
+    // and starts again with every chunk: a slow but moving read is never cut off.
+    const deadline = new CallDeadline(this.options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, `GetObject ${key}`, signal);
+    const progress = (filled: number): void => {
+      deadline.touch();
+      onData(filled);
+    };
     let filled = 0;
     let attempt = 0;
-    while (filled < target.length) {
-      try {
-        filled = await this.readOnce(key, etag, start, target, filled, onData, signal);
-      } catch (err) {
-        const mapped = storageError(err, `GetObject ${key} bytes=${start + filled}-${start + target.length - 1}`);
-        const retryable = mapped.code === 'STORAGE_UNAVAILABLE' || mapped.code === 'STORAGE_ERROR';
-        if (!retryable || attempt >= this.options.rangeRetries || signal?.aborted) throw mapped;
-        attempt++;
-        await delay(50 * 2 ** attempt, signal);
+    try {
+      while (filled < target.length) {
+        try {
+          filled = await this.readOnce(key, etag, start, target, filled, progress, deadline);
+        } catch (err) {
+          const mapped = storageError(err, `GetObject ${key} bytes=${start + filled}-${start + target.length - 1}`);
+          const retryable = mapped.code === 'STORAGE_UNAVAILABLE' || mapped.code === 'STORAGE_ERROR';
+          if (!retryable || attempt >= this.options.rangeRetries || deadline.signal.aborted) throw mapped;
+          attempt++;
+          await delay(50 * 2 ** attempt, deadline.signal);
+        }
       }
+    } finally {
+      deadline.close();
     }
   }
 
@@ -98,20 +119,30 @@ export class S3ObjectStore {
     target: Buffer,
     from: number,
     onData: (filled: number) => void,
-    signal?: AbortSignal,
+    deadline: CallDeadline,
   ): Promise<number> {
-    const out = await this.client.send(
-      new GetObjectCommand({
-        Bucket: this.options.bucket,
-        Key: key,
-        IfMatch: etag,
-        Range: `bytes=${start + from}-${start + target.length - 1}`,
-      }),
-      { abortSignal: signal },
+    const signal = deadline.signal;
+    const out = await deadline.race(
+      this.client.send(
+        new GetObjectCommand({
+          Bucket: this.options.bucket,
+          Key: key,
+          IfMatch: etag,
+          Range: `bytes=${start + from}-${start + target.length - 1}`,
+        }),
+        { abortSignal: signal },
+      ),
+      // Answered after we gave up: the body must still be released.
+      (late: GetObjectCommandOutput) => (late.Body as Readable | undefined)?.destroy(),
     );
     const body = out.Body as Readable | undefined;
     if (!body) throw new TransferError('STORAGE_ERROR', `GetObject ${key}: no body`);
     let filled = from;
+    // The deadline (or a shutdown) ends a body that stalls: the loop below then sees the error.
+    const onAbort = (): void => {
+      body.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         const room = target.length - filled;
@@ -128,6 +159,7 @@ export class S3ObjectStore {
       if (filled > from) return filled;
       throw err;
     } finally {
+      signal.removeEventListener('abort', onAbort);
       body.destroy();
     }
     if (filled < target.length && filled === from) {
