@@ -241,7 +241,12 @@ export class Gateway {
    */
   async checkReady(): Promise<{ ok: boolean; reason?: string; note?: string }> {
     if (this.stopping) return { ok: false, reason: 'draining' };
-    const probe = await this.probeBucket();
+    let probe = await this.probeBucket();
+    // A remembered outage answer is old news once S3 has answered again since.
+    if (!probe.ok && probe.outage && this.health.reachable && this.health.changedAt > (this.bucketProbe?.at ?? 0)) {
+      this.bucketProbe = undefined;
+      probe = await this.probeBucket();
+    }
     if (!probe.ok && !probe.outage) return { ok: false, reason: `S3 bucket check failed: ${probe.detail}` };
     if (probe.ok && this.health.reachable) return { ok: true };
     const why = probe.ok ? this.health.cause ?? 'calls failing' : probe.detail;

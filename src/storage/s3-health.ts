@@ -29,6 +29,11 @@ export class S3Health {
     return this.state;
   }
 
+  /** When the state last changed (Date.now()). */
+  get changedAt(): number {
+    return this.since;
+  }
+
   /** The cause of the current outage, when unreachable. */
   get cause(): OutageCause | undefined {
     return this.state ? undefined : this.lastCause;

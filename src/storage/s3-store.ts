@@ -22,18 +22,20 @@ export interface S3StoreOptions {
   readonly uploadQueueSize: number;
   /** Attempts to re-request the rest of a range after its body broke off. */
   readonly rangeRetries: number;
-  /** Deadline of one HeadObject attempt, ms (the SDK retries within the budget). Default 2000. */
+  /** Deadline of one HeadObject attempt, ms (the SDK retries within the budget). Default 1500. */
   readonly metadataTimeoutMs?: number;
   /**
    * Time budget of a call, ms: how long it may go without an answer (HeadObject) or without
-   * progress (a range read: headers or body bytes), all retries included. Default 5000.
+   * progress (a range read: headers or body bytes), all retries included. Default 4000.
    */
   readonly retryBudgetMs?: number;
   readonly onBytesFetched?: (bytes: number) => void;
 }
 
-const DEFAULT_METADATA_TIMEOUT_MS = 2000;
-const DEFAULT_RETRY_BUDGET_MS = 5000;
+// The gateway's defaults (src/config): an answer within 4 s beats the 5 s retransmission timer of
+// tftp-hpa and atftp, so the client's first request gets it.
+const DEFAULT_METADATA_TIMEOUT_MS = 1500;
+const DEFAULT_RETRY_BUDGET_MS = 4000;
 
 /**
  * The S3 data path: HEAD for size and ETag, ranged GETs pinned to that ETag, and multipart uploads.

@@ -4,9 +4,16 @@ import type { AddressInfo } from 'node:net';
 /**
  * An HTTP proxy between the gateway and the S3-compatible server that injects faults: error
  * statuses (503 SlowDown, 500), connections reset before an answer or in the middle of a body,
- * or a store that is down altogether. Requests are forwarded byte for byte (the Host header
- * included, so SigV4 signatures stay valid) and every one is recorded with its S3 operation.
+ * or a store that is down altogether (`mode`: 503 to everything, accept and never answer, or
+ * reset every connection). Requests are forwarded byte for byte (the Host header included, so
+ * SigV4 signatures stay valid) and every one is recorded with its S3 operation.
  */
+
+/**
+ * The whole store's state: `pass` forwards (rules still apply); `unavailable` answers 503 SlowDown
+ * to everything; `hang` accepts requests and never answers; `reset` resets every connection.
+ */
+export type ProxyMode = 'pass' | 'unavailable' | 'hang' | 'reset';
 
 export type S3Operation =
   | 'GetObject'
@@ -26,8 +33,10 @@ export interface ProxiedRequest {
   /** Object key (path-style addressing), or undefined for bucket-level calls. */
   readonly key: string | undefined;
   readonly range: string | undefined;
+  /** When the proxy received it (Date.now()). */
+  readonly at: number;
   /** The fault applied, if any. */
-  fault: FaultAction['kind'] | undefined;
+  fault: FaultAction['kind'] | 'hang' | undefined;
   status: number | undefined;
 }
 
@@ -70,8 +79,9 @@ export function classify(method: string, url: string): { operation: S3Operation;
 export class S3FaultProxy {
   readonly requests: ProxiedRequest[] = [];
   readonly rules: FaultRule[] = [];
-  /** When true every request is reset: the store is down. */
-  down = false;
+  private currentMode: ProxyMode = 'pass';
+  /** Requests held unanswered in `hang` mode (released, by a reset, when the mode changes). */
+  private readonly hung = new Set<http.IncomingMessage>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
   private constructor(
@@ -99,9 +109,34 @@ export class S3FaultProxy {
     return rule;
   }
 
+  get mode(): ProxyMode {
+    return this.currentMode;
+  }
+
+  set mode(mode: ProxyMode) {
+    this.currentMode = mode;
+    if (mode === 'hang') return;
+    for (const req of this.hung) req.socket.destroy();
+    this.hung.clear();
+  }
+
+  /** Every request is reset: the store is down (same as mode 'reset'). */
+  get down(): boolean {
+    return this.currentMode === 'reset';
+  }
+
+  set down(down: boolean) {
+    this.mode = down ? 'reset' : 'pass';
+  }
+
+  /** Requests being held unanswered right now (hang mode). */
+  get hanging(): number {
+    return this.hung.size;
+  }
+
   clearFaults(): void {
     this.rules.length = 0;
-    this.down = false;
+    this.mode = 'pass';
   }
 
   /** Requests of one operation (optionally for one key). */
@@ -127,17 +162,26 @@ export class S3FaultProxy {
       method,
       key,
       range: typeof req.headers.range === 'string' ? req.headers.range : undefined,
+      at: Date.now(),
       fault: undefined,
       status: undefined,
     };
     this.requests.push(record);
     if (this.requests.length > 100_000) this.requests.splice(0, 50_000);
-    if (this.down) {
+    if (this.currentMode === 'reset') {
       record.fault = 'reset';
       req.socket.destroy();
       return;
     }
-    const fault = this.pickFault(record);
+    if (this.currentMode === 'hang') {
+      record.fault = 'hang';
+      // Read the request (an upload's body included) and say nothing, ever.
+      req.resume();
+      this.hung.add(req);
+      req.socket.once('close', () => this.hung.delete(req));
+      return;
+    }
+    const fault = this.currentMode === 'unavailable' ? slowDown : this.pickFault(record);
     record.fault = fault?.kind;
     if (fault?.kind === 'reset') {
       req.socket.destroy();
