@@ -219,6 +219,16 @@ describe('validation', () => {
     assert.match(problemsOf([...base, '--retries'])[0]!, /needs a value/);
   });
 
+  test('S3 outage knobs: defaults, env twins, 0 turns stale-if-error off, the attempt deadline fits the budget', () => {
+    const c = load(base);
+    assert.equal(c.staleIfErrorS, 3600);
+    assert.equal(c.s3MetadataTimeoutMs, 1500);
+    assert.equal(c.s3RetryBudgetMs, 4000);
+    assert.equal(load(base, { TFTP_GATEWAY_STALE_IF_ERROR: '0' }).staleIfErrorS, 0);
+    assert.equal(load(base, { TFTP_GATEWAY_S3_RETRY_BUDGET_MS: '8000' }).s3RetryBudgetMs, 8000);
+    assert.match(problemsOf([...base, '--s3-metadata-timeout-ms', '5000', '--s3-retry-budget-ms', '3000'])[0]!, /must not exceed --s3-retry-budget-ms/);
+  });
+
   test('the cache must hold two ranges', () => {
     const problems = problemsOf([...base, '--cache-size', '10MiB', '--range-size', '8MiB']);
     assert.equal(problems.length, 1);
