@@ -7,6 +7,9 @@ import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { S3FaultProxy, type ProxyMode } from '../support/s3-fault-proxy.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { drained } from './helpers.js';
+import { S3Client } from '@aws-sdk/client-s3';
+import { TransferError } from '../../src/session/errors.js';
+import { S3ObjectStore } from '../../src/storage/s3-store.js';
 
 /**
  * S3 outages with real clients, through a proxy that can turn the store into one that answers 503
@@ -54,6 +57,35 @@ describe('S3 outage: stale-if-error and prompt answers', () => {
   after(async () => {
     await proxy?.close();
     await s3?.cleanup();
+  });
+
+  test('a range read of a stale object (no byte from a hanging S3) fails within the retry budget', { timeout: 10_000 }, async () => {
+    const body = randomBytes(300 * KiB);
+    await putObject(s3, bucket, 'boot/range.bin', body);
+    const client = new S3Client({
+      endpoint: proxy.endpoint,
+      region: s3.region,
+      credentials: s3.credentials,
+      forcePathStyle: true,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    const store = new S3ObjectStore(client, { bucket, partSize: 5 * MiB, uploadQueueSize: 1, rangeRetries: 3, retryBudgetMs: 800 });
+    try {
+      const info = await store.head('boot/range.bin');
+      setMode('hang');
+      const t0 = Date.now();
+      await assert.rejects(
+        store.readRange('boot/range.bin', info.etag, 0, Buffer.alloc(body.length), () => undefined),
+        (err: unknown) => err instanceof TransferError && err.code === 'STORAGE_UNAVAILABLE',
+      );
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 700 && ms < 3000, `gave up after ${ms} ms (budget 800 ms)`);
+      await until(() => proxy.hanging === 0, 2000, 'the hung request to be let go');
+    } finally {
+      setMode('pass');
+      client.destroy();
+    }
   });
 
   describe('503 everywhere, short stale window', () => {
