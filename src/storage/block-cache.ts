@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import { TransferError } from '../session/errors.js';
 import { MetadataCache, type MetadataAnswer, type MetadataCacheOptions } from './metadata-cache.js';
@@ -97,6 +98,9 @@ export class BlockCache {
     private readonly store: S3ObjectStore,
     private readonly options: BlockCacheOptions,
   ) {
+    // Every S3 call in flight listens on the cache's lifetime (one listener each, removed when the
+    // call settles): many at once in a boot storm is normal, not a leak.
+    setMaxListeners(0, this.lifetime.signal);
     this.ranges = new LRUCache<string, RangeEntry>({
       maxSize: Math.max(options.maxBytes, options.rangeSize),
       sizeCalculation: (entry) => Math.max(1, entry.buffer.length),
