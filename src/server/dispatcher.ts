@@ -1,4 +1,4 @@
-import { decodePacket, encodeError, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
+import { decodePacket, encodeAck, encodeError, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
 import { tftpErrorFor, TransferError } from '../session/errors.js';
 import { ReadSession } from '../session/read-session.js';
 import type { SessionBase } from '../session/session-base.js';
@@ -62,6 +62,8 @@ interface SessionEntry {
   channel: TransferChannel | undefined;
   session: SessionBase | undefined;
   closed: boolean;
+  /** After a stored upload: the final block (wire) re-acknowledged until the linger ends. */
+  linger: { readonly block: number; readonly timer: ReturnType<Clock['setTimeout']> } | undefined;
   /** Bytes of this transfer already added to the transfer-bytes counter. */
   bytesCounted: number;
 }
@@ -74,7 +76,7 @@ export interface TransferOpener {
 }
 
 /** Shortest linger after an upload's final ACK: two retransmission periods of common clients. */
-const MIN_DALLY_MS = 12_000;
+const MIN_LINGER_MS = 12_000;
 
 /** Default bytes per request byte to an unverified peer: under 100× amplification. */
 const DEFAULT_UNVERIFIED_AMPLIFICATION = 90;
@@ -88,6 +90,8 @@ export class Dispatcher {
   private readonly sessions = new Map<string, SessionEntry>();
   /** Per-transfer mode: the newest transfer of each client ip:port (retransmitted requests). */
   private readonly newestByClient = new Map<string, SessionEntry>();
+  /** Ended uploads still answering a resent final DATA, by table key (single-port: the client's ip:port). */
+  private readonly lingering = new Map<string, SessionEntry>();
   private draining = false;
   private sequence = 0;
   /** Upload aborts still in flight: stop() waits for them so nothing is left half-written. */
@@ -211,6 +215,11 @@ export class Dispatcher {
       else if (packet.opcode === Opcode.ERROR) this.dropEntry(live);
       return;
     }
+    const ended = this.lingering.get(clientKey);
+    if (ended) {
+      this.answerLingering(ended, packet);
+      return;
+    }
     this.onStray(endpoint.socket, from, packet);
   }
 
@@ -259,6 +268,7 @@ export class Dispatcher {
     // In single-port mode anything else from the same ip:port means the client started over: the
     // new request wins. In per-transfer mode each transfer has its own TID: both go on.
     if (existing && single) this.replace(existing);
+    if (single) this.endLinger(this.lingering.get(clientKey));
     if (this.draining) {
       this.refuseRequest(endpoint.socket, from, operation, request, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
       return;
@@ -284,6 +294,7 @@ export class Dispatcher {
       channel: single ? this.channelFor(endpoint.socket, from, false, clientAddress, msg.length) : undefined,
       session: undefined,
       closed: false,
+      linger: undefined,
       bytesCounted: 0,
     };
     this.sessions.set(entry.key, entry);
@@ -403,12 +414,6 @@ export class Dispatcher {
       onEnd: (stats: TransferStats) => this.onSessionEnd(entry, prepared, stats),
       onFault: (err: unknown) => this.onSessionFault(entry, err),
     };
-    // Linger after the final ACK long enough to answer the client's resent last DATA if that ACK
-    // was lost (tftp-hpa and curl resend after 5-6 s; a session already ended would answer ERROR 5
-    // and the client would report a stored upload as failed), but never past the point where the
-    // transfer would be given up or reaped.
-    const stallMs = this.options.stallTimeoutMs ?? 0;
-    const dallyCap = Math.min(retransmit.giveUpMs ?? Infinity, stallMs > 0 ? stallMs / 2 : Infinity);
     const session: SessionBase =
       prepared.kind === 'read'
         ? new ReadSession({ ...common, source: prepared.source, maxBytesInFlight: this.options.maxWindowBytes })
@@ -417,7 +422,8 @@ export class Dispatcher {
             sink: this.trackAborts(prepared.sink),
             netascii: prepared.mode === 'netascii',
             maxBytes: this.options.maxUploadSize,
-            dallyMs: Math.min(dallyCap, Math.max(MIN_DALLY_MS, 2 * (prepared.options.timeoutMs ?? 0))),
+            // The dispatcher lingers after the final ACK (see linger()), so the session ends at once.
+            dallyMs: 0,
             onStored: () => this.opener.uploaded(prepared.key),
           });
     entry.session = session;
@@ -464,15 +470,50 @@ export class Dispatcher {
     }
     // A request sent to a transfer's port is not how TFTP starts a transfer: dropped.
     if (packet.opcode === Opcode.RRQ || packet.opcode === Opcode.WRQ) return;
-    entry.session?.handle(packet);
+    if (entry.linger) this.answerLingering(entry, packet);
+    else entry.session?.handle(packet);
   }
 
   private onSessionEnd(entry: SessionEntry, prepared: PreparedTransfer, stats: TransferStats): void {
     try {
       this.reportEnd(entry, prepared, stats);
+      if (prepared.kind === 'write' && stats.result === 'ok' && !this.draining) this.linger(entry, stats.blocks, prepared.options.timeoutMs);
     } finally {
       this.dropEntry(entry);
     }
+  }
+
+  /**
+   * After an upload's final ACK the transfer is over (reported `ok`, its slot freed), but that ACK
+   * may be lost: the client then resends its last DATA (tftp-hpa and curl after 5-6 s), and an
+   * ERROR 5 would make it report a stored upload as failed. For a while the final block is
+   * re-acknowledged on the transfer's channel (a per-transfer socket stays open that long).
+   */
+  private linger(entry: SessionEntry, lastBlock: number, clientTimeoutMs: number | undefined): void {
+    const stallMs = this.options.stallTimeoutMs ?? 0;
+    const cap = Math.min(this.options.retransmit.giveUpMs ?? Infinity, stallMs > 0 ? stallMs / 2 : Infinity);
+    const ms = Math.min(cap, Math.max(MIN_LINGER_MS, 2 * (clientTimeoutMs ?? 0)));
+    const timer = this.clock.setTimeout(() => this.endLinger(entry), ms);
+    entry.linger = { block: lastBlock & 0xffff, timer };
+    this.endLinger(this.lingering.get(entry.key));
+    this.lingering.set(entry.key, entry);
+  }
+
+  private answerLingering(entry: SessionEntry, packet: Packet): void {
+    if (packet.opcode === Opcode.DATA && packet.block === entry.linger?.block) entry.channel?.send([encodeAck(packet.block)]);
+  }
+
+  private endLinger(entry: SessionEntry | undefined): void {
+    if (!entry?.linger) return;
+    this.clock.clearTimeout(entry.linger.timer);
+    entry.linger = undefined;
+    if (this.lingering.get(entry.key) === entry) this.lingering.delete(entry.key);
+    entry.channel?.close();
+  }
+
+  /** Ends every linger now (server stopping). */
+  endLingering(): void {
+    for (const entry of [...this.lingering.values()]) this.endLinger(entry);
   }
 
   private reportEnd(entry: SessionEntry, prepared: PreparedTransfer, stats: TransferStats): void {
@@ -539,7 +580,7 @@ export class Dispatcher {
     if (this.newestByClient.get(entry.clientKey) === entry) this.newestByClient.delete(entry.clientKey);
     this.limits.sessionClosed(entry.clientAddress);
     this.onActivity?.(this.sessions.size);
-    entry.channel?.close();
+    if (!entry.linger) entry.channel?.close();
     if (this.sessions.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];

@@ -329,6 +329,7 @@ export class Gateway {
       this.dispatcher.abortAll();
     }
     await this.dispatcher.settled();
+    this.dispatcher.endLingering();
     // dgram hands a datagram to the kernel a tick after send(): let the ERRORs just sent to aborted
     // clients leave before the listening sockets close.
     await new Promise<void>((resolve) => setImmediate(resolve));

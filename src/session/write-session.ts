@@ -10,7 +10,10 @@ export interface WriteSessionDeps extends SessionDeps {
   readonly netascii: boolean;
   /** Largest upload accepted, in bytes (wire form); beyond it the upload is aborted with ERROR 3. */
   readonly maxBytes: number;
-  /** How long to linger after the final ACK to answer a retransmitted last DATA. */
+  /**
+   * How long to linger after the final ACK to answer a retransmitted last DATA; 0: end `ok` at once
+   * (the dispatcher then lingers for the session, without holding it open).
+   */
   readonly dallyMs: number;
   /** Called once the object is stored, just before the final ACK goes out (cache invalidation). */
   readonly onStored?: () => void;
@@ -213,7 +216,8 @@ export class WriteSession extends SessionBase {
           // Reads must see the new object from the moment the client is told it is stored.
           this.onStored?.();
           this.peer.send([encodeAck(block)]);
-          this.armTimer(this.dallyMs);
+          if (this.dallyMs <= 0) this.end('ok');
+          else this.armTimer(this.dallyMs);
         }),
       (err: unknown) => this.contained(() => this.failFromStorage(err)),
     );

@@ -484,3 +484,30 @@ describe('containment', () => {
     assert.equal(r.data.length, 100);
   });
 });
+
+describe('after an upload: the transfer is over at its final ACK, and a resent last DATA is still answered', () => {
+  for (const portMode of ['single', 'per-transfer'] as const) {
+    test(`${portMode}: the session ends ok at once; the final DATA resent 6 s later draws the final ACK again, from the same port`, async () => {
+      const w = world({}, { portMode });
+      const c = w.client();
+      c.wrq('up.bin');
+      await w.clock.advance(20);
+      const port = c.packets[0]!.fromPort;
+      c.send(dataBytes(1, Buffer.alloc(100, 3)), port);
+      await w.clock.advance(20);
+      assert.deepEqual(c.describe(), ['ACK 0', 'ACK 1']);
+      assert.equal(w.dispatcher.activeSessions, 0, 'no session held open after the final ACK');
+      assert.equal(w.logs.find((l) => l.msg === 'transfer finished')?.result, 'ok');
+      await w.clock.advance(6000);
+      c.send(dataBytes(1, Buffer.alloc(100, 3)), port); // our final ACK was "lost"
+      await w.clock.advance(20);
+      assert.deepEqual(c.describe(), ['ACK 0', 'ACK 1', 'ACK 1']);
+      assert.equal(c.packets[2]!.fromPort, port);
+      await w.clock.runUntilIdle(60_000);
+      assert.equal(w.net.openSockets, 2, 'a per-transfer socket is closed when the linger ends');
+      c.send(dataBytes(1, Buffer.alloc(100, 3)), port);
+      await w.clock.runUntilIdle(60_000);
+      assert.equal(c.describe().filter((d) => d === 'ACK 1').length, 2, `after the linger, no more ACKs: ${c.describe().join(',')}`);
+    });
+  }
+});
