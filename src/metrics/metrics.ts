@@ -1,3 +1,4 @@
+import { TRANSFER_RESULTS } from '../session/types.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
@@ -214,7 +215,9 @@ export class GatewayMetrics {
     for (const operation of ['read', 'write'] as const) {
       this.transfersStarted.inc({ operation }, 0);
       this.activeSessions.set({ operation }, 0);
+      for (const result of TRANSFER_RESULTS) this.transfersFinished.inc({ operation, result }, 0);
     }
+    for (let code = 0; code <= 8; code++) this.errorsSent.inc({ code: String(code) }, 0);
     this.draining.set(0);
     this.unverifiedSendsSuppressed.inc(0);
     this.internalErrors.inc(0);

@@ -58,21 +58,25 @@ export interface UploadSink {
   abort(reason: string): Promise<void>;
 }
 
-export type TransferResult =
-  | 'ok'
-  | 'size-probe'
-  | 'client-error'
-  | 'timeout'
-  | 'storage-error'
-  | 'not-found'
-  | 'denied'
-  | 'too-large'
-  | 'exists'
-  | 'replaced'
-  | 'shutdown'
-  | 'protocol-error'
-  | 'internal-error'
-  | 'unconfirmed';
+/** How a transfer ended (a bounded set: the `result` label of the metrics). */
+export const TRANSFER_RESULTS = [
+  'ok',
+  'size-probe',
+  'client-error',
+  'timeout',
+  'storage-error',
+  'not-found',
+  'denied',
+  'too-large',
+  'exists',
+  'replaced',
+  'shutdown',
+  'protocol-error',
+  'internal-error',
+  'unconfirmed',
+] as const;
+
+export type TransferResult = (typeof TRANSFER_RESULTS)[number];
 
 export interface TransferStats {
   readonly result: TransferResult;

@@ -14,7 +14,7 @@ export interface ReachabilityChange {
 /**
  * Whether S3 answers, from the outcome of every S3 call the gateway makes: unreachable after a
  * call fails with an outage-type error (5xx, throttling, no answer, no connection), reachable again
- * when one succeeds. Answers about objects (404, 403, 412) say nothing about S3's health.
+ * when S3 answers one. An answer about an object (404, 403, 412) is S3 answering: reachable.
  */
 export class S3Health {
   private state = true;
@@ -50,7 +50,12 @@ export class S3Health {
 
   failed(operation: string, startedAt: number, err: unknown): void {
     const cause = outageCause(err);
-    if (cause === undefined || startedAt < this.lastSuccessStart) return;
+    if (cause === undefined) {
+      // An HTTP answer about the object is S3 answering; a local abort says nothing.
+      if ((err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode !== undefined) this.succeeded(operation, startedAt);
+      return;
+    }
+    if (startedAt < this.lastSuccessStart) return;
     this.lastCause = cause;
     if (!this.state) return;
     this.state = false;
