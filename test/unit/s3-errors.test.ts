@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { tftpErrorFor, TransferError } from '../../src/session/errors.js';
 import { CallDeadline } from '../../src/storage/deadline.js';
 import { outageCause, S3DeadlineExceeded, storageError } from '../../src/storage/s3-errors.js';
+import { S3Health } from '../../src/storage/s3-health.js';
 
 const sdk = (name: string, status?: number, code?: string): Error =>
   Object.assign(new Error(name), { name, ...(code ? { code } : {}), ...(status ? { $metadata: { httpStatusCode: status } } : {}) });
@@ -67,5 +68,20 @@ describe('CallDeadline', () => {
     await new Promise((resolve) => setTimeout(resolve, 80));
     assert.equal(late, 7, 'a late result is handed over (a body to destroy)');
     d2.close();
+  });
+});
+
+describe('S3Health', () => {
+  const answer = (status: number, name: string): Error => Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } });
+  test('an outage error makes S3 unreachable; an HTTP answer about an object (404) makes it reachable again; a local abort changes nothing', () => {
+    const changes: boolean[] = [];
+    const health = new S3Health((c) => changes.push(c.reachable));
+    health.failed('HeadObject', Date.now(), answer(503, 'ServiceUnavailable'));
+    assert.equal(health.reachable, false);
+    health.failed('GetObject', Date.now(), Object.assign(new Error('aborted'), { name: 'AbortError' }));
+    assert.equal(health.reachable, false, 'a local abort is no answer from S3');
+    health.failed('HeadObject', Date.now(), answer(404, 'NotFound'));
+    assert.equal(health.reachable, true, 'a 404 is S3 answering');
+    assert.deepEqual(changes, [false, true]);
   });
 });
