@@ -16,12 +16,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { describeRun, download, sha256 } from '../support/clients.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
+import { freeTcpPort } from '../support/prometheus.js';
 import { parseDockerfile, type Instruction, type Stage } from './dockerfile.js';
 
 const REPO = path.resolve(new URL('../..', import.meta.url).pathname);
@@ -294,17 +294,6 @@ class MiniBuilder {
         assert.fail(`instruction ${ins.keyword} is not supported by this builder`);
     }
   }
-}
-
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 describe('the image runtime stage, built by hand from the Dockerfile and booted', () => {

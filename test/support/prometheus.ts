@@ -42,7 +42,8 @@ export interface PrometheusServer {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on loopback right now. */
+export function freeTcpPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
@@ -88,7 +89,7 @@ export async function startPrometheus(opts: { jobs: readonly ScrapeJob[]; ruleFi
   let lastError = '';
   // The free port can be taken between our probe and Prometheus's bind: a few attempts.
   for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
+    const port = await freeTcpPort();
     const child = spawn(
       'prometheus',
       [
