@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { CidrList, splitList } from '../policy/cidr.js';
 import { parseClientPrefixes, parseWritePrefixes, type ClientPrefix } from '../policy/access-policy.js';
 import { MapFileError, parseMapRules, type MapRule } from '../policy/map-rules.js';
+import { usableCpus } from './cpus.js';
 
 /**
  * One configuration schema: every flag has an environment twin (--s3-bucket ↔ TFTP_GATEWAY_S3_BUCKET),
@@ -94,6 +95,11 @@ export interface GatewayConfig {
   /** Run against an embedded S3-compatible store kept in this directory (no AWS account needed). */
   readonly local: boolean;
   readonly localDir: string;
+  /**
+   * Threads serving UDP (worker_threads, each with its own sockets on the listen ports, SO_REUSEPORT);
+   * 1: today's single-threaded mode, no worker threads.
+   */
+  readonly workers: number;
 }
 
 type Kind = 'string' | 'list' | 'int' | 'size' | 'bool';
@@ -180,6 +186,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'scale-in-protection', kind: 'bool', default: 'false', help: 'protect the ECS task from scale-in while transfers run (uses ECS_AGENT_URI; off outside ECS)' },
   { flag: 'local', kind: 'bool', default: 'false', help: 'serve from an embedded S3-compatible store on local disk (no AWS account)' },
   { flag: 'local-dir', kind: 'string', default: '.data/s3', help: 'directory of the embedded store' },
+  { flag: 'workers', kind: 'int', min: 1, max: 256, help: 'threads serving transfers, sharing one block cache (default: the CPUs the process may use, honouring a cgroup CPU quota; 1: single-threaded, no worker threads)' },
 ];
 
 export function envName(flag: string): string {
@@ -264,7 +271,31 @@ function readArgv(argv: readonly string[], problems: string[]): Map<string, stri
   return values;
 }
 
+/** What a configuration was loaded from (worker threads load the same configuration again). */
+export interface ConfigSource {
+  readonly argv: readonly string[];
+  /** Only the variables loadConfig reads: TFTP_GATEWAY_*, AWS_REGION, AWS_DEFAULT_REGION. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+const configSources = new WeakMap<GatewayConfig, ConfigSource>();
+
+/** The argv and environment `config` was loaded from (not a field: nothing of it is logged). */
+export function configSource(config: GatewayConfig): ConfigSource | undefined {
+  return configSources.get(config);
+}
+
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const config = parseConfig(argv, env);
+  const read: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v !== undefined && (k.startsWith('TFTP_GATEWAY_') || k === 'AWS_REGION' || k === 'AWS_DEFAULT_REGION')) read[k] = v;
+  }
+  configSources.set(config, { argv: [...argv], env: read });
+  return config;
+}
+
+function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayConfig {
   const problems: string[] = [];
   const fromArgv = readArgv(argv, problems);
 
@@ -463,6 +494,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     scaleInProtection: get<boolean>('scale-in-protection'),
     local,
     localDir: get<string>('local-dir'),
+    workers: get<number | undefined>('workers') ?? usableCpus(),
   });
 }
 
