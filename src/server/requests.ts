@@ -3,9 +3,8 @@ import { buildOack, negotiateOptions, type NegotiatedOptions } from '../protocol
 import { Opcode, type RequestPacket } from '../protocol/packet.js';
 import { TransferError } from '../session/errors.js';
 import type { ReadSource, UploadSink } from '../session/types.js';
-import type { BlockCache } from '../storage/block-cache.js';
 import { CachedObjectSource, NetasciiSource } from '../storage/object-source.js';
-import type { S3ObjectStore } from '../storage/s3-store.js';
+import type { RangeCache, UploadStore } from '../storage/range-cache.js';
 
 export interface RequestPolicy {
   /** Who may read or write what, and how names become keys (src/policy). */
@@ -52,8 +51,8 @@ export function transferMode(mode: string): 'octet' | 'netascii' {
 export class RequestOpener {
   constructor(
     private readonly policy: RequestPolicy,
-    private readonly cache: BlockCache,
-    private readonly store: S3ObjectStore,
+    private readonly cache: RangeCache,
+    private readonly store: UploadStore,
     /** Whether S3 is believed reachable (an upload then skips the probe it needs during an outage). */
     private readonly health: { readonly reachable: boolean } = { reachable: true },
   ) {}

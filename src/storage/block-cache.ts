@@ -2,7 +2,12 @@ import { setMaxListeners } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import { TransferError } from '../session/errors.js';
 import { MetadataCache, type MetadataAnswer, type MetadataCacheOptions } from './metadata-cache.js';
+import type { RangeCache } from './range-cache.js';
 import type { ObjectInfo, S3ObjectStore } from './s3-store.js';
+
+/** Shared-memory layout of a range's progress (worker pool): [filled bytes, failed flag]. */
+export const SHARED_FILLED = 0;
+export const SHARED_FAILED = 1;
 
 /**
  * One aligned range of an object, filled progressively as its GetObject body streams in, so the
@@ -17,10 +22,21 @@ export class RangeEntry {
   /** True until the fetch has settled (filled or failed). */
   fetching = false;
   private waiters: { until: number; resolve: () => void; reject: (err: TransferError) => void }[] = [];
+  /**
+   * With `shared`, the bytes live in a SharedArrayBuffer and progress is mirrored in `sharedState`
+   * (SHARED_FILLED, SHARED_FAILED; Atomics.notify on each change), so worker threads read the
+   * range without copies and wait on its progress.
+   */
+  readonly sharedState: Int32Array | undefined;
 
-  constructor(length: number) {
-    // Not from the shared pool: a range outlives any pool slab and is freed as a whole.
-    this.buffer = Buffer.allocUnsafeSlow(length);
+  constructor(length: number, shared = false) {
+    if (shared) {
+      this.buffer = Buffer.from(new SharedArrayBuffer(length));
+      this.sharedState = new Int32Array(new SharedArrayBuffer(8));
+    } else {
+      // Not from the shared pool: a range outlives any pool slab and is freed as a whole.
+      this.buffer = Buffer.allocUnsafeSlow(length);
+    }
   }
 
   get complete(): boolean {
@@ -41,6 +57,10 @@ export class RangeEntry {
 
   progress(filled: number): void {
     this.filled = filled;
+    if (this.sharedState) {
+      Atomics.store(this.sharedState, SHARED_FILLED, filled);
+      Atomics.notify(this.sharedState, SHARED_FILLED);
+    }
     if (this.waiters.length === 0) return;
     let kept = 0;
     for (const w of this.waiters) {
@@ -52,6 +72,10 @@ export class RangeEntry {
 
   fail(err: TransferError): void {
     this.error = err;
+    if (this.sharedState) {
+      Atomics.store(this.sharedState, SHARED_FAILED, 1);
+      Atomics.notify(this.sharedState, SHARED_FILLED);
+    }
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.reject(err);
@@ -74,6 +98,8 @@ export interface BlockCacheOptions {
   readonly onEvict?: () => void;
   /** Injectable clock for the metadata TTL (tests). */
   readonly now?: () => number;
+  /** Range buffers in shared memory, for worker threads (see RangeEntry). */
+  readonly sharedMemory?: boolean;
 }
 
 /**
@@ -85,7 +111,7 @@ export interface BlockCacheOptions {
  * let go, so it is never fetched twice meanwhile; those bytes are the "per-session constant":
  * a session holds only the ranges its unacknowledged window touches (one, two at a boundary).
  */
-export class BlockCache {
+export class BlockCache implements RangeCache<RangeEntry> {
   private readonly ranges: LRUCache<string, RangeEntry>;
   /** Evicted ranges still in flight or held by a session, by cache key. */
   private readonly inUse = new Map<string, RangeEntry>();
@@ -95,7 +121,7 @@ export class BlockCache {
   private readonly lifetime = new AbortController();
 
   constructor(
-    private readonly store: S3ObjectStore,
+    private readonly store: Pick<S3ObjectStore, 'bucket' | 'head' | 'readRange'>,
     private readonly options: BlockCacheOptions,
   ) {
     // Every S3 call in flight listens on the cache's lifetime (one listener each, removed when the
@@ -194,7 +220,7 @@ export class BlockCache {
     this.options.onMiss?.();
     const start = index * this.options.rangeSize;
     const length = Math.max(0, Math.min(this.options.rangeSize, info.size - start));
-    const entry = new RangeEntry(length);
+    const entry = new RangeEntry(length, this.options.sharedMemory === true);
     this.dropInUse(cacheKey);
     if (length === 0) return entry;
     entry.fetching = true;
@@ -223,6 +249,11 @@ export class BlockCache {
         },
       );
     return entry;
+  }
+
+  /** Starts fetching the range unless it is cached or in flight (read-ahead: not a hit or miss of a session). */
+  prefetch(key: string, info: ObjectInfo, index: number): void {
+    if (!this.has(key, info, index)) this.range(key, info, index);
   }
 
   /** A session starts using `entry` (it will not be fetched again while held). */

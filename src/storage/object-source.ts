@@ -1,7 +1,7 @@
 import { encodeNetascii } from '../protocol/netascii.js';
 import { TransferError } from '../session/errors.js';
 import type { ReadSource } from '../session/types.js';
-import type { BlockCache, RangeEntry } from './block-cache.js';
+import type { RangeCache, RangeView } from './range-cache.js';
 import type { ObjectInfo } from './s3-store.js';
 
 /**
@@ -15,18 +15,18 @@ import type { ObjectInfo } from './s3-store.js';
  */
 export class CachedObjectSource implements ReadSource {
   readonly size: number;
-  private readonly held = new Map<number, RangeEntry>();
+  private readonly held = new Map<number, RangeView>();
   private readonly lastIndex: number;
   private readonly rangeSize: number;
   /** Reused answer of `slice` for the common one-range case. */
   private readonly one: Buffer[] = [];
   /** The range `slice` used last (saves a map lookup per block). */
   private currentIndex = -1;
-  private current: RangeEntry | undefined;
+  private current: RangeView | undefined;
   private closed = false;
 
   constructor(
-    private readonly cache: BlockCache,
+    private readonly cache: RangeCache,
     private readonly key: string,
     private readonly info: ObjectInfo,
     private readonly readAhead: number,
@@ -58,7 +58,7 @@ export class CachedObjectSource implements ReadSource {
     }
     const segments: Buffer[] = [];
     let pos = offset;
-    let entry: RangeEntry | undefined = first;
+    let entry: RangeView | undefined = first;
     while (pos < end) {
       if (!entry) return undefined;
       const rangeStart = index * rangeSize;
@@ -109,7 +109,7 @@ export class CachedObjectSource implements ReadSource {
   }
 
   /** The held entry for `index`; looks in the cache (and fetches if `fetch`) when not held yet. */
-  private entry(index: number, fetch: boolean): RangeEntry | undefined {
+  private entry(index: number, fetch: boolean): RangeView | undefined {
     let entry = this.held.get(index);
     if (entry && !entry.error) return entry;
     if (this.closed) return undefined;
@@ -129,7 +129,7 @@ export class CachedObjectSource implements ReadSource {
   private startReadAhead(index: number): void {
     const upto = Math.min(this.lastIndex, index + this.readAhead);
     for (let i = index + 1; i <= upto; i++) {
-      if (!this.cache.has(this.key, this.info, i)) this.cache.range(this.key, this.info, i);
+      this.cache.prefetch(this.key, this.info, i);
     }
   }
 }
