@@ -12,7 +12,7 @@ export interface HealthProbe {
 }
 
 /** HTTP endpoint for Prometheus (/metrics) and the platform's health checks (/healthz, /readyz). */
-export function createMetricsServer(registry: Registry, health: HealthProbe): http.Server {
+export function createMetricsServer(registry: Pick<Registry, 'metrics' | 'contentType'>, health: HealthProbe): http.Server {
   return http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {

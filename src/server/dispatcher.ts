@@ -78,6 +78,21 @@ export interface TransferOpener {
 /** Shortest linger after an upload's final ACK: two retransmission periods of common clients. */
 const MIN_LINGER_MS = 12_000;
 
+/**
+ * Worker-pool hooks (src/server/worker-*.ts): the process-wide session directory, and where a
+ * datagram goes that has no session here. Single-threaded mode has none.
+ */
+export interface PeerDirectory {
+  /** An entry was added to (open) or removed from (close) the session table, by its client key. */
+  changed(open: boolean, clientKey: string): void;
+  /**
+   * Single-port mode: a DATA/ACK/ERROR with no session on this thread. When another thread's
+   * socket group served its flow before (a worker replaced), the datagram may belong to a session
+   * there: return true to hand it over; false answers it here (ERROR 5).
+   */
+  forward(endpointId: number, msg: Buffer, from: Peer): boolean;
+}
+
 /** Default bytes per request byte to an unverified peer: under 100× amplification. */
 const DEFAULT_UNVERIFIED_AMPLIFICATION = 90;
 
@@ -99,6 +114,8 @@ export class Dispatcher {
   private idleWaiters: (() => void)[] = [];
   /** Told the session count whenever it changes (scale-in protection). */
   onActivity: ((active: number) => void) | undefined;
+  /** Worker pool: the process-wide session directory (undefined in single-threaded mode). */
+  peers: PeerDirectory | undefined;
   /** Per-client request rate and session cap. */
   private readonly limits: ClientLimits;
   /** The stall sweep's timer; armed only while the table has entries. */
@@ -184,16 +201,25 @@ export class Dispatcher {
     }
   }
 
-  /** A datagram on a listening socket. Nothing in here may end the process: faults are contained. */
-  handleDatagram(endpoint: ListenEndpoint, msg: Buffer, from: Peer): void {
+  /**
+   * A datagram on a listening socket (`forwarded`: handed over by another worker thread, never
+   * handed on again). Nothing in here may end the process: faults are contained.
+   */
+  handleDatagram(endpoint: ListenEndpoint, msg: Buffer, from: Peer, forwarded = false): void {
     try {
-      this.route(endpoint, msg, from);
+      this.route(endpoint, msg, from, forwarded);
     } catch (err) {
       this.onDispatchFault(err, from);
     }
   }
 
-  private route(endpoint: ListenEndpoint, msg: Buffer, from: Peer): void {
+  /** Worker pool: a request for this client key started on another thread; the one here is replaced. */
+  replaceClient(clientKey: string): void {
+    const entry = this.options.portMode === 'single' ? this.sessions.get(clientKey) : undefined;
+    if (entry && !entry.closed) this.replace(entry);
+  }
+
+  private route(endpoint: ListenEndpoint, msg: Buffer, from: Peer, forwarded: boolean): void {
     const decoded = decodePacket(msg);
     const clientKey = `${endpoint.id}|${from.address}|${from.port}`;
     const live = this.options.portMode === 'single' ? this.sessions.get(clientKey) : undefined;
@@ -220,6 +246,7 @@ export class Dispatcher {
       this.answerLingering(ended, packet);
       return;
     }
+    if (!forwarded && this.peers && this.options.portMode === 'single' && this.peers.forward(endpoint.id, msg, from)) return;
     this.onStray(endpoint.socket, from, packet);
   }
 
@@ -298,6 +325,7 @@ export class Dispatcher {
       bytesCounted: 0,
     };
     this.sessions.set(entry.key, entry);
+    this.peers?.changed(true, entry.key);
     if (!single) this.newestByClient.set(clientKey, entry);
     this.limits.sessionOpened(clientAddress);
     this.armStallSweep();
@@ -576,7 +604,10 @@ export class Dispatcher {
   private dropEntry(entry: SessionEntry): void {
     if (entry.closed) return;
     entry.closed = true;
-    if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
+    if (this.sessions.get(entry.key) === entry) {
+      this.sessions.delete(entry.key);
+      this.peers?.changed(false, entry.key);
+    }
     if (this.newestByClient.get(entry.clientKey) === entry) this.newestByClient.delete(entry.clientKey);
     this.limits.sessionClosed(entry.clientAddress);
     this.onActivity?.(this.sessions.size);

@@ -1,8 +1,7 @@
-import dgram from 'node:dgram';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import type { GatewayConfig } from '../config/config.js';
+import { configSource, type GatewayConfig } from '../config/config.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
 import { createMetricsServer } from '../metrics/http.js';
 import { EmfReporter } from '../metrics/emf.js';
@@ -15,11 +14,15 @@ import { S3ObjectStore } from '../storage/s3-store.js';
 import { CallDeadline } from '../storage/deadline.js';
 import { outageCause } from '../storage/s3-errors.js';
 import { S3Health, trackS3Health } from '../storage/s3-health.js';
-import { Dispatcher, type ListenEndpoint } from './dispatcher.js';
+import type { Registry } from 'prom-client';
+import { dispatcherOptions, requestPolicy } from './compose.js';
+import { Dispatcher } from './dispatcher.js';
+import { bindListenSocket, type UdpListenEndpoint } from './listen.js';
 import { writeLine, type Logger } from './logger.js';
 import { RequestOpener } from './requests.js';
-import { UdpSocket, UdpTransferSocketFactory } from './transport.js';
-import { accessPolicyFromConfig } from '../policy/from-config.js';
+import type { SessionHost } from './session-host.js';
+import { UdpTransferSocketFactory } from './transport.js';
+import { WorkerPool } from './worker-pool.js';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -55,8 +58,10 @@ export class Gateway {
   private constructor(
     readonly config: GatewayConfig,
     readonly metrics: GatewayMetrics,
-    readonly dispatcher: Dispatcher,
+    /** The sessions: this thread's dispatcher, or the worker pool (--workers > 1). */
+    readonly dispatcher: SessionHost,
     private readonly endpoints: readonly UdpListenEndpoint[],
+    private readonly pool: WorkerPool | undefined,
     private readonly httpServer: http.Server | undefined,
     private readonly client: S3Client,
     private readonly cache: BlockCache,
@@ -144,77 +149,65 @@ export class Gateway {
       onHit: () => metrics.cacheHits.inc(),
       onMiss: () => metrics.cacheMisses.inc(),
       onEvict: () => metrics.cacheEvictions.inc(),
+      // Worker threads read the ranges in place.
+      sharedMemory: config.workers > 1,
     });
     metrics.cacheBytesSource = () => cache.bytesHeld;
     metrics.staleObjectsSource = () => cache.staleObjects;
-    const opener = new RequestOpener(
-      {
-        access: accessPolicyFromConfig(config),
-        refusedOptions: new Set(config.refuseOptions),
-        allowOverwrite: config.allowOverwrite,
-        maxUploadSize: config.maxUploadSize,
-        maxBlksize: config.maxBlksize,
-        maxWindowsize: config.maxWindowsize,
-        readAhead: config.readAhead,
-      },
-      cache,
-      store,
-      health,
-    );
-    const dispatcher = new Dispatcher(
-      {
-        portMode: config.portMode,
-        maxSessions: config.maxSessions,
-        maxWindowBytes: config.maxWindowBytes,
-        maxUploadSize: config.maxUploadSize,
-        maxSessionsPerClient: config.maxSessionsPerClient,
-        rateLimit: config.rateLimit,
-        rateBurst: config.rateBurst,
-        stallTimeoutMs: config.stallTimeoutS * 1000,
-        unverifiedAmplification: config.unverifiedAmplification,
-        unverifiedBytesPerSecond: config.unverifiedBytesPerSecond,
-        retransmit: {
-          initialMs: config.rtoInitialMs,
-          minMs: config.rtoMinMs,
-          maxMs: config.rtoMaxMs,
-          maxRetries: config.retries,
-          giveUpMs: config.giveUpTimeoutS * 1000,
-          backoff: config.rtoBackoff,
-          unverifiedRetries: config.unverifiedRetries,
-        },
-      },
-      opener,
-      metrics,
-      logger,
-      deps.clock ?? systemClock,
-      new UdpTransferSocketFactory(config.portRange, logger),
-    );
-    metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
 
     const endpoints: UdpListenEndpoint[] = [];
     let httpServer: http.Server | undefined;
+    let pool: WorkerPool | undefined;
+    let host: SessionHost;
     try {
-      for (const [id, addr] of config.listen.entries()) {
-        endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger));
+      if (config.workers > 1) {
+        // Worker threads serve UDP (SO_REUSEPORT); this thread keeps the cache, S3, HTTP and signals.
+        const source = configSource(config);
+        if (!source) throw new Error('--workers > 1 needs a configuration from loadConfig()');
+        pool = await WorkerPool.start({ config, source, cache, store, metrics, logger });
+        host = pool;
+      } else {
+        // One thread: today's path, no worker threads and no messages.
+        const opener = new RequestOpener(requestPolicy(config), cache, store, health);
+        const dispatcher = new Dispatcher(
+          dispatcherOptions(config),
+          opener,
+          metrics,
+          logger,
+          deps.clock ?? systemClock,
+          new UdpTransferSocketFactory(config.portRange, logger),
+        );
+        metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
+        host = dispatcher;
+        for (const [id, addr] of config.listen.entries()) {
+          endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger));
+        }
       }
       const gatewayRef: { current?: Gateway } = {};
       if (config.httpListen) {
-        httpServer = createMetricsServer(metrics.registry, {
-          live: () => endpoints.length > 0 && gatewayRef.current?.socketsBound === true,
+        const exposition = pool ? poolExposition(pool, metrics.registry) : metrics.registry;
+        httpServer = createMetricsServer(exposition, {
+          live: () => gatewayRef.current?.listening === true,
           ready: () => gatewayRef.current?.checkReady() ?? Promise.resolve({ ok: false, reason: 'starting' }),
         });
         await listenHttp(httpServer, config.httpListen.host, config.httpListen.port);
       }
-      const gateway = new Gateway(config, metrics, dispatcher, endpoints, httpServer, client, cache, health, embedded, logger);
+      const gateway = new Gateway(config, metrics, host, endpoints, pool, httpServer, client, cache, health, embedded, logger);
       gatewayRef.current = gateway;
       gateway.startReporters(deps);
       logger.info(
-        { udp: gateway.udpAddresses.map((a) => `${a.address}:${a.port}`), http: gateway.httpAddress, portMode: config.portMode },
+        {
+          udp: gateway.udpAddresses.map((a) => `${a.address}:${a.port}`),
+          http: gateway.httpAddress,
+          portMode: config.portMode,
+          workers: config.workers,
+        },
         'tftp-gateway listening',
       );
       return gateway;
     } catch (err) {
       for (const e of endpoints) e.udp.close();
+      await pool?.close();
       httpServer?.close();
       cache.close();
       client.destroy();
@@ -225,7 +218,26 @@ export class Gateway {
 
   /** Where the UDP sockets are bound (ports resolved when configured as 0). */
   get udpAddresses(): AddressInfo[] {
+    if (this.pool) return this.pool.addresses;
     return this.endpoints.map((e) => e.udp.socket.address());
+  }
+
+  /** UDP served: sockets bound (worker pool: at least one worker listening). */
+  get listening(): boolean {
+    if (!this.socketsBound) return false;
+    return this.pool ? this.pool.workersRunning > 0 : this.endpoints.length > 0;
+  }
+
+  /**
+   * A metric's samples as /metrics has them (summed over worker threads), e.g. for tests:
+   * `await gateway.metricValues('tftp_gateway_packets_received_total')`.
+   */
+  async metricValues(name: string): Promise<{ labels: Record<string, string | number>; value: number }[]> {
+    const registry = this.pool ? await this.pool.collect() : this.metrics.registry;
+    const metric = registry.getSingleMetric(name);
+    if (!metric) return [];
+    const got = await metric.get();
+    return got.values.map((v) => ({ labels: { ...v.labels } as Record<string, string | number>, value: v.value }));
   }
 
   get httpAddress(): string | undefined {
@@ -334,6 +346,7 @@ export class Gateway {
     // clients leave before the listening sockets close.
     await new Promise<void>((resolve) => setImmediate(resolve));
     await Promise.all(this.endpoints.map((e) => new Promise<void>((resolve) => e.udp.socket.close(() => resolve()))));
+    await this.pool?.close();
     this.socketsBound = false;
     this.emf?.stop();
     await this.protection?.close();
@@ -348,33 +361,12 @@ export class Gateway {
   }
 }
 
-/** A listening endpoint and the dgram socket behind it. */
-interface UdpListenEndpoint extends ListenEndpoint {
-  readonly udp: UdpSocket;
-}
-
-async function bindListenSocket(id: number, host: string, port: number, dispatcher: Dispatcher, logger: Logger): Promise<UdpListenEndpoint> {
-  const ipv6 = host.includes(':');
-  const socket = dgram.createSocket({ type: ipv6 ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind({ address: host, port, exclusive: true }, () => {
-      socket.off('error', reject);
-      resolve();
-    });
-  });
-  // Send failures (e.g. ENOBUFS under load) arrive here; at most one log line a second.
-  let lastErrorLog = 0;
-  socket.on('error', (err) => {
-    const now = Date.now();
-    if (now - lastErrorLog < 1000) return;
-    lastErrorLog = now;
-    logger.warn({ err: err.message }, 'UDP socket error');
-  });
-  const udp = new UdpSocket(socket);
-  const endpoint: UdpListenEndpoint = { socket: udp, udp, id };
-  socket.on('message', (msg, rinfo) => dispatcher.handleDatagram(endpoint, msg, rinfo));
-  return endpoint;
+/** /metrics of a worker pool: this thread's metrics and every worker's, summed, at each scrape. */
+function poolExposition(pool: WorkerPool, registry: Registry): Pick<Registry, 'metrics' | 'contentType'> {
+  return {
+    contentType: registry.contentType,
+    metrics: async () => (await pool.collect()).metrics(),
+  };
 }
 
 function listenHttp(server: http.Server, host: string, port: number): Promise<void> {

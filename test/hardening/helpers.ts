@@ -185,8 +185,9 @@ function unwrap(wire: number, near: number): number {
 
 /** The value of tftp_gateway_requests_refused_total{reason}. */
 export async function refused(gw: TestGateway, reason: string): Promise<number> {
-  const m = await gw.gateway.metrics.requestsRefused.get();
-  return m.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+  // Summed over worker threads (TFTPGW_TEST_WORKERS), as /metrics has it.
+  const m = await gw.gateway.metricValues('tftp_gateway_requests_refused_total');
+  return m.find((v) => v.labels.reason === reason)?.value ?? 0;
 }
 
 /** The 'request refused' log lines so far. */

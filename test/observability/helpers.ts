@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
 import { decodePacket, encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { Gateway, type GatewayDeps } from '../../src/server/gateway.js';
+import { testWorkers } from '../support/gateway.js';
 import type { TestS3 } from '../support/s3.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -286,7 +287,8 @@ export interface GatewayProcess {
 
 /** Spawns the real CLI (`node --import tsx src/cli.ts serve ...`) and waits until it listens. */
 export async function spawnGateway(args: readonly string[], env: Record<string, string>, startTimeoutMs = 20_000): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...args], {
+  const workers = args.includes('--workers') ? [] : ['--workers', testWorkers()];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...workers, ...args], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -372,6 +374,8 @@ export async function startGateway(
       '--cache-size', '64MiB',
       '--range-size', '1MiB',
       '--log-level', 'info',
+      // TFTPGW_TEST_WORKERS=2 runs the suites on worker threads; a test's own --workers wins.
+      '--workers', testWorkers(),
       ...flags,
     ],
     {},

@@ -3,6 +3,11 @@ import { loadConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/server/gateway.js';
 import type { TestS3 } from './s3.js';
 
+/** Worker threads for test gateways: TFTPGW_TEST_WORKERS (default 1, the single-threaded path). */
+export function testWorkers(): string {
+  return process.env.TFTPGW_TEST_WORKERS ?? '1';
+}
+
 export interface TestGateway {
   readonly gateway: Gateway;
   /** UDP port of the first listen address. */
@@ -30,6 +35,8 @@ export async function startTestGateway(s3: TestS3, bucket: string, flags: readon
       '--s3-checksum', 'when-required',
       '--cache-size', '256MiB',
       '--log-level', 'debug',
+      // TFTPGW_TEST_WORKERS=2 runs the suites on worker threads; a test's own --workers wins.
+      '--workers', testWorkers(),
       ...flags,
     ],
     {},

@@ -1,0 +1,125 @@
+/**
+ * A worker thread of the gateway (--workers N > 1): its own UDP sockets on the listen addresses
+ * (SO_REUSEPORT: the kernel keeps each client flow on one worker), its own dispatcher and
+ * sessions, and the main thread's block cache and S3 uploads through its MessagePort.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { loadConfig } from '../config/config.js';
+import { GatewayMetrics } from '../metrics/metrics.js';
+import { systemClock } from '../session/types.js';
+import { dispatcherOptions, requestPolicy } from './compose.js';
+import { Dispatcher } from './dispatcher.js';
+import { bindListenSocket, type UdpListenEndpoint } from './listen.js';
+import { RequestOpener } from './requests.js';
+import { UdpTransferSocketFactory } from './transport.js';
+import { MainLink, RemoteCache, RemoteStore } from './worker-client.js';
+import type { MainToWorker, WorkerInit } from './worker-protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('worker-main runs as a worker thread only');
+const init = workerData as WorkerInit;
+const link = new MainLink(port);
+
+/** Log lines go to the main thread in batches (one a tick), which writes them to its own destination. */
+let pendingLines: string[] = [];
+let flushScheduled = false;
+const flushLogs = (): void => {
+  flushScheduled = false;
+  if (pendingLines.length === 0) return;
+  const lines = pendingLines;
+  pendingLines = [];
+  link.post({ t: 'log', lines });
+};
+
+async function main(): Promise<void> {
+  const config = loadConfig(init.argv, init.env);
+  const logger = pino(
+    { level: config.logLevel, base: { service: 'tftp-gateway', worker: init.slot }, timestamp: pino.stdTimeFunctions.isoTime },
+    {
+      write(line: string) {
+        pendingLines.push(line.endsWith('\n') ? line.slice(0, -1) : line);
+        if (!flushScheduled) {
+          flushScheduled = true;
+          setImmediate(flushLogs);
+        }
+      },
+    },
+  );
+  const metrics = new GatewayMetrics({ defaultMetrics: false });
+  const cache = new RemoteCache(link, config.rangeSize, () => metrics.cacheHits.inc());
+  const store = new RemoteStore(link);
+  const opener = new RequestOpener(requestPolicy(config), cache, store);
+  const dispatcher = new Dispatcher(
+    dispatcherOptions(config),
+    opener,
+    metrics,
+    logger,
+    systemClock,
+    new UdpTransferSocketFactory(config.portRange, logger),
+  );
+  metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
+  dispatcher.peers = {
+    changed: (open, key) => link.post({ t: 'session', open, key }),
+    forward: (endpoint, msg, from) => {
+      link.post({ t: 'stray', endpoint, msg: new Uint8Array(msg), address: from.address, port: from.port });
+      return true;
+    },
+  };
+
+  const endpoints: UdpListenEndpoint[] = [];
+  const closeSockets = (): Promise<void> =>
+    Promise.all(endpoints.map((e) => new Promise<void>((resolve) => e.udp.socket.close(() => resolve())))).then(() => undefined);
+
+  port!.on('message', (message: MainToWorker) => {
+    if (link.answer(message) || cache.onMessage(message) || store.onMessage(message)) return;
+    switch (message.t) {
+      case 'foreign': {
+        const endpoint = endpoints[message.endpoint];
+        if (endpoint) dispatcher.handleDatagram(endpoint, Buffer.from(message.msg), { address: message.address, port: message.port }, true);
+        return;
+      }
+      case 'replaceClient':
+        dispatcher.replaceClient(message.key);
+        return;
+      case 'drain':
+        dispatcher.startDraining();
+        return;
+      case 'abortAll':
+        dispatcher.abortAll();
+        return;
+      case 'metrics':
+        metrics.registry.getMetricsAsJSON().then(
+          (value) => link.post({ t: 'reply', rid: message.rid, ok: true, value }),
+          (err: unknown) => link.post({ t: 'reply', rid: message.rid, ok: false, error: { code: 'STORAGE_ERROR', message: String(err) } }),
+        );
+        return;
+      case 'settle':
+        void dispatcher.settled().then(() => link.post({ t: 'reply', rid: message.rid, ok: true }));
+        return;
+      case 'close':
+        // Sessions are over by now (the main thread drained or aborted them): close and say so.
+        void closeSockets().then(() => {
+          cache.close();
+          flushLogs();
+          link.post({ t: 'reply', rid: message.rid, ok: true });
+          link.close();
+          port!.close();
+        });
+        return;
+      default:
+        return;
+    }
+  });
+
+  for (const [id, addr] of init.listen.entries()) {
+    endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger, true));
+  }
+  link.post({ t: 'ready', addresses: endpoints.map((e) => e.udp.socket.address()) });
+}
+
+main().catch((err: unknown) => {
+  flushLogs();
+  link.post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err) });
+  port.close();
+});
