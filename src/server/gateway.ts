@@ -61,7 +61,8 @@ export class Gateway {
     /** The sessions: this thread's dispatcher, or the worker pool (--workers > 1). */
     readonly dispatcher: SessionHost,
     private readonly endpoints: readonly UdpListenEndpoint[],
-    private readonly pool: WorkerPool | undefined,
+    /** The worker threads (--workers > 1), else undefined. */
+    readonly workers: WorkerPool | undefined,
     private readonly httpServer: http.Server | undefined,
     private readonly client: S3Client,
     private readonly cache: BlockCache,
@@ -218,14 +219,14 @@ export class Gateway {
 
   /** Where the UDP sockets are bound (ports resolved when configured as 0). */
   get udpAddresses(): AddressInfo[] {
-    if (this.pool) return this.pool.addresses;
+    if (this.workers) return this.workers.addresses;
     return this.endpoints.map((e) => e.udp.socket.address());
   }
 
   /** UDP served: sockets bound (worker pool: at least one worker listening). */
   get listening(): boolean {
     if (!this.socketsBound) return false;
-    return this.pool ? this.pool.workersRunning > 0 : this.endpoints.length > 0;
+    return this.workers ? this.workers.workersRunning > 0 : this.endpoints.length > 0;
   }
 
   /**
@@ -233,7 +234,7 @@ export class Gateway {
    * `await gateway.metricValues('tftp_gateway_packets_received_total')`.
    */
   async metricValues(name: string): Promise<{ labels: Record<string, string | number>; value: number }[]> {
-    const registry = this.pool ? await this.pool.collect() : this.metrics.registry;
+    const registry = this.workers ? await this.workers.collect() : this.metrics.registry;
     const metric = registry.getSingleMetric(name);
     if (!metric) return [];
     const got = await metric.get();
@@ -346,7 +347,7 @@ export class Gateway {
     // clients leave before the listening sockets close.
     await new Promise<void>((resolve) => setImmediate(resolve));
     await Promise.all(this.endpoints.map((e) => new Promise<void>((resolve) => e.udp.socket.close(() => resolve()))));
-    await this.pool?.close();
+    await this.workers?.close();
     this.socketsBound = false;
     this.emf?.stop();
     await this.protection?.close();

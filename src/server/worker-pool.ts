@@ -111,6 +111,7 @@ export class WorkerPool implements SessionHost {
   /** Counters and histograms of workers that died, so sums never go backwards. */
   private retired: MetricsJson[] = [];
   private readonly restarts: Counter;
+  private readonly handoffs: Counter;
 
   private constructor(private readonly deps: WorkerPoolDeps) {
     this.restarts = new Counter({
@@ -119,6 +120,12 @@ export class WorkerPool implements SessionHost {
       registers: [deps.metrics.registry],
     });
     this.restarts.inc(0);
+    this.handoffs = new Counter({
+      name: 'tftp_gateway_worker_handoffs_total',
+      help: "Datagrams a worker received for a session another worker has (the kernel moved the client's flow when a worker was replaced), handed to that worker",
+      registers: [deps.metrics.registry],
+    });
+    this.handoffs.inc(0);
   }
 
   static async start(deps: WorkerPoolDeps): Promise<WorkerPool> {
@@ -194,6 +201,17 @@ export class WorkerPool implements SessionHost {
     );
     const all = [own, ...workers.filter((w): w is MetricsJson => w !== undefined), ...this.retired];
     return AggregatorRegistry.aggregate(all);
+  }
+
+  /**
+   * Ends worker `n` (1..N) as a crash would: its transfers end, its uploads are aborted, a
+   * replacement starts. For tests and for an operator's last resort; resolves once it has exited.
+   */
+  async kill(n: number): Promise<void> {
+    const slot = this.slots[n - 1];
+    if (!slot?.alive) throw new Error(`no running worker ${n}`);
+    await slot.worker.terminate();
+    await slot.exited;
   }
 
   /** Stops every worker (after the drain): sockets closed, log lines written out. */
@@ -336,6 +354,7 @@ export class WorkerPool implements SessionHost {
       case 'stray': {
         const owner = this.directory.get(`${m.endpoint}|${m.address}|${m.port}`);
         const to = owner && owner !== slot && owner.alive ? owner : slot;
+        if (to !== slot) this.handoffs.inc();
         to.post({ t: 'foreign', endpoint: m.endpoint, msg: m.msg, address: m.address, port: m.port });
         return;
       }
