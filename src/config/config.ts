@@ -77,6 +77,8 @@ export interface GatewayConfig {
   readonly cacheSize: number;
   readonly rangeSize: number;
   readonly readAhead: number;
+  /** Ranged GETs per cache range at most (parts of at least 2 MiB). */
+  readonly rangeStreams: number;
   readonly metadataTtlMs: number;
   /** Seconds past the metadata TTL a cached object is still served while S3 fails (0: off). */
   readonly staleIfErrorS: number;
@@ -172,6 +174,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'cache-size', kind: 'size', help: 'bytes of object data the read cache may hold (default: a quarter of memory, at most 4 GiB)' },
   { flag: 'range-size', kind: 'size', default: '8MiB', min: 64 * 1024, max: 1024 * MiB, help: 'size of the aligned ranges read from S3' },
   { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer' },
+  { flag: 'range-streams', kind: 'int', default: '4', min: 1, max: 16, help: 'ranged GETs reading one range at once (parts of at least 2 MiB), so a cold transfer is not held to one S3 stream' },
   { flag: 'metadata-ttl-ms', kind: 'int', default: '5000', min: 0, max: 3600000, help: 'how long a HeadObject answer is reused' },
   { flag: 'stale-if-error', kind: 'int', default: '3600', min: 0, max: 604800, help: 'seconds past --metadata-ttl-ms a cached object is still served (same version) while S3 fails with 5xx, throttling, timeouts or connection errors (0: off)' },
   { flag: 'upload-part-size', kind: 'size', default: '8MiB', min: 5 * MiB, max: 5 * 1024 * MiB, help: 'multipart upload part size' },
@@ -481,6 +484,7 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
     cacheSize,
     rangeSize,
     readAhead: get<number>('read-ahead'),
+    rangeStreams: get<number>('range-streams'),
     metadataTtlMs: get<number>('metadata-ttl-ms'),
     staleIfErrorS: get<number>('stale-if-error'),
     uploadPartSize: get<number>('upload-part-size'),

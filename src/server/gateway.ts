@@ -10,6 +10,7 @@ import { TaskProtection } from '../metrics/task-protection.js';
 import { systemClock, type Clock } from '../session/types.js';
 import { BlockCache } from '../storage/block-cache.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
+import { ParallelRangeReader } from '../storage/parallel-range.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { CallDeadline } from '../storage/deadline.js';
 import { outageCause } from '../storage/s3-errors.js';
@@ -38,6 +39,9 @@ export interface GatewayDeps {
   /** CloudWatch EMF interval override in ms (tests); default --cloudwatch-emf-interval. */
   readonly emfIntervalMs?: number;
 }
+
+/** Smallest part a range is split into for parallel GETs. */
+const RANGE_PART_MIN = 2 * 1024 * 1024;
 
 /** How long a readiness answer (HeadBucket) is reused. */
 const READY_CACHE_MS = 10_000;
@@ -127,7 +131,9 @@ export class Gateway {
       retryBudgetMs: config.s3RetryBudgetMs,
       onBytesFetched: (n) => metrics.s3BytesFetched.inc(n),
     });
-    const cache = new BlockCache(store, {
+    // A range is read with up to --range-streams GETs at once (parts of at least 2 MiB).
+    const reader = config.rangeStreams > 1 ? new ParallelRangeReader(store, { streams: config.rangeStreams, minPartBytes: RANGE_PART_MIN }) : store;
+    const cache = new BlockCache(reader, {
       maxBytes: config.cacheSize,
       rangeSize: config.rangeSize,
       metadataTtlMs: config.metadataTtlMs,
