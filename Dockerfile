@@ -1,13 +1,16 @@
 # syntax=docker/dockerfile:1
 # TFTP gateway image. Multi-arch: docker buildx build --platform linux/arm64,linux/amd64 .
 # Node.js 26 is the active LTS line (2026-10 to 2027-10); bump NODE_IMAGE with the next LTS.
-ARG NODE_IMAGE=node:26-trixie-slim
+# Pinned to the release npm start/test/bench run on (tools/node-runtime, node_modules/.bin/node):
+# test/infra/runtime.test.ts keeps the two equal.
+ARG NODE_IMAGE=node:26.10.0-trixie-slim
 
 # ---- build: all dependencies, TypeScript compiled once on the build machine's own platform
 FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# --omit=optional: the dev-only node binary (tools/node-runtime) is not needed here, the image has one.
+RUN npm ci --ignore-scripts --omit=optional --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
