@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry, Counter, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
@@ -78,6 +79,25 @@ class Slot {
   }
 }
 
+/** Binds and closes a plain (no SO_REUSEPORT) socket: throws EADDRINUSE if anyone has the port. */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind({ address: host, port, exclusive: true }, () => resolve());
+    });
+  } finally {
+    await new Promise<void>((resolve) => {
+      try {
+        socket.close(() => resolve());
+      } catch {
+        resolve();
+      }
+    });
+  }
+}
+
 function wire(err: unknown): WireFailure {
   if (err instanceof TransferError) return { code: err.code, message: err.message };
   return { code: 'STORAGE_ERROR', message: err instanceof Error ? err.message : String(err) };
@@ -133,6 +153,9 @@ export class WorkerPool implements SessionHost {
     const n = deps.config.workers;
     for (let i = 1; i <= n; i++) pool.slots.push(new Slot(i));
     try {
+      // SO_REUSEPORT would let this process join another one's socket group on the same port (same
+      // user) and split its traffic: a port in use must fail the start as it does without workers.
+      await Promise.all(deps.config.listen.filter((a) => a.port !== 0).map((a) => assertPortFree(a.host, a.port)));
       // The first worker resolves any port 0; the others bind the same ports.
       pool.listen = deps.config.listen.map((a) => ({ host: a.host, port: a.port }));
       pool.addressList = await pool.spawn(pool.slots[0]!);

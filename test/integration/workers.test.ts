@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { slowGet, controlledPut, until, wait } from '../observability/helpers.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -186,6 +187,17 @@ describe('worker threads', () => {
       assert.ok(gw.logs.filter((l) => l.msg === 'transfer started').every((l) => typeof l.serverPort === 'number' && l.serverPort !== gw.port));
     } finally {
       await gw.stop();
+    }
+  });
+
+  test('a port another socket has is refused at start, as without workers (SO_REUSEPORT does not join it)', async () => {
+    const other = dgram.createSocket({ type: 'udp4', reusePort: true });
+    await new Promise<void>((resolve) => other.bind({ port: 0, address: '127.0.0.1' }, resolve));
+    try {
+      const port = other.address().port;
+      await assert.rejects(startTestGateway(s3, bucket, ['--workers', '2', '--listen', `127.0.0.1:${port}`]), /EADDRINUSE/);
+    } finally {
+      other.close();
     }
   });
 
