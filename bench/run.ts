@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms 50,200]
+ * npm run bench [-- --quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms 50,200] [--workers N]
  *
  * Starts, on loopback, an S3-compatible store (Ceph RGW by default) with an optional delaying
  * proxy, the gateway, Debian's tftpd-hpa (and atftpd for windowed cases) serving the same file
@@ -18,7 +18,7 @@ process.env.AWS_EC2_METADATA_DISABLED = 'true';
 
 function usage(): never {
   process.stderr.write(
-    'usage: npm run bench -- [--quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms N,N] [--size MiB] [--cache-size MiB] [--latency-ms N] [--repeats N]\n',
+    'usage: npm run bench -- [--quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms N,N] [--size MiB] [--cache-size MiB] [--latency-ms N] [--repeats N] [--workers N]\n',
   );
   process.exit(2);
 }
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     if (v === undefined || v.startsWith('--')) usage();
     return v;
   };
-  for (const a of args) if (a.startsWith('--') && !['--quick', '--no-atftpd', '--s3', '--out', '--storms', '--size', '--cache-size', '--latency-ms', '--repeats', '--tsx'].includes(a)) usage();
+  for (const a of args) if (a.startsWith('--') && !['--quick', '--no-atftpd', '--s3', '--out', '--storms', '--size', '--cache-size', '--latency-ms', '--repeats', '--tsx', '--workers'].includes(a)) usage();
   const base = quick ? QUICK : FULL;
   const s3Text = value('--s3') ?? 'rgw';
   if (s3Text !== 'rgw' && s3Text !== 's3rver' && s3Text !== 'env') usage();
@@ -55,6 +55,8 @@ async function main(): Promise<void> {
     ...(storms ? { storms } : {}),
     ...(num('--latency-ms') !== undefined ? { latencyMs: num('--latency-ms')! } : {}),
     ...(num('--repeats') !== undefined ? { repeats: Math.max(1, num('--repeats')!) } : {}),
+    // The storms' gateway --workers (default: the gateway's own default, the CPUs it may use).
+    ...(num('--workers') !== undefined ? { stormWorkers: Math.max(1, Math.floor(num('--workers')!)) } : {}),
     atftpd: !args.includes('--no-atftpd'),
     s3,
     entry: args.includes('--tsx') ? 'tsx' : 'dist',

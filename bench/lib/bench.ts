@@ -56,6 +56,8 @@ export interface BenchOptions {
   /** Boot storms: numbers of concurrent clients, cold cache. */
   readonly storms: readonly number[];
   readonly stormBlksize: number;
+  /** Gateway --workers for the storms (undefined: its default, the CPUs it may use). */
+  readonly stormWorkers?: number;
   /** Clients used in turn by the storm's clients. */
   readonly stormClients: readonly ClientName[];
   /** Added S3 first-byte latency for the cold case, ms. */
@@ -216,26 +218,45 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     }
     await stop(gateway);
 
-    log(`2. boot storms, cold cache, blksize ${opts.stormBlksize}, clients ${opts.stormClients.join('/')}`);
+    // Storms use every core: the gateway unpinned with its default worker count (or stormWorkers),
+    // and a tftpd-hpa of its own, unpinned too (a process per client), so both may use the machine.
+    log(`2. boot storms, cold cache, blksize ${opts.stormBlksize}, clients ${opts.stormClients.join('/')}, servers on every core`);
     const storms: StormSummary[] = [];
     let peakRssBytes: number | undefined;
+    const stormHpa = await startTftpdHpa(filesDir);
+    servers.push(stormHpa);
+    const spent = (before: number | undefined, after: number | undefined): { cpuSeconds?: number } =>
+      before !== undefined && after !== undefined ? { cpuSeconds: after - before } : {};
     for (const n of opts.storms) {
-      gateway = await startGateway(gatewayOpts(s3.endpoint));
+      gateway = await startGateway({
+        ...gatewayOpts(s3.endpoint),
+        core: undefined,
+        ...(opts.stormWorkers !== undefined ? { extraFlags: ['--workers', String(opts.stormWorkers)] } : {}),
+      });
       servers.push(gateway);
       const before = await gateway.s3BytesFetched();
+      const cpuBefore = gateway.process.cpuSeconds();
       const g = await storm(gateway.port, n, opts, image, clientCore);
       const fetched = (await gateway.s3BytesFetched()) - before;
+      const cpu = spent(cpuBefore, gateway.process.cpuSeconds());
       const rss = gateway.process.peakRss();
       if (n === Math.max(...opts.storms)) peakRssBytes = rss;
+      const workers = gateway.workers;
       await stop(gateway);
-      const gs = summarizeStorm('gateway', image.length, g.wall, g.clients, fetched);
+      const gs = summarizeStorm('gateway', image.length, g.wall, g.clients, fetched, { ...cpu, workers });
       storms.push(gs);
-      log(`  gateway   ${n} clients: ${fmt(gs.aggregateMbps)} MB/s aggregate, slowest ${fmt(gs.slowestSeconds, 2)} s, ${gs.failures} failed, S3 ${fmt(gs.s3FetchRatio, 3)}× image, peak RSS ${fmt((rss ?? 0) / MiB, 0)} MiB`);
-      const h = await storm(hpa.port, n, opts, image, clientCore);
-      const hs = summarizeStorm('tftpd-hpa', image.length, h.wall, h.clients);
+      log(
+        `  gateway   ${n} clients, ${workers} workers: ${fmt(gs.aggregateMbps)} MB/s aggregate, slowest ${fmt(gs.slowestSeconds, 2)} s, ${gs.failures} failed, S3 ${fmt(gs.s3FetchRatio, 3)}× image, ${fmt(gs.cpuSecondsPerGB, 2)} CPU-s/GB, peak RSS ${fmt((rss ?? 0) / MiB, 0)} MiB`,
+      );
+      const hpaCpuBefore = stormHpa.process.cpuSeconds();
+      const h = await storm(stormHpa.port, n, opts, image, clientCore);
+      // tftpd-hpa reaps its per-transfer children as they exit: a moment for the last ones.
+      await new Promise((r) => setTimeout(r, 200));
+      const hs = summarizeStorm('tftpd-hpa', image.length, h.wall, h.clients, undefined, spent(hpaCpuBefore, stormHpa.process.cpuSeconds()));
       storms.push(hs);
-      log(`  tftpd-hpa ${n} clients: ${fmt(hs.aggregateMbps)} MB/s aggregate, slowest ${fmt(hs.slowestSeconds, 2)} s, ${hs.failures} failed`);
+      log(`  tftpd-hpa ${n} clients: ${fmt(hs.aggregateMbps)} MB/s aggregate, slowest ${fmt(hs.slowestSeconds, 2)} s, ${hs.failures} failed, ${fmt(hs.cpuSecondsPerGB, 2)} CPU-s/GB`);
     }
+    await stop(stormHpa);
 
     log(`3. cold single transfer with ${opts.latencyMs} ms added S3 first-byte latency vs warm`);
     const cold: ColdResult[] = [];
@@ -341,6 +362,16 @@ export function buildRows(inp: RowInputs): Row[] {
     rows.push({ case: `storm ${n}: slowest client`, gateway: `${fmt(g.slowestSeconds, 2)} s`, reference: h ? `${fmt(h.slowestSeconds, 2)} s` : '—', ratio: ratio(g.slowestSeconds, h?.slowestSeconds), target: '(lower is better)', met: undefined });
     rows.push({ case: `storm ${n}: failed transfers`, gateway: String(g.failures), reference: h ? String(h.failures) : '—', ratio: undefined, target: '0', met: g.failures === 0 });
     rows.push({ case: `storm ${n}: S3 bytes ÷ image`, gateway: fmt(g.s3FetchRatio, 3), reference: '—', ratio: g.s3FetchRatio, target: '≤ 1.05', met: g.s3FetchRatio === undefined ? undefined : g.s3FetchRatio <= 1.05 });
+    if (g.cpuSecondsPerGB !== undefined) {
+      rows.push({
+        case: `storm ${n}: server CPU-s per GB${g.workers !== undefined ? ` (${g.workers} workers)` : ''} vs tftpd-hpa`,
+        gateway: fmt(g.cpuSecondsPerGB, 2),
+        reference: h?.cpuSecondsPerGB !== undefined ? fmt(h.cpuSecondsPerGB, 2) : '—',
+        ratio: ratio(g.cpuSecondsPerGB, h?.cpuSecondsPerGB),
+        target: '(lower is better)',
+        met: undefined,
+      });
+    }
   }
   for (const c of inp.cold) {
     const q = ratio(speed(c.cold), speed(c.warm));

@@ -96,6 +96,14 @@ export class ManagedProcess {
     });
   }
 
+  /**
+   * CPU seconds used so far by the process (every thread) and its children it has reaped
+   * (tftpd-hpa forks one per transfer): utime + stime + cutime + cstime of /proc/PID/stat.
+   */
+  cpuSeconds(): number | undefined {
+    return readCpuSeconds(this.pid);
+  }
+
   /** Peak resident set size in bytes (VmHWM), while the process runs. */
   peakRss(): number | undefined {
     return readStatusKb(this.pid, 'VmHWM');
@@ -123,6 +131,23 @@ export class ManagedProcess {
 
   static killAllSync(): void {
     for (const p of ManagedProcess.live) p.child.kill('SIGKILL');
+  }
+}
+
+/** Clock ticks per second of /proc/PID/stat (USER_HZ: 100 on Linux for every architecture we run on). */
+const CLOCK_TICKS = 100;
+
+export function readCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime are fields 14-17, i.e. 11-14 after the name and state.
+    const ticks = [11, 12, 13, 14].reduce((n, i) => n + Number(fields[i]), 0);
+    return Number.isFinite(ticks) ? ticks / CLOCK_TICKS : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -64,6 +64,12 @@ export interface StormSummary {
   readonly s3BytesFetched?: number;
   /** s3BytesFetched ÷ image size (gateway only; the target is ≤ 1.05). */
   readonly s3FetchRatio?: number;
+  /** Server CPU seconds (all threads, and reaped children) during the storm. */
+  readonly cpuSeconds?: number;
+  /** cpuSeconds per GB (1e9 bytes) delivered correctly. */
+  readonly cpuSecondsPerGB?: number;
+  /** Gateway worker threads (its default: the CPUs it may use). */
+  readonly workers?: number;
   readonly perClient: readonly StormClient[];
 }
 
@@ -73,6 +79,7 @@ export function summarizeStorm(
   wallSeconds: number,
   perClient: readonly StormClient[],
   s3BytesFetched?: number,
+  extra: { cpuSeconds?: number; workers?: number } = {},
 ): StormSummary {
   const ok = perClient.filter((c) => c.ok);
   const times = perClient.map((c) => c.finishedAt).sort((a, b) => a - b);
@@ -87,8 +94,15 @@ export function summarizeStorm(
     medianSeconds: median,
     failures: perClient.length - ok.length,
     ...(s3BytesFetched !== undefined ? { s3BytesFetched, s3FetchRatio: s3FetchRatio(s3BytesFetched, imageBytes) } : {}),
+    ...(extra.cpuSeconds !== undefined ? { cpuSeconds: extra.cpuSeconds, cpuSecondsPerGB: cpuSecondsPerGB(extra.cpuSeconds, ok.length * imageBytes) } : {}),
+    ...(extra.workers !== undefined ? { workers: extra.workers } : {}),
     perClient,
   };
+}
+
+/** CPU seconds per GB (1e9 bytes) delivered; undefined when nothing was delivered. */
+export function cpuSecondsPerGB(cpuSeconds: number, bytesDelivered: number): number | undefined {
+  return bytesDelivered > 0 ? cpuSeconds / (bytesDelivered / 1e9) : undefined;
 }
 
 /** S3 bytes fetched per byte of the image (1.0 = every byte read from S3 exactly once). */

@@ -117,6 +117,8 @@ export interface TftpServer {
 
 export interface GatewayServer extends TftpServer {
   readonly httpPort: number;
+  /** Worker threads it runs (from its 'listening' line). */
+  readonly workers: number;
   /** tftp_gateway_s3_bytes_fetched_total right now. */
   s3BytesFetched(): Promise<number>;
   metricsText(): Promise<string>;
@@ -163,6 +165,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     '--log-level', 'info',
     ...(opts.extraFlags ?? []),
   ]);
+  let listening = '';
   const proc = new ManagedProcess('gateway', argv, {
     cwd: REPO,
     env: {
@@ -175,7 +178,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     },
   });
   try {
-    await proc.waitForLine(/tftp-gateway listening/, 30_000);
+    listening = await proc.waitForLine(/tftp-gateway listening/, 30_000);
     await waitForTftp(port, 10_000);
   } catch (err) {
     await proc.stop();
@@ -189,6 +192,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     name: 'gateway',
     port,
     httpPort,
+    workers: Number(/"workers":(\d+)/.exec(listening)?.[1] ?? 1),
     process: proc,
     metricsText,
     s3BytesFetched: async () => promValue(await metricsText(), 'tftp_gateway_s3_bytes_fetched_total') ?? 0,

@@ -53,6 +53,9 @@ describe('benchmark arithmetic', () => {
     assert.equal(s.slowestSeconds, 4);
     assert.equal(s.failures, 1);
     assert.equal(s.s3FetchRatio, 1.05);
+    const c = summarizeStorm('gateway', 1e9, 4, clients, 1e9, { cpuSeconds: 3, workers: 2 });
+    assert.equal(c.workers, 2);
+    assert.equal(c.cpuSecondsPerGB, 3 / ((clients.filter((x) => x.ok).length * 1e9) / 1e9), 'CPU seconds per GB delivered correctly');
     assert.equal(summarizeStorm('tftpd-hpa', 10e6, 4, clients).s3FetchRatio, undefined);
   });
 
@@ -147,6 +150,11 @@ describe('benchmark, tiny run', () => {
     // Cold cache, four clients at once: one S3 read of the image.
     assert.equal(gatewayStorm.s3BytesFetched, 300 * 1024 + 17);
     assert.equal(gatewayStorm.s3FetchRatio, 1);
+    // The storm runs the gateway with its default worker count, and both servers' CPU is measured.
+    assert.ok(gatewayStorm.workers !== undefined && gatewayStorm.workers >= 1);
+    assert.ok(gatewayStorm.cpuSecondsPerGB !== undefined && gatewayStorm.cpuSecondsPerGB > 0, 'gateway CPU-s per GB');
+    assert.ok(hpaStorm.cpuSecondsPerGB !== undefined, 'tftpd-hpa CPU-s per GB');
+    assert.ok(results.rows.some((r) => r.case.startsWith('storm 4: server CPU-s per GB')));
     assert.ok(results.cold[0]!.cold.ok && results.cold[0]!.warm.ok);
     assert.equal(results.cold[0]!.s3BytesFetched, 300 * 1024 + 17);
     assert.ok(results.peakRssBytes !== undefined && results.peakRssBytes > 10 * MiB);
