@@ -23,14 +23,28 @@ export type Admission = 'ok' | 'rate-limited';
 export const UNSOLICITED_ERRORS_PER_SECOND = 20;
 export const UNSOLICITED_ERRORS_BURST = 40;
 
+/** What the dispatcher asks of its limits (ClientLimits; SharedClientLimits across worker threads). */
+export interface ClientLimiter {
+  spendUnverified(client: string, bytes: number): boolean;
+  shouldAnswerUnsolicited(address: string): boolean;
+  admit(client: string): Admission;
+  shouldAnswerRefusal(client: string): boolean;
+  atSessionCap(client: string): boolean;
+  sessionOpened(client: string): void;
+  sessionClosed(client: string): void;
+  /** Sessions counted by sessionOpened/sessionClosed (all threads' for the shared limits). */
+  readonly totalSessions: number;
+}
+
 /**
  * Per-client limits the dispatcher asks before opening a session: a request rate (token bucket)
  * and a cap on concurrent sessions. Clients are keyed by canonical address (one NAT'd site is one
  * client: size the limits for it). Refusals for the rate limit are answered at most once a second
  * per client, so a flood of requests (possibly spoofed) is not turned into a flood of replies.
  */
-export class ClientLimits {
+export class ClientLimits implements ClientLimiter {
   private readonly sessions = new Map<string, number>();
+  private total = 0;
   private readonly requests: TokenBuckets | undefined;
   private readonly replies: TokenBuckets;
   private readonly unsolicited: TokenBuckets;
@@ -85,11 +99,17 @@ export class ClientLimits {
     return cap > 0 && (this.sessions.get(client) ?? 0) >= cap;
   }
 
+  get totalSessions(): number {
+    return this.total;
+  }
+
   sessionOpened(client: string): void {
+    this.total++;
     this.sessions.set(client, (this.sessions.get(client) ?? 0) + 1);
   }
 
   sessionClosed(client: string): void {
+    if (this.total > 0) this.total--;
     const n = (this.sessions.get(client) ?? 0) - 1;
     if (n > 0) this.sessions.set(client, n);
     else this.sessions.delete(client);

@@ -7,7 +7,7 @@ import { WriteSession } from '../session/write-session.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { PolicyRefusal } from '../policy/access-policy.js';
 import { canonicalClientAddress } from '../policy/cidr.js';
-import { ClientLimits } from '../policy/limits.js';
+import { ClientLimits, type ClientLimiter } from '../policy/limits.js';
 import { sanitize, sanitizeOptions, type Logger } from './logger.js';
 import type { PreparedTransfer } from './requests.js';
 import { TransferChannel, type ChannelCounters } from './channel.js';
@@ -33,6 +33,11 @@ export interface DispatcherOptions {
   /** Bytes per second one address's unverified peers may be sent in all (0: no cap). */
   readonly unverifiedBytesPerSecond?: number;
   readonly retransmit: RetransmitPolicy;
+  /**
+   * Limits shared with other threads (worker pool: SharedClientLimits, so per-client limits and
+   * --max-sessions hold for the process); default: this dispatcher's own ClientLimits.
+   */
+  readonly clientLimits?: ClientLimiter;
 }
 
 /** A bound UDP socket the gateway listens on. */
@@ -117,7 +122,7 @@ export class Dispatcher {
   /** Worker pool: the process-wide session directory (undefined in single-threaded mode). */
   peers: PeerDirectory | undefined;
   /** Per-client request rate and session cap. */
-  private readonly limits: ClientLimits;
+  private readonly limits: ClientLimiter;
   /** The stall sweep's timer; armed only while the table has entries. */
   private stallTimer: ReturnType<Clock['setTimeout']> | undefined;
   private readonly counters: ChannelCounters;
@@ -130,7 +135,7 @@ export class Dispatcher {
     private readonly clock: Clock,
     private readonly transferSockets?: TransferSocketFactory,
   ) {
-    this.limits = new ClientLimits({
+    this.limits = options.clientLimits ?? new ClientLimits({
       maxSessionsPerClient: options.maxSessionsPerClient ?? 0,
       ratePerSecond: options.rateLimit ?? 0,
       burst: options.rateBurst ?? 20,
@@ -300,7 +305,7 @@ export class Dispatcher {
       this.refuseRequest(endpoint.socket, from, operation, request, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
       return;
     }
-    if (this.sessions.size >= this.options.maxSessions) {
+    if (this.sessions.size >= this.options.maxSessions || this.limits.totalSessions >= this.options.maxSessions) {
       this.refuseRequest(endpoint.socket, from, operation, request, 'busy', new TransferError('BUSY', 'session limit reached'));
       return;
     }

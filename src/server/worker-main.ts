@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { loadConfig } from '../config/config.js';
+import { SharedClientLimits } from '../policy/shared-limits.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
 import { systemClock } from '../session/types.js';
 import { dispatcherOptions, requestPolicy } from './compose.js';
@@ -50,8 +51,15 @@ async function main(): Promise<void> {
   const cache = new RemoteCache(link, config.rangeSize, () => metrics.cacheHits.inc());
   const store = new RemoteStore(link);
   const opener = new RequestOpener(requestPolicy(config), cache, store);
+  // Per-client limits and --max-sessions hold for the process, not per worker.
+  const clientLimits = new SharedClientLimits(init.limits, {
+    maxSessionsPerClient: config.maxSessionsPerClient,
+    ratePerSecond: config.rateLimit,
+    burst: config.rateBurst,
+    unverifiedBytesPerSecond: config.unverifiedBytesPerSecond,
+  });
   const dispatcher = new Dispatcher(
-    dispatcherOptions(config),
+    { ...dispatcherOptions(config), clientLimits },
     opener,
     metrics,
     logger,

@@ -4,6 +4,8 @@ import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry, Counter, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { ConfigSource, GatewayConfig } from '../config/config.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import { canonicalClientAddress } from '../policy/cidr.js';
+import { createSharedLimitMemory, SharedClientLimits } from '../policy/shared-limits.js';
 import { TransferError } from '../session/errors.js';
 import type { UploadSink } from '../session/types.js';
 import type { BlockCache, RangeEntry } from '../storage/block-cache.js';
@@ -132,8 +134,18 @@ export class WorkerPool implements SessionHost {
   private retired: MetricsJson[] = [];
   private readonly restarts: Counter;
   private readonly handoffs: Counter;
+  /** The client limits every worker shares (this thread releases a dead worker's sessions in them). */
+  private readonly limitMemory = createSharedLimitMemory();
+  private readonly limits: SharedClientLimits;
 
   private constructor(private readonly deps: WorkerPoolDeps) {
+    const c = deps.config;
+    this.limits = new SharedClientLimits(this.limitMemory, {
+      maxSessionsPerClient: c.maxSessionsPerClient,
+      ratePerSecond: c.rateLimit,
+      burst: c.rateBurst,
+      unverifiedBytesPerSecond: c.unverifiedBytesPerSecond,
+    });
     this.restarts = new Counter({
       name: 'tftp_gateway_worker_restarts_total',
       help: 'Worker threads that exited unexpectedly and were replaced (their transfers ended)',
@@ -253,7 +265,7 @@ export class WorkerPool implements SessionHost {
 
   /** Starts the worker of `slot`; resolves with its bound addresses once it listens. */
   private spawn(slot: Slot): Promise<AddressInfo[]> {
-    const init: WorkerInit = { slot: slot.n, argv: this.deps.source.argv, env: this.deps.source.env, listen: this.listen };
+    const init: WorkerInit = { slot: slot.n, argv: this.deps.source.argv, env: this.deps.source.env, listen: this.listen, limits: this.limitMemory };
     const worker = new Worker(workerEntry(), { workerData: init, name: `tftp-gateway worker ${slot.n}` });
     slot.worker = worker;
     slot.alive = true;
@@ -319,7 +331,12 @@ export class WorkerPool implements SessionHost {
     slot.holds.clear();
     for (const sink of slot.uploads.values()) this.trackAbort(sink.abort(`worker ${slot.n} exited`));
     slot.uploads.clear();
-    for (const key of slot.sessions) if (this.directory.get(key) === slot) this.directory.delete(key);
+    for (const key of slot.sessions) {
+      if (this.directory.get(key) === slot) this.directory.delete(key);
+      // Its sessions no longer count against their clients' caps or --max-sessions.
+      const address = key.split('|')[1];
+      if (address !== undefined) this.limits.sessionClosed(canonicalClientAddress(address));
+    }
     slot.sessions.clear();
     if (slot.lastMetrics) this.retired.push(slot.lastMetrics.filter((m) => String(m.type) !== 'gauge'));
     slot.lastMetrics = undefined;

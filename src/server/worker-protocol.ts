@@ -17,6 +17,8 @@ export interface WorkerInit {
   readonly env: Readonly<Record<string, string>>;
   /** Listen addresses with ports resolved (port 0 becomes the port the first worker got). */
   readonly listen: readonly { readonly host: string; readonly port: number }[];
+  /** The process-wide client limits (SharedClientLimits). */
+  readonly limits: { readonly ints: SharedArrayBuffer; readonly floats: SharedArrayBuffer };
 }
 
 /** A TransferError as it crosses threads. */
