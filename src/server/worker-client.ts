@@ -242,8 +242,12 @@ function rangeKey(key: string, info: ObjectInfo, index: number): string {
 
 /** Bytes gathered before they go to the main thread's upload (one message per batch). */
 const UPLOAD_BATCH = 1024 * 1024;
-/** Batches the main thread has not yet taken: beyond this a write holds the ACK (backpressure). */
-const UPLOAD_WINDOW = 2;
+/**
+ * Batches the main thread has not yet taken: at this many a write holds the ACK (backpressure). One:
+ * the ACK of the block that completes a batch waits until the main thread's upload took it, so an
+ * acknowledged byte is in the upload as in the single-threaded mode (to within one batch).
+ */
+const UPLOAD_WINDOW = 1;
 
 /**
  * Uploads run in the main thread (one S3 client and pool for the process, and an upload whose
