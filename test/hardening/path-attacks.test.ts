@@ -4,7 +4,8 @@ import { encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { S3FaultProxy } from '../support/s3-fault-proxy.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
-import { get, Peer, refusalLogs } from './helpers.js';
+import { until } from '../observability/helpers.js';
+import { get, Peer, refusalLogs, wait } from './helpers.js';
 
 /** Names that try to leave the served tree (or smuggle bytes); every one must be refused. */
 const ATTACKS: readonly string[] = [
@@ -95,6 +96,10 @@ describe('path attacks', () => {
       requests++;
       assert.equal(nulAnswer?.packet.opcode, Opcode.ERROR);
 
+      // Log lines are written asynchronously (worker threads hand them to the main thread): wait
+      // for them, then check there is exactly one per request.
+      await until(() => refusalLogs(gw).length - logsBefore >= requests, 2000, 'the refusal log lines').catch(() => undefined);
+      await wait(50);
       const lines = refusalLogs(gw).slice(logsBefore);
       assert.equal(lines.length, requests, 'each refusal is logged exactly once');
       assert.ok(gw.logs.every((l) => l.msg !== 'transfer started' || !String(l.key ?? '').startsWith('secret')));
