@@ -116,8 +116,11 @@ export class Gateway {
     // middleware, once per call with retries apart; the store's own per-call hook is not wired.
     instrumentS3Client(client, metrics);
     // Whether S3 answers, from every call's outcome: a log line per transition, and a gauge.
+    /** Worker threads read S3 reachability from shared memory (set once the pool exists). */
+    let reachabilityToWorkers: ((reachable: boolean) => void) | undefined;
     const health = new S3Health((change) => {
       metrics.s3Reachable.set(change.reachable ? 1 : 0);
+      reachabilityToWorkers?.(change.reachable);
       if (change.reachable) logger.info({ operation: change.operation, downMs: change.downMs }, 'S3 reachable again');
       else logger.warn({ operation: change.operation, cause: change.cause }, 'S3 unreachable: serving what is cached');
     });
@@ -171,7 +174,9 @@ export class Gateway {
         // Worker threads serve UDP (SO_REUSEPORT); this thread keeps the cache, S3, HTTP and signals.
         const source = configSource(config);
         if (!source) throw new Error('--workers > 1 needs a configuration from loadConfig()');
-        pool = await WorkerPool.start({ config, source, cache, store, metrics, logger });
+        pool = await WorkerPool.start({ config, source, cache, store, metrics, logger, s3Reachable: health.reachable });
+        const started = pool;
+        reachabilityToWorkers = (reachable) => started.setS3Reachable(reachable);
         host = pool;
       } else {
         // One thread: today's path, no worker threads and no messages.

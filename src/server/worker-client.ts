@@ -2,6 +2,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { TransferError } from '../session/errors.js';
 import type { UploadSink } from '../session/types.js';
 import { SHARED_FAILED, SHARED_FILLED } from '../storage/block-cache.js';
+import type { MetadataAnswer } from '../storage/metadata-cache.js';
 import type { RangeCache, RangeView, UploadStore } from '../storage/range-cache.js';
 import type { ObjectInfo } from '../storage/s3-store.js';
 import type { MainToWorker, WireFailure, WorkerToMain } from './worker-protocol.js';
@@ -152,8 +153,8 @@ export class RemoteCache implements RangeCache<RemoteRange> {
     private readonly onHit: () => void = () => undefined,
   ) {}
 
-  stat(key: string): Promise<ObjectInfo> {
-    return this.link.request<ObjectInfo>((id) => ({ t: 'stat', id, key }));
+  lookup(key: string): Promise<MetadataAnswer> {
+    return this.link.request<MetadataAnswer>((id) => ({ t: 'lookup', id, key }));
   }
 
   invalidate(key: string): void {

@@ -50,7 +50,12 @@ async function main(): Promise<void> {
   const metrics = new GatewayMetrics({ defaultMetrics: false });
   const cache = new RemoteCache(link, config.rangeSize, () => metrics.cacheHits.inc());
   const store = new RemoteStore(link);
-  const opener = new RequestOpener(requestPolicy(config), cache, store);
+  const s3Reachable = new Int32Array(init.s3Reachable);
+  const opener = new RequestOpener(requestPolicy(config), cache, store, {
+    get reachable() {
+      return Atomics.load(s3Reachable, 0) === 1;
+    },
+  });
   // Per-client limits and --max-sessions hold for the process, not per worker.
   const clientLimits = new SharedClientLimits(init.limits, {
     maxSessionsPerClient: config.maxSessionsPerClient,
@@ -90,6 +95,9 @@ async function main(): Promise<void> {
       case 'replaceClient':
         dispatcher.replaceClient(message.key);
         return;
+      case 'endLingering':
+        dispatcher.endLingering();
+        return;
       case 'drain':
         dispatcher.startDraining();
         return;
@@ -107,7 +115,9 @@ async function main(): Promise<void> {
         return;
       case 'close':
         // Sessions are over by now (the main thread drained or aborted them): close and say so.
-        void closeSockets().then(() => {
+        dispatcher.endLingering();
+        // dgram hands a datagram to the kernel a tick after send(): let the last ERRORs leave first.
+        void new Promise<void>((resolve) => setImmediate(resolve)).then(closeSockets).then(() => {
           cache.close();
           flushLogs();
           link.post({ t: 'reply', rid: message.rid, ok: true });

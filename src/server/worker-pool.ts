@@ -22,6 +22,8 @@ export interface WorkerPoolDeps {
   readonly store: S3ObjectStore;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
+  /** Whether S3 answers at start (then setS3Reachable on each change). */
+  readonly s3Reachable: boolean;
 }
 
 /** How long a worker may take to start (bind its sockets) before the start fails. */
@@ -137,8 +139,11 @@ export class WorkerPool implements SessionHost {
   /** The client limits every worker shares (this thread releases a dead worker's sessions in them). */
   private readonly limitMemory = createSharedLimitMemory();
   private readonly limits: SharedClientLimits;
+  private readonly s3ReachableMemory = new SharedArrayBuffer(4);
+  private readonly s3Reachable = new Int32Array(this.s3ReachableMemory);
 
   private constructor(private readonly deps: WorkerPoolDeps) {
+    this.setS3Reachable(deps.s3Reachable);
     const c = deps.config;
     this.limits = new SharedClientLimits(this.limitMemory, {
       maxSessionsPerClient: c.maxSessionsPerClient,
@@ -195,6 +200,15 @@ export class WorkerPool implements SessionHost {
     let n = 0;
     for (const s of this.slots) n += s.sessions.size;
     return n;
+  }
+
+  endLingering(): void {
+    for (const s of this.slots) s.post({ t: 'endLingering' });
+  }
+
+  /** S3 reachability as the main thread's S3Health sees it (workers read it for uploads). */
+  setS3Reachable(reachable: boolean): void {
+    Atomics.store(this.s3Reachable, 0, reachable ? 1 : 0);
   }
 
   startDraining(): void {
@@ -265,7 +279,7 @@ export class WorkerPool implements SessionHost {
 
   /** Starts the worker of `slot`; resolves with its bound addresses once it listens. */
   private spawn(slot: Slot): Promise<AddressInfo[]> {
-    const init: WorkerInit = { slot: slot.n, argv: this.deps.source.argv, env: this.deps.source.env, listen: this.listen, limits: this.limitMemory };
+    const init: WorkerInit = { slot: slot.n, argv: this.deps.source.argv, env: this.deps.source.env, listen: this.listen, limits: this.limitMemory, s3Reachable: this.s3ReachableMemory };
     const worker = new Worker(workerEntry(), { workerData: init, name: `tftp-gateway worker ${slot.n}` });
     slot.worker = worker;
     slot.alive = true;
@@ -398,8 +412,8 @@ export class WorkerPool implements SessionHost {
         to.post({ t: 'foreign', endpoint: m.endpoint, msg: m.msg, address: m.address, port: m.port });
         return;
       }
-      case 'stat':
-        this.reply(slot, m.id, cache.stat(m.key).then((info) => ({ ...info })));
+      case 'lookup':
+        this.reply(slot, m.id, cache.lookup(m.key).then((a) => ({ info: { ...a.info }, stale: a.stale })));
         return;
       case 'head':
         this.reply(slot, m.id, store.head(m.key).then((info) => ({ ...info })));

@@ -17,6 +17,8 @@ export interface WorkerInit {
   readonly env: Readonly<Record<string, string>>;
   /** Listen addresses with ports resolved (port 0 becomes the port the first worker got). */
   readonly listen: readonly { readonly host: string; readonly port: number }[];
+  /** Int32 [reachable]: whether S3 answers, kept up to date by the main thread's S3Health. */
+  readonly s3Reachable: SharedArrayBuffer;
   /** The process-wide client limits (SharedClientLimits). */
   readonly limits: { readonly ints: SharedArrayBuffer; readonly floats: SharedArrayBuffer };
 }
@@ -33,7 +35,7 @@ export type WorkerToMain =
   | { readonly t: 'log'; readonly lines: string[] }
   | { readonly t: 'session'; readonly open: boolean; readonly key: string }
   | { readonly t: 'stray'; readonly endpoint: number; readonly msg: Uint8Array; readonly address: string; readonly port: number }
-  | { readonly t: 'stat'; readonly id: number; readonly key: string }
+  | { readonly t: 'lookup'; readonly id: number; readonly key: string }
   | { readonly t: 'head'; readonly id: number; readonly key: string }
   | { readonly t: 'range'; readonly id: number; readonly key: string; readonly info: ObjectInfo; readonly index: number }
   | { readonly t: 'prefetch'; readonly key: string; readonly info: ObjectInfo; readonly index: number }
@@ -61,6 +63,7 @@ export type MainToWorker =
   | { readonly t: 'foreign'; readonly endpoint: number; readonly msg: Uint8Array; readonly address: string; readonly port: number }
   | { readonly t: 'replaceClient'; readonly key: string }
   | { readonly t: 'drain' }
+  | { readonly t: 'endLingering' }
   | { readonly t: 'abortAll' }
   | { readonly t: 'metrics'; readonly rid: number }
   | { readonly t: 'settle'; readonly rid: number }

@@ -9,8 +9,8 @@
 // against the test S3 server: the HEALTHCHECK must pass, a real client must download, and SIGTERM
 // must drain and exit 0.
 //
-// The image runs Node.js 26 (its base image); this runs the machine's node (20), which the
-// gateway supports too (package.json engines): a Node 26-only API would not be caught here.
+// The image runs Node.js 26 (its base image, pinned to the release in tools/node-runtime); npm test
+// runs this on that same release (node_modules/.bin/node), so the booted CMD runs the image's Node.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
