@@ -274,6 +274,10 @@ class MiniBuilder {
             HOME: home,
             npm_config_cache: path.join(this.scratch, 'npm-cache'),
             npm_config_update_notifier: 'false',
+            // This machine's extra CA (a TLS-inspecting proxy to the registry): the official Node.js
+            // binary npm test runs on trusts only its bundled CAs, unlike Debian's nodejs, which
+            // reads the system store. Passed through when set; the image build itself needs none.
+            ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
             ...env,
           },
           timeoutMs: 300_000,
