@@ -37,4 +37,5 @@ npx tsc -p tsconfig.json --noEmit
 shopt -s nullglob
 files=(test/*/*.test.ts)
 if [ $# -gt 0 ]; then files=("$@"); fi
-node --import tsx --test --test-concurrency=2 "${files[@]}"
+# TAP output: the same closing summary on every Node release (CI reads it).
+node --import tsx --test --test-reporter=tap --test-concurrency=2 "${files[@]}"
