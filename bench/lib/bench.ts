@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runClient, type ClientOutcome } from './clients.js';
-import { cores, ManagedProcess, onCleanup, run } from './procs.js';
+import { allCores, cores, ManagedProcess, onCleanup, run } from './procs.js';
 import { startS3Proxy } from './proxy.js';
 import {
   fmt,
@@ -223,14 +223,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     log(`2. boot storms, cold cache, blksize ${opts.stormBlksize}, clients ${opts.stormClients.join('/')}, servers on every core`);
     const storms: StormSummary[] = [];
     let peakRssBytes: number | undefined;
-    const stormHpa = await startTftpdHpa(filesDir);
+    const stormHpa = await startTftpdHpa(filesDir, allCores());
     servers.push(stormHpa);
     const spent = (before: number | undefined, after: number | undefined): { cpuSeconds?: number } =>
       before !== undefined && after !== undefined ? { cpuSeconds: after - before } : {};
     for (const n of opts.storms) {
       gateway = await startGateway({
         ...gatewayOpts(s3.endpoint),
-        core: undefined,
+        core: allCores(),
         ...(opts.stormWorkers !== undefined ? { extraFlags: ['--workers', String(opts.stormWorkers)] } : {}),
       });
       servers.push(gateway);

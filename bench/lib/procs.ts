@@ -8,6 +8,15 @@ export function cores(): { server: string; client: string } {
   return n >= 2 ? { server: '0', client: '1' } : { server: '0', client: '0' };
 }
 
+/**
+ * Every core, as a taskset list: the bench pins itself to the client core and children inherit
+ * that affinity, so a server meant to use the whole machine must be given it explicitly.
+ */
+export function allCores(): string {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  return n > 1 ? `0-${n - 1}` : '0';
+}
+
 let tasksetAvailable: boolean | undefined;
 export function hasTaskset(): boolean {
   tasksetAvailable ??= ['/usr/bin/taskset', '/bin/taskset'].some((p) => fs.existsSync(p));
