@@ -41,12 +41,17 @@ export class ManagedProcess {
   private lineListeners: ((line: string) => void)[] = [];
   private partial = '';
 
+  /** Counts the CPU of the process and of every process it forks, when the kernel lets us. */
+  private readonly cpu: CpuGroup | undefined;
+
   constructor(
     readonly name: string,
     argv: readonly string[],
     options: SpawnOptions = {},
   ) {
-    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    this.cpu = CpuGroup.create(name);
+    const command = this.cpu ? this.cpu.wrap(argv) : argv;
+    this.child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...options });
     ManagedProcess.live.add(this);
     const onData = (chunk: Buffer): void => {
       const text = chunk.toString();
@@ -61,6 +66,7 @@ export class ManagedProcess {
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code) => {
         ManagedProcess.live.delete(this);
+        this.cpu?.close();
         resolve(code);
       });
       this.child.once('error', (err) => {
@@ -106,11 +112,18 @@ export class ManagedProcess {
   }
 
   /**
-   * CPU seconds used so far by the process (every thread) and its children it has reaped
-   * (tftpd-hpa forks one per transfer): utime + stime + cutime + cstime of /proc/PID/stat.
+   * CPU seconds used so far by the process (every thread) and every process it forked
+   * (tftpd-hpa forks one per transfer and ignores SIGCHLD, so /proc's cutime never sees them):
+   * its cpuacct cgroup's usage where the kernel lets us make one, else utime + stime + cutime +
+   * cstime of /proc/PID/stat (reaped children only).
    */
   cpuSeconds(): number | undefined {
-    return readCpuSeconds(this.pid);
+    return this.cpu?.seconds() ?? readCpuSeconds(this.pid);
+  }
+
+  /** How cpuSeconds() counts: 'cgroup' (process and every descendant) or 'proc' (reaped children only). */
+  get cpuAccounting(): 'cgroup' | 'proc' {
+    return this.cpu ? 'cgroup' : 'proc';
   }
 
   /** Peak resident set size in bytes (VmHWM), while the process runs. */
@@ -140,6 +153,63 @@ export class ManagedProcess {
 
   static killAllSync(): void {
     for (const p of ManagedProcess.live) p.child.kill('SIGKILL');
+  }
+}
+
+/**
+ * A cgroup (v1 cpuacct, or v2 with the cpu controller) of our own for one process tree: the
+ * process joins it before exec, so its CPU and that of everything it forks is counted, whether
+ * or not anyone reaps the children. Needs write access to the cgroup file system (root here).
+ */
+class CpuGroup {
+  private static sequence = 0;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly usageFile: string,
+    private readonly parse: (text: string) => number,
+  ) {}
+
+  static create(name: string): CpuGroup | undefined {
+    const leaf = `tftpgw-bench-${process.pid}-${CpuGroup.sequence++}-${name.replace(/[^a-z0-9-]/gi, '')}`;
+    const v1 = '/sys/fs/cgroup/cpuacct';
+    const v2 = '/sys/fs/cgroup';
+    try {
+      if (fs.existsSync(`${v1}/cpuacct.usage`)) {
+        fs.mkdirSync(`${v1}/${leaf}`);
+        return new CpuGroup(`${v1}/${leaf}`, 'cpuacct.usage', (t) => Number(t) / 1e9);
+      }
+      if (fs.existsSync(`${v2}/cgroup.controllers`)) {
+        fs.mkdirSync(`${v2}/${leaf}`);
+        return new CpuGroup(`${v2}/${leaf}`, 'cpu.stat', (t) => Number(/^usage_usec (\d+)/m.exec(t)?.[1]) / 1e6);
+      }
+    } catch {
+      // not allowed here: fall back to /proc
+    }
+    return undefined;
+  }
+
+  /** argv run inside the group (sh joins it, then exec's the program in place: same pid). */
+  wrap(argv: readonly string[]): string[] {
+    return ['sh', '-c', `echo $$ > ${this.dir}/cgroup.procs && exec "$@"`, 'sh', ...argv];
+  }
+
+  seconds(): number | undefined {
+    try {
+      const s = this.parse(fs.readFileSync(`${this.dir}/${this.usageFile}`, 'utf8'));
+      return Number.isFinite(s) ? s : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Removes the group once it is empty (a forked child still running keeps it; best effort). */
+  close(): void {
+    try {
+      fs.rmdirSync(this.dir);
+    } catch {
+      setTimeout(() => fs.rmdir(this.dir, () => undefined), 2000).unref();
+    }
   }
 }
 

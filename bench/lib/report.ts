@@ -5,7 +5,8 @@
 
 export const MiB = 1024 * 1024;
 
-export type ServerName = 'gateway' | 'tftpd-hpa' | 'atftpd';
+/** 'node-floor': bench/node-floor.ts, the least a Node server does per lock-step block. */
+export type ServerName = 'gateway' | 'tftpd-hpa' | 'atftpd' | 'node-floor';
 export type ClientName = 'atftp' | 'curl' | 'busybox';
 
 /** One client transfer, as measured. */
@@ -140,6 +141,8 @@ export interface Row {
   readonly target: string;
   /** Whether the target is met (undefined: no target or not measurable). */
   readonly met: boolean | undefined;
+  /** Lock-step rows: the Node floor measured in the same run (bench/node-floor.ts). */
+  readonly floor?: string;
 }
 
 export function fmt(n: number | undefined, digits = 1): string {
@@ -148,8 +151,17 @@ export function fmt(n: number | undefined, digits = 1): string {
 }
 
 export function formatTable(rows: readonly Row[]): string {
-  const header = ['case', 'gateway', 'reference', 'ratio', 'target', ''];
-  const body = rows.map((r) => [r.case, r.gateway, r.reference, fmt(r.ratio, 2), r.target, r.met === undefined ? '' : r.met ? 'ok' : 'SHORT']);
+  const withFloor = rows.some((r) => r.floor !== undefined);
+  const header = ['case', 'gateway', 'reference', 'ratio', 'target', '', ...(withFloor ? ['Node floor (gateway ÷ floor)'] : [])];
+  const body = rows.map((r) => [
+    r.case,
+    r.gateway,
+    r.reference,
+    fmt(r.ratio, 2),
+    r.target,
+    r.met === undefined ? '' : r.met ? 'ok' : 'SHORT',
+    ...(withFloor ? [r.floor ?? ''] : []),
+  ]);
   const all = [header, ...body];
   const widths = header.map((_, i) => Math.max(...all.map((line) => line[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
@@ -160,7 +172,7 @@ function esc(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-const COLORS: Record<ServerName, string> = { gateway: '#1f77b4', 'tftpd-hpa': '#d62728', atftpd: '#2ca02c' };
+const COLORS: Record<ServerName, string> = { gateway: '#1f77b4', 'tftpd-hpa': '#d62728', atftpd: '#2ca02c', 'node-floor': '#7f7f7f' };
 
 /**
  * The storms' per-client completion times as an SVG: for each storm, clients sorted by completion

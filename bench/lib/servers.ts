@@ -215,6 +215,19 @@ export async function startTftpdHpa(dir: string, core?: string): Promise<TftpSer
   return { name: 'tftpd-hpa', port, process: proc, stop: () => proc.stop() };
 }
 
+/** bench/node-floor.ts (the least a Node server does per lock-step block) on the gateway's Node. */
+export async function startNodeFloor(dir: string, core?: string): Promise<TftpServer> {
+  const port = await freeUdpPort();
+  const proc = new ManagedProcess('node-floor', pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/node-floor.ts'), dir, String(port)]), { cwd: REPO });
+  try {
+    await waitForTftp(port, 20_000);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return { name: 'node-floor', port, process: proc, stop: () => proc.stop() };
+}
+
 /**
  * Debian's atftpd, unpacked (not installed: it conflicts with tftpd-hpa as a package) into
  * `cacheDir` with `apt-get download` + `dpkg -x` the first time.

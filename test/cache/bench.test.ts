@@ -102,8 +102,11 @@ describe('benchmark arithmetic', () => {
     ]);
     assert.deepEqual(clientArgv({ client: 'busybox', port: 69, file: 'f', blksize: 512, windowsize: 1 }), ['busybox', 'tftp', '-g', '-r', 'f', '-l', '-', '127.0.0.1', '69']);
     assert.throws(() => clientArgv({ client: 'curl', port: 69, file: 'f', blksize: 512, windowsize: 4 }));
-    assert.equal(FULL.storms.at(-1), 200);
-    assert.equal(FULL.imageBytes, 100 * MiB);
+    // The issue's storm: 100 lock-step atftp and curl clients, blksize 1468, a 32 MiB + 1 image.
+    assert.deepEqual([...FULL.storms], [100]);
+    assert.equal(FULL.stormBlksize, 1468);
+    assert.deepEqual([...FULL.stormClients], ['atftp', 'curl']);
+    assert.equal(FULL.imageBytes, 32 * MiB + 1);
   });
 });
 
@@ -142,7 +145,12 @@ describe('benchmark, tiny run', () => {
       log: (line) => lines.push(line),
     });
     for (const r of [...results.single, ...results.windowed, ...results.matrix]) assert.ok(r.ok, `${r.server} ${r.client} ${r.blksize}/${r.windowsize}: ${r.error}`);
-    assert.equal(results.single.length, 6, 'three clients × two servers');
+    assert.equal(results.single.length, 9, 'three clients × (gateway, tftpd-hpa, Node floor)');
+    // Every lock-step row shows the Node floor measured in the same run.
+    const lockStep = results.rows.filter((r) => / w 1 .* vs tftpd-hpa$/.test(r.case));
+    assert.equal(lockStep.length, 3);
+    for (const r of lockStep) assert.match(r.floor ?? '', /^\d+\.\d MB\/s \(\d+\.\d\d\)$/, r.case);
+    assert.match(results.table, /Node floor/);
     const gatewayStorm = results.storms.find((s) => s.server === 'gateway')!;
     const hpaStorm = results.storms.find((s) => s.server === 'tftpd-hpa')!;
     assert.equal(gatewayStorm.failures, 0);
@@ -153,7 +161,8 @@ describe('benchmark, tiny run', () => {
     // The storm runs the gateway with its default worker count, and both servers' CPU is measured.
     assert.ok(gatewayStorm.workers !== undefined && gatewayStorm.workers >= 1);
     assert.ok(gatewayStorm.cpuSecondsPerGB !== undefined && gatewayStorm.cpuSecondsPerGB > 0, 'gateway CPU-s per GB');
-    assert.ok(hpaStorm.cpuSecondsPerGB !== undefined, 'tftpd-hpa CPU-s per GB');
+    // tftpd-hpa forks a process per transfer: its CPU must be counted (cgroup), not read as ~0.
+    assert.ok(hpaStorm.cpuSecondsPerGB !== undefined && hpaStorm.cpuSecondsPerGB > 0.05, `tftpd-hpa CPU-s per GB: ${hpaStorm.cpuSecondsPerGB}`);
     assert.ok(results.rows.some((r) => r.case.startsWith('storm 4: server CPU-s per GB')));
     assert.ok(results.cold[0]!.cold.ok && results.cold[0]!.warm.ok);
     assert.equal(results.cold[0]!.s3BytesFetched, 300 * 1024 + 17);
