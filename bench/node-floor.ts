@@ -31,7 +31,9 @@ if (!dir || !portText) {
 }
 const files = new Map<string, Buffer>();
 const transfers = new Map<string, Transfer>();
-const socket = dgram.createSocket('udp4');
+// Sends to the literal address in the same tick (dns.lookup would defer each send a tick), as
+// the gateway does (src/server/transport.ts).
+const socket = dgram.createSocket({ type: 'udp4', lookup: ((address: string, family: number, cb: (e: null, a: string, f: number) => void) => cb(null, address, family)) as never });
 
 const header = (opcode: number, block: number): Buffer => {
   const h = Buffer.allocUnsafe(4);

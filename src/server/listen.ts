@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import type { Dispatcher, ListenEndpoint } from './dispatcher.js';
 import type { Logger } from './logger.js';
-import { UdpSocket } from './transport.js';
+import { literalAddressLookup, UdpSocket } from './transport.js';
 
 /** A listening endpoint and the dgram socket behind it. */
 export interface UdpListenEndpoint extends ListenEndpoint {
@@ -24,6 +24,7 @@ export async function bindListenSocket(
   const ipv6 = host.includes(':');
   const socket = dgram.createSocket({
     type: ipv6 ? 'udp6' : 'udp4',
+    lookup: literalAddressLookup,
     recvBufferSize: 4 * 1024 * 1024,
     sendBufferSize: 4 * 1024 * 1024,
     ...(reusePort ? { reusePort: true } : {}),

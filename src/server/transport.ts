@@ -1,4 +1,6 @@
 import dgram from 'node:dgram';
+import dns from 'node:dns';
+import net from 'node:net';
 import { TransferError } from '../session/errors.js';
 import type { Logger } from './logger.js';
 
@@ -27,6 +29,17 @@ export interface TransferSocketFactory {
   /** A fresh socket on the listening socket's address, for one transfer. Throws TransferError BUSY. */
   open(listening: DatagramSocket): Promise<DatagramSocket>;
 }
+
+/**
+ * dgram's `lookup` for sockets that only ever send to addresses they received from: an IP
+ * literal is used as it is, in the same tick. The default (dns.lookup) defers every send to the
+ * next tick even for a literal, which costs a tick per datagram on the lock-step path.
+ */
+export const literalAddressLookup = ((address: string, family: number | dns.LookupOneOptions, callback: (err: Error | null, address: string, family: number) => void): void => {
+  // dgram passes the family as a number (4 or 6), whatever @types/node says.
+  if (net.isIP(address) !== 0) callback(null, address, typeof family === 'number' ? family : (family.family as number));
+  else dns.lookup(address, typeof family === 'number' ? { family } : family, callback);
+}) as NonNullable<dgram.SocketOptions['lookup']>;
 
 /** A bound dgram socket as a DatagramSocket. */
 export class UdpSocket implements DatagramSocket {
@@ -78,7 +91,7 @@ export class UdpTransferSocketFactory implements TransferSocketFactory {
     const first = range ? Math.floor(Math.random() * span) : 0;
     for (let i = 0; i < Math.min(span, 64); i++) {
       const port = range ? range.low + ((first + i) % span) : 0;
-      const socket = dgram.createSocket({ type });
+      const socket = dgram.createSocket({ type, lookup: literalAddressLookup });
       try {
         await new Promise<void>((resolve, reject) => {
           socket.once('error', reject);
