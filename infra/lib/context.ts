@@ -1,6 +1,6 @@
 import { Duration, type Environment } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import type { TftpGatewayStackProps } from './tftp-gateway-stack.js';
+import type { TftpGatewayStackProps } from './settings.js';
 
 /**
  * Context keys the app reads (`cdk.json` "context", `cdk.context.json`, or `-c key=value`).

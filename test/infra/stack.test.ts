@@ -15,6 +15,15 @@ const { template, json } = s;
 const ref = (id: string) => ({ Ref: id });
 const getAtt = (id: string, attr: string) => ({ 'Fn::GetAtt': [id, attr] });
 
+/** The separate rule resources (AWS::EC2::SecurityGroupIngress / Egress) of one group, by port; `peer` is the other group. */
+function separateRules(kind: 'Ingress' | 'Egress', groupId: string): Array<Record<string, unknown>> {
+  const peerKey = kind === 'Ingress' ? 'SourceSecurityGroupId' : 'DestinationSecurityGroupId';
+  return resourcesOfType(json, `AWS::EC2::SecurityGroup${kind}`)
+    .filter(([, p]) => JSON.stringify(p['GroupId']) === JSON.stringify(getAtt(groupId, 'GroupId')))
+    .map(([, p]) => ({ proto: p['IpProtocol'], from: p['FromPort'], to: p['ToPort'], peer: p[peerKey] }))
+    .sort((a, b) => Number(a.from) - Number(b.from));
+}
+
 const bucketId = logicalIdOf(json, 'AWS::S3::Bucket', 'Bucket');
 const clusterId = logicalIdOf(json, 'AWS::ECS::Cluster', 'Cluster');
 const nlbSgId = logicalIdOf(json, 'AWS::EC2::SecurityGroup', 'NlbSecurityGroup');
@@ -74,16 +83,10 @@ test('load balancer security group: UDP 69 from the client networks only (defaul
   assert.deepEqual(sg['SecurityGroupEgress'], [
     { CidrIp: '255.255.255.255/32', Description: 'Disallow all other traffic', FromPort: 252, IpProtocol: 'icmp', ToPort: 86 },
   ]);
-  const egress = resourcesOfType(json, 'AWS::EC2::SecurityGroupEgress')
-    .filter(([, p]) => JSON.stringify(p['GroupId']) === JSON.stringify(getAtt(nlbSgId, 'GroupId')))
-    .map(([, p]) => ({ proto: p['IpProtocol'], from: p['FromPort'], to: p['ToPort'], dest: p['DestinationSecurityGroupId'] }));
-  assert.deepEqual(
-    egress.sort((a, b) => Number(a.from) - Number(b.from)),
-    [
-      { proto: 'udp', from: 6969, to: 6969, dest: getAtt(serviceSgId, 'GroupId') },
-      { proto: 'tcp', from: 9464, to: 9464, dest: getAtt(serviceSgId, 'GroupId') },
-    ],
-  );
+  assert.deepEqual(separateRules('Egress', nlbSgId), [
+    { proto: 'udp', from: 6969, to: 6969, peer: getAtt(serviceSgId, 'GroupId') },
+    { proto: 'tcp', from: 9464, to: 9464, peer: getAtt(serviceSgId, 'GroupId') },
+  ]);
 });
 
 test('task security group: UDP 6969 and TCP 9464 from the load balancer only; HTTPS out only', () => {
@@ -92,16 +95,10 @@ test('task security group: UDP 6969 and TCP 9464 from the load balancer only; HT
   assert.deepEqual(sg['SecurityGroupEgress'], [
     { CidrIp: '0.0.0.0/0', Description: 'HTTPS to S3, ECR, CloudWatch Logs and the Prometheus workspace', FromPort: 443, IpProtocol: 'tcp', ToPort: 443 },
   ]);
-  const ingress = resourcesOfType(json, 'AWS::EC2::SecurityGroupIngress')
-    .filter(([, p]) => JSON.stringify(p['GroupId']) === JSON.stringify(getAtt(serviceSgId, 'GroupId')))
-    .map(([, p]) => ({ proto: p['IpProtocol'], from: p['FromPort'], to: p['ToPort'], src: p['SourceSecurityGroupId'] }));
-  assert.deepEqual(
-    ingress.sort((a, b) => Number(a.from) - Number(b.from)),
-    [
-      { proto: 'udp', from: 6969, to: 6969, src: getAtt(nlbSgId, 'GroupId') },
-      { proto: 'tcp', from: 9464, to: 9464, src: getAtt(nlbSgId, 'GroupId') },
-    ],
-  );
+  assert.deepEqual(separateRules('Ingress', serviceSgId), [
+    { proto: 'udp', from: 6969, to: 6969, peer: getAtt(nlbSgId, 'GroupId') },
+    { proto: 'tcp', from: 9464, to: 9464, peer: getAtt(nlbSgId, 'GroupId') },
+  ]);
   // Nothing else anywhere admits traffic from a CIDR except the load balancer's UDP 69 rule.
   assert.equal(resourcesOfType(json, 'AWS::EC2::SecurityGroupIngress').filter(([, p]) => 'CidrIp' in p).length, 0);
 });

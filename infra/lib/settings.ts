@@ -1,0 +1,191 @@
+import { fileURLToPath } from 'node:url';
+import { Duration, Token, type StackProps } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { normalisePrefix } from '../../src/storage/keys.js';
+import { ipv4Block, parseIpv4 } from './cidr.js';
+
+// The stack's props, their defaults and validation, and the gateway container's contract.
+
+/** Ports of the gateway container (its contract; the Dockerfile EXPOSEs the same). */
+export const GATEWAY_TFTP_PORT = 6969;
+export const GATEWAY_HTTP_PORT = 9464;
+/** The port clients use (TFTP's well-known port), on the load balancer. */
+export const TFTP_PORT = 69;
+/** Fargate's maximum stopTimeout: the time between SIGTERM and SIGKILL. */
+export const STOP_TIMEOUT_SECONDS = 120;
+/** The gateway's drain budget after SIGTERM: kept below the stop timeout. */
+export const DRAIN_TIMEOUT_SECONDS = 100;
+/** CloudWatch metric the gateway writes in Embedded Metric Format (TFTP_GATEWAY_CLOUDWATCH_EMF). */
+export const SESSIONS_METRIC = { namespace: 'TftpGateway', metricName: 'ActiveSessions', dimension: 'ServiceName' } as const;
+/** Memory kept for the ADOT collector sidecar when it runs. */
+export const ADOT_MEMORY_MIB = 256;
+export const DEFAULT_ADOT_IMAGE = 'public.ecr.aws/aws-observability/aws-otel-collector:v0.48.0';
+
+/** The repository root: the Docker build context of the gateway image. */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface TftpGatewayStackProps extends StackProps {
+  // ----- network -----
+  /** Use this existing VPC (looked up at synth time: needs `env` with account and region). Default: a new VPC. */
+  readonly vpcId?: string;
+  /** CIDR of the new VPC. Default 10.0.0.0/16. Ignored with `vpcId`. */
+  readonly vpcCidr?: string;
+  /** Availability zones of the new VPC. Default 2. */
+  readonly maxAzs?: number;
+  /** NAT gateways of the new VPC (tasks pull the image and ship logs through them). Default 1. */
+  readonly natGateways?: number;
+  /** Add an S3 gateway endpoint to the VPC's private subnets. Default true (set false if an imported VPC already has one). */
+  readonly s3GatewayEndpoint?: boolean;
+  /** Networks allowed to reach UDP 69 on the load balancer. Default: the VPC's CIDR. */
+  readonly clientCidrs?: string[];
+  /**
+   * Fixed private IPv4 addresses of the load balancer, one per private subnet in subnet order
+   * (a DHCP `next-server` needs a stable address). Default: addresses chosen by AWS.
+   */
+  readonly nlbPrivateIps?: string[];
+
+  // ----- bucket -----
+  /** Serve this existing bucket. Default: create one. */
+  readonly bucketName?: string;
+  /** KMS key that encrypts the existing bucket (SSE-KMS). Default: none (SSE-S3). */
+  readonly bucketKmsKeyArn?: string;
+  /** Encryption of a created bucket: 's3' (SSE-S3, default) or 'kms' (a new customer managed key). */
+  readonly bucketEncryption?: 's3' | 'kms';
+  /** Key prefix the gateway serves (TFTP_GATEWAY_S3_PREFIX). Default '' (whole bucket). */
+  readonly s3Prefix?: string;
+  /** Accept write requests (WRQ). Default false. Requires `writePrefixes`. */
+  readonly allowWrite?: boolean;
+  /** Prefixes, relative to `s3Prefix`, under which writes are allowed (TFTP_GATEWAY_WRITE_PREFIXES). */
+  readonly writePrefixes?: string[];
+
+  // ----- tasks -----
+  /** Container image to run, e.g. `123456789012.dkr.ecr.eu-west-1.amazonaws.com/tftp-gateway:1.2.3`. Default: built from this repository's Dockerfile. */
+  readonly imageUri?: string;
+  /** Build context for the default image. Default: the repository root. */
+  readonly imageDirectory?: string;
+  /** Task CPU units. Default 512 (0.5 vCPU). */
+  readonly cpu?: number;
+  /** Task memory in MiB. Default 1024. */
+  readonly memoryMiB?: number;
+  /**
+   * Share of the gateway container's memory given to the read cache. Default 0.5, or 0.25 when writes
+   * are allowed (each upload buffers its multipart parts in memory too).
+   */
+  readonly cacheFraction?: number;
+  /** Fewest and most tasks. Default 2 and 10. */
+  readonly minTasks?: number;
+  readonly maxTasks?: number;
+  /** Average CPU the service scales to. Default 60 (%). */
+  readonly cpuTargetPercent?: number;
+  /** Average active sessions per task the service scales to. Default 200. */
+  readonly sessionsPerTaskTarget?: number;
+  /** Longest expected transfer: the target group's deregistration delay. Default 300 s (at most 3600 s). */
+  readonly longestTransfer?: Duration;
+  /** ECS service name; also the `ServiceName` dimension of the sessions metric. Default 'tftp-gateway'. */
+  readonly serviceName?: string;
+  /** Log retention. Default one month. */
+  readonly logRetention?: logs.RetentionDays;
+  /** TFTP_GATEWAY_LOG_LEVEL. Default 'info'. */
+  readonly logLevel?: string;
+  /** TFTP_GATEWAY_MAX_BLKSIZE. Default: the gateway's (1468). */
+  readonly maxBlksize?: number;
+  /** Extra TFTP_GATEWAY_* variables for the gateway container. */
+  readonly extraEnvironment?: Record<string, string>;
+
+  // ----- Prometheus -----
+  /** Remote-write to this Amazon Managed Service for Prometheus workspace through an ADOT sidecar. */
+  readonly ampWorkspaceArn?: string;
+  /** Create a workspace and remote-write to it. Default false. */
+  readonly createAmpWorkspace?: boolean;
+  /** Image of the ADOT collector sidecar. */
+  readonly adotImage?: string;
+}
+
+export type ResolvedProps = ReturnType<typeof resolveProps>;
+
+const FARGATE_MEMORY: Record<number, { min: number; max: number; step: number }> = {
+  256: { min: 512, max: 2048, step: 512 },
+  512: { min: 1024, max: 4096, step: 1024 },
+  1024: { min: 2048, max: 8192, step: 1024 },
+  2048: { min: 4096, max: 16384, step: 1024 },
+  4096: { min: 8192, max: 30720, step: 1024 },
+  8192: { min: 16384, max: 61440, step: 4096 },
+  16384: { min: 32768, max: 122880, step: 8192 },
+};
+
+/** Defaults and validation, in one place (the stack throws on a configuration that cannot work). */
+export function resolveProps(props: TftpGatewayStackProps) {
+  const cpu = props.cpu ?? 512;
+  const memoryMiB = props.memoryMiB ?? 1024;
+  const sizes = FARGATE_MEMORY[cpu];
+  if (!sizes) throw new Error(`cpu must be one of ${Object.keys(FARGATE_MEMORY).join(', ')} (got ${cpu})`);
+  const validMemory =
+    memoryMiB >= sizes.min && memoryMiB <= sizes.max && ((memoryMiB - sizes.min) % sizes.step === 0 || (cpu === 256 && memoryMiB === 512));
+  if (!validMemory) {
+    throw new Error(`memoryMiB ${memoryMiB} is not a Fargate size for cpu ${cpu} (${sizes.min}..${sizes.max} in steps of ${sizes.step})`);
+  }
+  const cacheFraction = props.cacheFraction ?? (props.allowWrite ? 0.25 : 0.5);
+  if (!(cacheFraction > 0 && cacheFraction < 0.9)) throw new Error(`cacheFraction must be in (0, 0.9) (got ${cacheFraction})`);
+
+  const allowWrite = props.allowWrite ?? false;
+  const writePrefixes = (props.writePrefixes ?? []).map((p) => p.trim().replace(/^\/+/, '')).filter((p) => p.length > 0);
+  if (allowWrite && writePrefixes.length === 0) {
+    throw new Error('allowWrite needs writePrefixes: the task role only grants writes under them');
+  }
+  if (props.bucketKmsKeyArn !== undefined && props.bucketName === undefined) {
+    throw new Error('bucketKmsKeyArn is for an imported bucket (bucketName); use bucketEncryption: "kms" for a created one');
+  }
+  if (props.ampWorkspaceArn !== undefined && props.createAmpWorkspace) {
+    throw new Error('set either ampWorkspaceArn or createAmpWorkspace, not both');
+  }
+  const minTasks = props.minTasks ?? 2;
+  const maxTasks = props.maxTasks ?? 10;
+  if (!(Number.isInteger(minTasks) && minTasks >= 1 && Number.isInteger(maxTasks) && maxTasks >= minTasks)) {
+    throw new Error(`need integers 1 <= minTasks <= maxTasks (got ${minTasks}, ${maxTasks})`);
+  }
+  const longestTransfer = props.longestTransfer ?? Duration.seconds(300);
+  const delay = longestTransfer.toSeconds();
+  if (delay < 0 || delay > 3600) throw new Error(`longestTransfer must be at most 3600 s, the NLB's longest deregistration delay (got ${delay})`);
+  const clientCidrs = props.clientCidrs ?? [];
+  for (const cidr of clientCidrs) {
+    if (!Token.isUnresolved(cidr) && ipv4Block(cidr) === undefined) throw new Error(`clientCidrs: not an IPv4 CIDR: ${cidr}`);
+  }
+  const nlbPrivateIps = props.nlbPrivateIps ?? [];
+  for (const ip of nlbPrivateIps) {
+    if (parseIpv4(ip) === undefined) throw new Error(`nlbPrivateIps: not an IPv4 address: ${ip}`);
+  }
+  return {
+    vpcId: props.vpcId,
+    vpcCidr: props.vpcCidr ?? '10.0.0.0/16',
+    maxAzs: props.maxAzs ?? 2,
+    natGateways: props.natGateways ?? 1,
+    s3GatewayEndpoint: props.s3GatewayEndpoint ?? true,
+    clientCidrs,
+    nlbPrivateIps,
+    bucketName: props.bucketName,
+    bucketKmsKeyArn: props.bucketKmsKeyArn,
+    bucketEncryption: props.bucketEncryption ?? 's3',
+    s3Prefix: normalisePrefix(props.s3Prefix ?? ''),
+    allowWrite,
+    writePrefixes,
+    imageUri: props.imageUri,
+    imageDirectory: props.imageDirectory ?? REPO_ROOT,
+    cpu,
+    memoryMiB,
+    /** Cache = share of what the gateway container has once the sidecar's memory is set aside. */
+    cacheSizeMiBFor: (sidecarMiB: number) => Math.floor((memoryMiB - sidecarMiB) * cacheFraction),
+    minTasks,
+    maxTasks,
+    cpuTargetPercent: props.cpuTargetPercent ?? 60,
+    sessionsPerTaskTarget: props.sessionsPerTaskTarget ?? 200,
+    longestTransfer,
+    serviceName: props.serviceName ?? 'tftp-gateway',
+    logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+    logLevel: props.logLevel ?? 'info',
+    maxBlksize: props.maxBlksize,
+    extraEnvironment: props.extraEnvironment ?? {},
+    ampWorkspaceArn: props.ampWorkspaceArn,
+    createAmpWorkspace: props.createAmpWorkspace ?? false,
+    adotImage: props.adotImage ?? DEFAULT_ADOT_IMAGE,
+  };
+}
