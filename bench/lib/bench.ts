@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { runClient, type ClientOutcome } from './clients.js';
 import { allCores, cores, ManagedProcess, onCleanup, run } from './procs.js';
-import { startS3Proxy } from './proxy.js';
 import {
   fmt,
   formatTable,
@@ -25,6 +24,7 @@ import {
   REPO,
   startAtftpd,
   startGateway,
+  startLatencyProxy,
   startNodeFloor,
   startS3,
   startTftpdHpa,
@@ -267,7 +267,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
 
     log(`3. cold single transfer with ${opts.latencyMs} ms added S3 first-byte latency vs warm`);
     const cold: ColdResult[] = [];
-    const proxy = await startS3Proxy({ host: s3.host, port: s3.port }, { delayMs: opts.latencyMs });
+    const proxy = await startLatencyProxy(s3, opts.latencyMs, allCores());
     try {
       for (const [blksize, windowsize] of opts.coldCases) {
         gateway = await startGateway(gatewayOpts(proxy.endpoint));
@@ -284,7 +284,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         log(`  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s, warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s`);
       }
     } finally {
-      await proxy.close();
+      await proxy.stop();
     }
 
     const rows = buildRows({ single, windowed, matrix, storms, cold, peakRssBytes, cacheBytes: opts.cacheBytes });

@@ -215,6 +215,18 @@ export async function startTftpdHpa(dir: string, core?: string): Promise<TftpSer
   return { name: 'tftpd-hpa', port, process: proc, stop: () => proc.stop() };
 }
 
+/** bench/latency-proxy.ts in front of `s3` (a process of its own, on any core). */
+export async function startLatencyProxy(s3: S3Backend, delayMs: number, core?: string): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const proc = new ManagedProcess('latency-proxy', pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/latency-proxy.ts'), s3.host, String(s3.port), String(delayMs)]), { cwd: REPO });
+  try {
+    const line = await proc.waitForLine(/latency proxy listening on \d+/, 20_000);
+    return { endpoint: `http://127.0.0.1:${/(\d+)\s*$/.exec(line)![1]}`, stop: () => proc.stop() };
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+}
+
 /** bench/node-floor.ts (the least a Node server does per lock-step block) on the gateway's Node. */
 export async function startNodeFloor(dir: string, core?: string): Promise<TftpServer> {
   const port = await freeUdpPort();
