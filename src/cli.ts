@@ -97,7 +97,7 @@ async function main(): Promise<void> {
       await serve(rest);
       return;
     case 'map-test': {
-      const { mapTestCommand } = await import('./policy/map-test.js');
+      const { mapTestCommand } = await import('./commands/map-test.js');
       const write = (t: string): void => void process.stdout.write(t);
       process.exitCode = await mapTestCommand(rest, process.stdin, write, (t) => void process.stderr.write(t));
       return;

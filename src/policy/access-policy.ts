@@ -1,5 +1,5 @@
 import { TransferError, type TransferErrorCode } from '../session/errors.js';
-import { keyUnder, normalisePrefix, relativePathFor } from '../storage/keys.js';
+import { keyUnder, normalisePrefix, relativePathFor } from './keys.js';
 import { canonicalClientAddress, CidrList, cidrContains, hexClientAddress, parseCidr, parseIp, splitList, type Cidr, type IpAddress } from './cidr.js';
 import { applyMapRules, type MapRule } from './map-rules.js';
 import { normaliseName, type NameOptions } from './names.js';

@@ -1,5 +1,5 @@
 import type { GatewayConfig } from '../config/config.js';
-import { normalisePrefix } from '../storage/keys.js';
+import { normalisePrefix } from './keys.js';
 import type { AccessPolicyOptions } from './access-policy.js';
 
 /** Longest file name accepted (S3 keys are at most 1024 bytes too). */

@@ -1,5 +1,5 @@
-import { parseIp } from './cidr.js';
-import { resolveRequest, PolicyRefusal, type AccessPolicyOptions, type Operation } from './access-policy.js';
+import { parseIp } from '../policy/cidr.js';
+import { resolveRequest, PolicyRefusal, type AccessPolicyOptions, type Operation } from '../policy/access-policy.js';
 
 /**
  * `tftp-gateway map-test`: runs the policy over names read from stdin, without traffic, so an
@@ -84,7 +84,7 @@ export async function mapTestCommand(
     return 0;
   }
   const { ConfigError, loadConfig } = await import('../config/config.js');
-  const { accessPolicyFromConfig } = await import('./from-config.js');
+  const { accessPolicyFromConfig } = await import('../policy/from-config.js');
   const write = argv.includes('--write');
   const flags = argv.filter((a) => a !== '--write');
   // The bucket does not matter here; only the policy flags do.
