@@ -83,15 +83,15 @@ export async function mapTestCommand(
     out(`${MAP_TEST_USAGE}\n`);
     return 0;
   }
-  const { ConfigError, loadConfig } = await import('../config/config.js');
-  const { accessPolicyFromConfig } = await import('../policy/from-config.js');
+  const { ConfigError } = await import('../config/config.js');
+  const { loadGatewaySetup } = await import('../server/compose.js');
   const write = argv.includes('--write');
   const flags = argv.filter((a) => a !== '--write');
   // The bucket does not matter here; only the policy flags do.
   const hasBucket = flags.some((a) => a === '--s3-bucket' || a.startsWith('--s3-bucket=')) || env.TFTP_GATEWAY_S3_BUCKET;
   let policy;
   try {
-    policy = accessPolicyFromConfig(loadConfig(hasBucket ? flags : [...flags, '--s3-bucket', 'map-test'], env));
+    policy = loadGatewaySetup(hasBucket ? flags : [...flags, '--s3-bucket', 'map-test'], env).access;
   } catch (e) {
     if (e instanceof ConfigError) {
       err(`tftp-gateway map-test: ${e.message}\n`);

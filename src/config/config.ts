@@ -2,14 +2,14 @@ import os from 'node:os';
 import process from 'node:process';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CidrList, splitList } from '../policy/cidr.js';
-import { parseClientPrefixes, parseWritePrefixes, type ClientPrefix } from '../policy/access-policy.js';
-import { MapFileError, parseMapRules, type MapRule } from '../policy/map-rules.js';
 import { usableCpus } from './cpus.js';
 
 /**
  * One configuration schema: every flag has an environment twin (--s3-bucket ↔ TFTP_GATEWAY_S3_BUCKET),
  * flags win over the environment, and every problem is reported at once before the gateway starts.
+ * The access policy flags (CIDR lists, client prefixes, map file, write prefixes) are kept as the
+ * operator wrote them: the policy layer parses them (src/policy/from-config.ts), so this module
+ * depends on no other part of the gateway.
  */
 
 export interface ListenAddress {
@@ -54,17 +54,21 @@ export interface GatewayConfig {
   readonly rtoMinMs: number;
   readonly rtoMaxMs: number;
   readonly maxSessions: number;
-  /** Access policy and limits (docs/policy.md). */
+  /**
+   * Access policy and limits (docs/policy.md). The policy flags are the values as given (repeated
+   * and comma-separated); src/policy/from-config.ts parses and checks them.
+   */
   readonly mapFile: string | undefined;
-  readonly mapRules: readonly MapRule[];
   readonly mapBackslashes: boolean;
   readonly mapLowercase: boolean;
   readonly mapStripJunk: boolean;
-  readonly clientPrefixes: readonly ClientPrefix[];
-  readonly readAllow: CidrList | undefined;
-  readonly readDeny: CidrList;
-  readonly writeAllow: CidrList;
-  readonly writeDeny: CidrList;
+  /** --client-prefix `CIDR=PREFIX` entries. */
+  readonly clientPrefixes: readonly string[];
+  /** --read-allow CIDR blocks; undefined: every client may read. */
+  readonly readAllow: readonly string[] | undefined;
+  readonly readDeny: readonly string[];
+  readonly writeAllow: readonly string[];
+  readonly writeDeny: readonly string[];
   readonly writePrefixes: readonly string[];
   readonly refuseOptions: readonly string[];
   readonly maxSessionsPerClient: number;
@@ -329,8 +333,14 @@ export function configSource(config: GatewayConfig): ConfigSource | undefined {
   return configSources.get(config);
 }
 
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const config = parseConfig(argv, env);
+/**
+ * Checks another layer adds (the access policy parses its flags): its problems join the same
+ * ConfigError. It sees the configuration even when flags had problems, those flags at their defaults.
+ */
+export type ConfigCheck = (config: GatewayConfig) => readonly string[];
+
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, check?: ConfigCheck): GatewayConfig {
+  const config = parseConfig(argv, env, check);
   const read: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
     if (v !== undefined && (k.startsWith('TFTP_GATEWAY_') || k === 'AWS_REGION' || k === 'AWS_DEFAULT_REGION')) read[k] = v;
@@ -339,7 +349,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   return config;
 }
 
-function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayConfig {
+function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, check: ConfigCheck | undefined): GatewayConfig {
   const problems: string[] = [];
   const fromArgv = readArgv(argv, problems);
 
@@ -353,35 +363,16 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
 
   // Every flag that parsed; a flag with a problem (or without a value and default) is missing.
   const parsed = new Map<FlagName, FlagValues[FlagName]>();
+  // What a flag with a problem falls back to (its default) while the other checks run.
+  const fallback = new Map<FlagName, FlagValues[FlagName]>();
   for (const spec of SPEC_LIST) {
-    const values = raw(spec) ?? (spec.default !== undefined ? [spec.default] : undefined);
-    if (values === undefined) continue;
-    const last = values[values.length - 1]!;
-    const where = `--${spec.flag} (${envName(spec.flag)})`;
-    switch (spec.kind) {
-      case 'list':
-        parsed.set(spec.flag, values);
-        break;
-      case 'string':
-        if (spec.choices && !spec.choices.includes(last)) problems.push(`${where}: '${last}' is not one of ${spec.choices.join(', ')}`);
-        else parsed.set(spec.flag, last);
-        break;
-      case 'bool': {
-        const v = last.toLowerCase();
-        if (['true', '1', 'yes', 'on'].includes(v)) parsed.set(spec.flag, true);
-        else if (['false', '0', 'no', 'off'].includes(v)) parsed.set(spec.flag, false);
-        else problems.push(`${where}: '${last}' is not a boolean`);
-        break;
-      }
-      case 'int':
-      case 'size': {
-        const n = spec.kind === 'int' ? (/^\s*[0-9]+\s*$/.test(last) ? Number(last) : undefined) : parseSize(last);
-        if (n === undefined || !Number.isSafeInteger(n)) problems.push(`${where}: '${last}' is not a ${spec.kind === 'int' ? 'whole number' : 'size (e.g. 512MiB)'}`);
-        else if (spec.min !== undefined && n < spec.min) problems.push(`${where}: ${n} is below the minimum ${spec.min}`);
-        else if (spec.max !== undefined && n > spec.max) problems.push(`${where}: ${n} is above the maximum ${spec.max}`);
-        else parsed.set(spec.flag, n);
-        break;
-      }
+    const values = raw(spec);
+    if (values !== undefined) {
+      const v = parseValue(spec, values, problems);
+      if (v !== undefined) parsed.set(spec.flag, v);
+      else if (spec.default !== undefined) fallback.set(spec.flag, parseValue(spec, [spec.default], []));
+    } else if (spec.default !== undefined) {
+      parsed.set(spec.flag, parseValue(spec, [spec.default], problems));
     }
   }
 
@@ -390,8 +381,8 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
    * `flag` must be a name in FLAGS (a typo does not compile).
    */
   const get = <F extends FlagName>(flag: F): FlagValue<F> | undefined => parsed.get(flag) as FlagValue<F> | undefined;
-  /** A flag with a default, once every problem has been ruled out (it then always has a value). */
-  const value = <F extends FlagName>(flag: F): FlagValue<F> => parsed.get(flag) as FlagValue<F>;
+  /** A flag's value, or its default when the given value had a problem (a flag with a default always has one). */
+  const value = <F extends FlagName>(flag: F): FlagValue<F> => (parsed.has(flag) ? parsed.get(flag) : fallback.get(flag)) as FlagValue<F>;
   const local = get('local') ?? false;
 
   const listen: ListenAddress[] = [];
@@ -455,33 +446,12 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
     problems.push(`--cache-size must hold at least two ranges (${rangeSize * 2} bytes)`);
   }
 
-  const mapFile = get('map-file');
-  let mapRules: MapRule[] = [];
-  if (mapFile !== undefined) {
-    try {
-      mapRules = parseMapRules(fs.readFileSync(mapFile, 'utf8'));
-    } catch (err) {
-      if (err instanceof MapFileError) problems.push(...err.problems.map((p) => `--map-file ${mapFile}: ${p}`));
-      else problems.push(`--map-file: cannot read '${mapFile}': ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  const readAllowText = get('read-allow');
-  const readAllow = readAllowText ? CidrList.parse(readAllowText, problems, '--read-allow') : undefined;
-  const readDeny = CidrList.parse(get('read-deny') ?? [], problems, '--read-deny');
-  const writeAllow = CidrList.parse(get('write-allow') ?? [], problems, '--write-allow');
-  const writeDeny = CidrList.parse(get('write-deny') ?? [], problems, '--write-deny');
-  if (get('allow-write') && !writeAllow.isEmpty) {
-    problems.push('--allow-write lets every client write: give either it or --write-allow CIDRs, not both');
-  }
-  const clientPrefixes = parseClientPrefixes(get('client-prefix') ?? [], problems);
   const refuseOptions = splitList(get('refuse-options') ?? []).map((o) => o.toLowerCase());
   for (const o of refuseOptions) {
     if (!['blksize', 'tsize', 'timeout', 'windowsize'].includes(o)) problems.push(`--refuse-options: '${o}' is not one of blksize, tsize, timeout, windowsize`);
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
-
-  return Object.freeze({
+  const config: GatewayConfig = Object.freeze({
     listen,
     portMode: value('port-mode'),
     portRange,
@@ -512,17 +482,16 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
     rtoMinMs: value('rto-min-ms'),
     rtoMaxMs: value('rto-max-ms'),
     maxSessions: value('max-sessions'),
-    mapFile,
-    mapRules,
+    mapFile: value('map-file'),
     mapBackslashes: value('map-backslashes'),
     mapLowercase: value('map-lowercase'),
     mapStripJunk: value('map-strip-junk'),
-    clientPrefixes,
-    readAllow,
-    readDeny,
-    writeAllow,
-    writeDeny,
-    writePrefixes: parseWritePrefixes(value('write-prefixes') ?? []),
+    clientPrefixes: value('client-prefix') ?? [],
+    readAllow: value('read-allow'),
+    readDeny: value('read-deny') ?? [],
+    writeAllow: value('write-allow') ?? [],
+    writeDeny: value('write-deny') ?? [],
+    writePrefixes: value('write-prefixes') ?? [],
     refuseOptions,
     maxSessionsPerClient: value('max-sessions-per-client'),
     rateLimit: value('rate-limit'),
@@ -547,19 +516,54 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
     localDir: value('local-dir'),
     workers: value('workers') ?? usableCpus(),
   });
+  // Checks of another layer (the access policy) see the configuration even when flags had problems
+  // (those flags read as their defaults), so one ConfigError lists every problem.
+  if (check) problems.push(...check(config));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
 }
 
-/** The configuration as logged at start (no secrets live in it: credentials come from the AWS chain). */
+/** Parses one flag's values (the last wins, lists keep all); a problem is reported, the result is then undefined. */
+function parseValue(spec: AnySpec, values: readonly string[], problems: string[]): FlagValues[FlagName] | undefined {
+  const last = values[values.length - 1]!;
+  const where = `--${spec.flag} (${envName(spec.flag)})`;
+  switch (spec.kind) {
+    case 'list':
+      return values;
+    case 'string':
+      if (spec.choices && !spec.choices.includes(last)) {
+        problems.push(`${where}: '${last}' is not one of ${spec.choices.join(', ')}`);
+        return undefined;
+      }
+      return last;
+    case 'bool': {
+      const v = last.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(v)) return true;
+      if (['false', '0', 'no', 'off'].includes(v)) return false;
+      problems.push(`${where}: '${last}' is not a boolean`);
+      return undefined;
+    }
+    case 'int':
+    case 'size': {
+      const n = spec.kind === 'int' ? (/^\s*[0-9]+\s*$/.test(last) ? Number(last) : undefined) : parseSize(last);
+      if (n === undefined || !Number.isSafeInteger(n)) problems.push(`${where}: '${last}' is not a ${spec.kind === 'int' ? 'whole number' : 'size (e.g. 512MiB)'}`);
+      else if (spec.min !== undefined && n < spec.min) problems.push(`${where}: ${n} is below the minimum ${spec.min}`);
+      else if (spec.max !== undefined && n > spec.max) problems.push(`${where}: ${n} is above the maximum ${spec.max}`);
+      else return n;
+      return undefined;
+    }
+  }
+}
+
+/** Flattens repeated and comma-separated values, dropping empty ones. */
+function splitList(texts: readonly string[]): string[] {
+  return texts.flatMap((t) => t.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/**
+ * The configuration as logged at start (no secrets live in it: credentials come from the AWS chain).
+ * The policy flags appear as given; the composition root adds the parsed policy's summary.
+ */
 export function describeConfig(config: GatewayConfig): Record<string, unknown> {
-  const cidrs = (list: CidrList | undefined): string[] | undefined => list?.entries.map((c) => c.text);
-  return {
-    ...config,
-    listen: config.listen.map((a) => `${a.host}:${a.port}`),
-    mapRules: config.mapRules.length,
-    clientPrefixes: config.clientPrefixes.map((c) => `${c.cidr.text}=${c.prefix}`),
-    readAllow: cidrs(config.readAllow),
-    readDeny: cidrs(config.readDeny),
-    writeAllow: cidrs(config.writeAllow),
-    writeDeny: cidrs(config.writeDeny),
-  };
+  return { ...config, listen: config.listen.map((a) => `${a.host}:${a.port}`) };
 }

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/config.js';
+import { ConfigError } from '../../src/config/config.js';
+import { loadGatewaySetup } from '../../src/server/compose.js';
 import { checkClient, PolicyRefusal, prefixFor, resolveRequest, type AccessPolicyOptions } from '../../src/policy/access-policy.js';
 import { canonicalClientAddress, CidrList, hexClientAddress, parseCidr, parseIp } from '../../src/policy/cidr.js';
 import { ClientLimits } from '../../src/policy/limits.js';
@@ -255,22 +256,22 @@ describe('configuration of the policy flags', () => {
     const file = path.join(dir, 'rules');
     fs.writeFileSync(file, 'rg \\\\ /\n');
     try {
-      const c = loadConfig([
+      const { config: c, access } = loadGatewaySetup([
         ...base,
         '--read-allow', '10.0.0.0/8,192.168.0.0/16', '--read-allow', 'fd00::/8',
         '--write-allow', '10.1.0.0/16', '--write-prefixes', 'uploads,/logs/',
         '--client-prefix', '10.1.0.0/16=sites/berlin', '--refuse-options', 'Timeout,tsize',
         '--map-file', file, '--map-lowercase', '--max-sessions-per-client', '8', '--rate-limit', '5', '--stall-timeout', '30',
       ], {});
-      assert.deepEqual(c.readAllow?.entries.map((e) => e.text), ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8']);
-      assert.deepEqual(c.writePrefixes, ['uploads/', 'logs/']);
-      assert.equal(c.clientPrefixes[0]?.prefix, 'sites/berlin/');
+      assert.deepEqual(access.readAllow?.entries.map((e) => e.text), ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8']);
+      assert.deepEqual(access.writePrefixes, ['uploads/', 'logs/']);
+      assert.equal(access.clientPrefixes[0]?.prefix, 'sites/berlin/');
       assert.deepEqual(c.refuseOptions, ['timeout', 'tsize']);
-      assert.equal(c.mapRules.length, 1);
+      assert.equal(access.mapRules.length, 1);
       assert.equal(c.mapLowercase, true);
       assert.equal(c.maxSessionsPerClient, 8);
       assert.equal(c.stallTimeoutS, 30);
-      const env = loadConfig(base, { TFTP_GATEWAY_WRITE_ALLOW: '10.0.0.0/8, fd00::/16' });
+      const env = loadGatewaySetup(base, { TFTP_GATEWAY_WRITE_ALLOW: '10.0.0.0/8, fd00::/16' }).access;
       assert.equal(env.writeAllow.entries.length, 2);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -279,7 +280,7 @@ describe('configuration of the policy flags', () => {
 
   test('every problem is reported at once', () => {
     try {
-      loadConfig([...base, '--read-deny', 'nope', '--client-prefix', 'x', '--refuse-options', 'multicast', '--map-file', '/nonexistent/rules', '--allow-write', '--write-allow', '10.0.0.0/8'], {});
+      loadGatewaySetup([...base, '--read-deny', 'nope', '--client-prefix', 'x', '--refuse-options', 'multicast', '--map-file', '/nonexistent/rules', '--allow-write', '--write-allow', '10.0.0.0/8'], {});
       assert.fail('expected a ConfigError');
     } catch (err) {
       assert.ok(err instanceof ConfigError);
