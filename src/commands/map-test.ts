@@ -1,4 +1,4 @@
-import { parseIp } from '../policy/cidr.js';
+import { parseClientAddress } from '../policy/client-address.js';
 import { resolveRequest, PolicyRefusal, type AccessPolicyOptions, type Operation } from '../policy/access-policy.js';
 
 /**
@@ -26,7 +26,7 @@ export function parseMapTestLine(line: string, defaultOperation: Operation): Map
     fields = fields.slice(0, -1);
   }
   let client = '0.0.0.0';
-  if (fields.length > 1 && parseIp(fields[fields.length - 1]!)) {
+  if (fields.length > 1 && parseClientAddress(fields[fields.length - 1]!).family !== undefined) {
     client = fields[fields.length - 1]!;
     fields = fields.slice(0, -1);
   }
@@ -36,7 +36,7 @@ export function parseMapTestLine(line: string, defaultOperation: Operation): Map
 export function mapTestLine(policy: AccessPolicyOptions, req: MapTestLine): string {
   const head = `${req.name}\t${req.client}\t${req.operation === 'read' ? 'get' : 'put'}`;
   try {
-    const r = resolveRequest(policy, wireName(req.name), req.operation, req.client);
+    const r = resolveRequest(policy, wireName(req.name), req.operation, parseClientAddress(req.client));
     const rules = r.rulesApplied.length > 0 ? ` (rules on lines ${r.rulesApplied.join(',')})` : '';
     return `${head}\t-> ${r.key}${rules}`;
   } catch (err) {
