@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import process from 'node:process';
-import { ConfigError, describeConfig, loadConfig, usage } from './config/config.js';
+import { ConfigError, describeConfig, usage, type GatewayConfig } from './config/config.js';
+import type { AccessPolicyOptions } from './policy/access-policy.js';
+import { describeAccessPolicy } from './policy/from-config.js';
+import { loadGatewaySetup } from './server/compose.js';
 import { Gateway } from './server/gateway.js';
 import { closeLogs, createLogger } from './server/logger.js';
 
@@ -10,8 +13,8 @@ const STOP_GRACE_MS = 12_000;
 const FORCED_STOP_MS = 10_000;
 
 /** The configuration summary for the start line: no secrets (an endpoint URL's user:password is masked). */
-function configSummary(config: Parameters<typeof describeConfig>[0]): Record<string, unknown> {
-  const summary = describeConfig(config);
+function configSummary(config: GatewayConfig, access: AccessPolicyOptions): Record<string, unknown> {
+  const summary = { ...describeConfig(config), ...describeAccessPolicy(access) };
   for (const [k, v] of Object.entries(summary)) {
     if (typeof v === 'string' && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(v)) summary[k] = v.replace(/\/\/[^/@]*@/, '//***@');
   }
@@ -27,9 +30,10 @@ async function serve(argv: readonly string[]): Promise<void> {
   // The SDK must never reach for the instance metadata address unless an operator wants it
   // (on ECS, credentials come from the container endpoint, not IMDS).
   process.env.AWS_EC2_METADATA_DISABLED ??= 'true';
-  let config;
+  let config: GatewayConfig;
+  let access: AccessPolicyOptions;
   try {
-    config = loadConfig(argv);
+    ({ config, access } = loadGatewaySetup(argv));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`tftp-gateway: ${err.message}\n\nRun 'tftp-gateway serve --help' for the flags.\n`);
@@ -39,7 +43,7 @@ async function serve(argv: readonly string[]): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  logger.info({ config: configSummary(config) }, 'starting tftp-gateway');
+  logger.info({ config: configSummary(config, access) }, 'starting tftp-gateway');
   let gateway: Gateway;
   try {
     gateway = await Gateway.start(config, { logger });
@@ -97,7 +101,7 @@ async function main(): Promise<void> {
       await serve(rest);
       return;
     case 'map-test': {
-      const { mapTestCommand } = await import('./policy/map-test.js');
+      const { mapTestCommand } = await import('./commands/map-test.js');
       const write = (t: string): void => void process.stdout.write(t);
       process.exitCode = await mapTestCommand(rest, process.stdin, write, (t) => void process.stderr.write(t));
       return;

@@ -1,19 +1,16 @@
 import os from 'node:os';
 import process from 'node:process';
 import fs from 'node:fs';
-import { CidrList, splitList } from '../policy/cidr.js';
-import { parseClientPrefixes, parseWritePrefixes, type ClientPrefix } from '../policy/access-policy.js';
-import { MapFileError, parseMapRules, type MapRule } from '../policy/map-rules.js';
+import { parseArgs } from 'node:util';
 import { usableCpus } from './cpus.js';
 
 /**
  * One configuration schema: every flag has an environment twin (--s3-bucket ↔ TFTP_GATEWAY_S3_BUCKET),
  * flags win over the environment, and every problem is reported at once before the gateway starts.
+ * The access policy flags (CIDR lists, client prefixes, map file, write prefixes) are kept as the
+ * operator wrote them: the policy layer parses them (src/policy/from-config.ts), so this module
+ * depends on no other part of the gateway.
  */
-
-export type PortMode = 'single' | 'per-transfer';
-export type ChecksumMode = 'when-supported' | 'when-required';
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
 export interface ListenAddress {
   readonly host: string;
@@ -57,17 +54,21 @@ export interface GatewayConfig {
   readonly rtoMinMs: number;
   readonly rtoMaxMs: number;
   readonly maxSessions: number;
-  /** Access policy and limits (docs/policy.md). */
+  /**
+   * Access policy and limits (docs/policy.md). The policy flags are the values as given (repeated
+   * and comma-separated); src/policy/from-config.ts parses and checks them.
+   */
   readonly mapFile: string | undefined;
-  readonly mapRules: readonly MapRule[];
   readonly mapBackslashes: boolean;
   readonly mapLowercase: boolean;
   readonly mapStripJunk: boolean;
-  readonly clientPrefixes: readonly ClientPrefix[];
-  readonly readAllow: CidrList | undefined;
-  readonly readDeny: CidrList;
-  readonly writeAllow: CidrList;
-  readonly writeDeny: CidrList;
+  /** --client-prefix `CIDR=PREFIX` entries. */
+  readonly clientPrefixes: readonly string[];
+  /** --read-allow CIDR blocks; undefined: every client may read. */
+  readonly readAllow: readonly string[] | undefined;
+  readonly readDeny: readonly string[];
+  readonly writeAllow: readonly string[];
+  readonly writeDeny: readonly string[];
   readonly writePrefixes: readonly string[];
   readonly refuseOptions: readonly string[];
   readonly maxSessionsPerClient: number;
@@ -119,14 +120,18 @@ interface FlagSpec {
 
 const MiB = 1024 * 1024;
 
-function defaultCacheSize(): string {
+function defaultCacheSize(): number {
   // A quarter of the memory we may use (the cgroup limit in a container), at most 4 GiB.
   const limit = process.constrainedMemory?.() || os.totalmem();
   const budget = Math.min(Math.floor(limit / 4), 4096 * MiB);
-  return String(Math.max(64 * MiB, budget));
+  return Math.max(64 * MiB, budget);
 }
 
-export const FLAGS: readonly FlagSpec[] = [
+/**
+ * The one flag schema. Declared `as const` so the type of every flag's value derives from its entry
+ * (FlagValues below): reading a flag that is not in this list does not compile.
+ */
+export const FLAGS = [
   { flag: 'listen', kind: 'list', default: '[::]:69', help: 'UDP address:port to serve TFTP on (repeatable)' },
   { flag: 'port-mode', kind: 'string', default: 'single', choices: ['single', 'per-transfer'], help: 'single: every transfer on the listening port (NAT/load balancer safe); per-transfer: a new port per transfer (RFC 1350)' },
   { flag: 'port-range', kind: 'string', help: 'ports for per-transfer mode, LOW-HIGH (default: any free port)' },
@@ -190,7 +195,32 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'local', kind: 'bool', default: 'false', help: 'serve from an embedded S3-compatible store on local disk (no AWS account)' },
   { flag: 'local-dir', kind: 'string', default: '.data/s3', help: 'directory of the embedded store' },
   { flag: 'workers', kind: 'int', min: 1, max: 256, help: 'threads serving transfers, sharing one block cache (default: the CPUs the process may use, honouring a cgroup CPU quota; 1: single-threaded, no worker threads)' },
-];
+] as const satisfies readonly FlagSpec[];
+
+type Spec = (typeof FLAGS)[number];
+/** A schema entry with every optional field readable (for code that walks all flags). */
+type AnySpec = Spec & FlagSpec;
+const SPEC_LIST: readonly AnySpec[] = FLAGS;
+/** Every flag name, e.g. `'give-up-timeout'`. */
+export type FlagName = Spec['flag'];
+type SpecOf<F extends FlagName> = Extract<Spec, { readonly flag: F }>;
+type ValueOfSpec<S> = S extends { readonly kind: 'list' }
+  ? readonly string[]
+  : S extends { readonly kind: 'int' | 'size' }
+    ? number
+    : S extends { readonly kind: 'bool' }
+      ? boolean
+      : S extends { readonly choices: readonly (infer C)[] }
+        ? C
+        : string;
+/** A flag's parsed value: its kind's type (a choice union for `choices`), undefined only when it has no default. */
+export type FlagValue<F extends FlagName> = ValueOfSpec<SpecOf<F>> | (SpecOf<F> extends { readonly default: string } ? never : undefined);
+/** Every flag's parsed value, keyed by flag name. */
+export type FlagValues = { readonly [F in FlagName]: FlagValue<F> };
+
+export type PortMode = FlagValue<'port-mode'>;
+export type ChecksumMode = FlagValue<'s3-checksum'>;
+export type LogLevel = FlagValue<'log-level'>;
 
 export function envName(flag: string): string {
   return `TFTP_GATEWAY_${flag.toUpperCase().replace(/-/g, '_')}`;
@@ -225,7 +255,7 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
 
 export function usage(): string {
   const lines = ['Usage: tftp-gateway serve [flags]', '', 'Flags (each also read from its environment variable):'];
-  for (const spec of FLAGS) {
+  for (const spec of SPEC_LIST) {
     const arg = spec.kind === 'bool' ? '' : ' <value>';
     const def = spec.default !== undefined && spec.default !== '' ? ` (default ${spec.default})` : '';
     lines.push(`  --${spec.flag}${arg}`, `      ${spec.help}${def}. Env: ${envName(spec.flag)}`);
@@ -233,26 +263,42 @@ export function usage(): string {
   return lines.join('\n');
 }
 
-/** Splits argv into raw values per flag, collecting unknown or malformed flags as problems. */
-function readArgv(argv: readonly string[], problems: string[]): Map<string, string[]> {
-  const values = new Map<string, string[]>();
-  const specs = new Map(FLAGS.map((s) => [s.flag, s]));
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (!arg.startsWith('--')) {
-      problems.push(`unexpected argument '${arg}'`);
+const SPECS: ReadonlyMap<string, AnySpec> = new Map(SPEC_LIST.map((s) => [s.flag, s]));
+
+/** parseArgs options for every flag: booleans take no separate value, everything else one value. */
+const PARSE_ARGS_OPTIONS = Object.fromEntries(
+  FLAGS.map((s) => [s.flag, { type: s.kind === 'bool' ? 'boolean' : 'string', multiple: true }] as const),
+) as Record<FlagName, { type: 'boolean' | 'string'; multiple: true }>;
+
+/**
+ * Splits argv into raw values per flag with `node:util` parseArgs (non-strict, from its tokens, so
+ * every unknown or malformed flag is collected as a problem rather than stopping at the first).
+ * `--no-X` turns a boolean flag off.
+ */
+function readArgv(argv: readonly string[], problems: string[]): Map<FlagName, string[]> {
+  const values = new Map<FlagName, string[]>();
+  const { tokens } = parseArgs({ args: [...argv], options: PARSE_ARGS_OPTIONS, strict: false, allowPositionals: true, tokens: true });
+  let lastShortIndex = -1;
+  for (const token of tokens) {
+    if (token.kind === 'positional') {
+      problems.push(`unexpected argument '${token.value}'`);
       continue;
     }
-    let name = arg.slice(2);
-    let value: string | undefined;
-    const eq = name.indexOf('=');
-    if (eq !== -1) {
-      value = name.slice(eq + 1);
-      name = name.slice(0, eq);
+    if (token.kind === 'option-terminator') {
+      problems.push('unknown flag --');
+      continue;
     }
-    let spec = specs.get(name);
-    if (!spec && name.startsWith('no-') && specs.get(name.slice(3))?.kind === 'bool') {
-      spec = specs.get(name.slice(3));
+    if (!token.rawName.startsWith('--')) {
+      // A short option (or a group, -abc, which parseArgs splits): one problem per argument.
+      if (token.index !== lastShortIndex) problems.push(`unexpected argument '${argv[token.index]!}'`);
+      lastShortIndex = token.index;
+      continue;
+    }
+    const name = token.name;
+    let value = token.value;
+    let spec = SPECS.get(name);
+    if (!spec && name.startsWith('no-') && SPECS.get(name.slice(3))?.kind === 'bool') {
+      spec = SPECS.get(name.slice(3));
       value = 'false';
     }
     if (!spec) {
@@ -261,7 +307,6 @@ function readArgv(argv: readonly string[], problems: string[]): Map<string, stri
     }
     if (value === undefined) {
       if (spec.kind === 'bool') value = 'true';
-      else if (i + 1 < argv.length) value = argv[++i]!;
       else {
         problems.push(`--${name} needs a value`);
         continue;
@@ -288,8 +333,14 @@ export function configSource(config: GatewayConfig): ConfigSource | undefined {
   return configSources.get(config);
 }
 
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const config = parseConfig(argv, env);
+/**
+ * Checks another layer adds (the access policy parses its flags): its problems join the same
+ * ConfigError. It sees the configuration even when flags had problems, those flags at their defaults.
+ */
+export type ConfigCheck = (config: GatewayConfig) => readonly string[];
+
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, check?: ConfigCheck): GatewayConfig {
+  const config = parseConfig(argv, env, check);
   const read: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
     if (v !== undefined && (k.startsWith('TFTP_GATEWAY_') || k === 'AWS_REGION' || k === 'AWS_DEFAULT_REGION')) read[k] = v;
@@ -298,11 +349,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   return config;
 }
 
-function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayConfig {
+function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, check: ConfigCheck | undefined): GatewayConfig {
   const problems: string[] = [];
   const fromArgv = readArgv(argv, problems);
 
-  const raw = (spec: FlagSpec): string[] | undefined => {
+  const raw = (spec: AnySpec): string[] | undefined => {
     const cli = fromArgv.get(spec.flag);
     if (cli) return cli;
     const e = env[envName(spec.flag)];
@@ -310,51 +361,39 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
     return undefined;
   };
 
-  const parsed = new Map<string, unknown>();
-  for (const spec of FLAGS) {
-    const values = raw(spec) ?? (spec.default !== undefined ? [spec.default] : undefined);
-    if (values === undefined) continue;
-    const last = values[values.length - 1]!;
-    const where = `--${spec.flag} (${envName(spec.flag)})`;
-    switch (spec.kind) {
-      case 'list':
-        parsed.set(spec.flag, values);
-        break;
-      case 'string':
-        if (spec.choices && !spec.choices.includes(last)) problems.push(`${where}: '${last}' is not one of ${spec.choices.join(', ')}`);
-        else parsed.set(spec.flag, last);
-        break;
-      case 'bool': {
-        const v = last.toLowerCase();
-        if (['true', '1', 'yes', 'on'].includes(v)) parsed.set(spec.flag, true);
-        else if (['false', '0', 'no', 'off'].includes(v)) parsed.set(spec.flag, false);
-        else problems.push(`${where}: '${last}' is not a boolean`);
-        break;
-      }
-      case 'int':
-      case 'size': {
-        const n = spec.kind === 'int' ? (/^\s*[0-9]+\s*$/.test(last) ? Number(last) : undefined) : parseSize(last);
-        if (n === undefined || !Number.isSafeInteger(n)) problems.push(`${where}: '${last}' is not a ${spec.kind === 'int' ? 'whole number' : 'size (e.g. 512MiB)'}`);
-        else if (spec.min !== undefined && n < spec.min) problems.push(`${where}: ${n} is below the minimum ${spec.min}`);
-        else if (spec.max !== undefined && n > spec.max) problems.push(`${where}: ${n} is above the maximum ${spec.max}`);
-        else parsed.set(spec.flag, n);
-        break;
-      }
+  // Every flag that parsed; a flag with a problem (or without a value and default) is missing.
+  const parsed = new Map<FlagName, FlagValues[FlagName]>();
+  // What a flag with a problem falls back to (its default) while the other checks run.
+  const fallback = new Map<FlagName, FlagValues[FlagName]>();
+  for (const spec of SPEC_LIST) {
+    const values = raw(spec);
+    if (values !== undefined) {
+      const v = parseValue(spec, values, problems);
+      if (v !== undefined) parsed.set(spec.flag, v);
+      else if (spec.default !== undefined) fallback.set(spec.flag, parseValue(spec, [spec.default], []));
+    } else if (spec.default !== undefined) {
+      parsed.set(spec.flag, parseValue(spec, [spec.default], problems));
     }
   }
 
-  const get = <T>(flag: string): T => parsed.get(flag) as T;
-  const local = get<boolean>('local') ?? false;
+  /**
+   * A flag's value, typed by the schema. Undefined while validating when the flag had a problem;
+   * `flag` must be a name in FLAGS (a typo does not compile).
+   */
+  const get = <F extends FlagName>(flag: F): FlagValue<F> | undefined => parsed.get(flag) as FlagValue<F> | undefined;
+  /** A flag's value, or its default when the given value had a problem (a flag with a default always has one). */
+  const value = <F extends FlagName>(flag: F): FlagValue<F> => (parsed.has(flag) ? parsed.get(flag) : fallback.get(flag)) as FlagValue<F>;
+  const local = get('local') ?? false;
 
   const listen: ListenAddress[] = [];
-  for (const text of get<string[]>('listen') ?? []) {
+  for (const text of get('listen') ?? []) {
     const addr = parseListenAddress(text);
     if (addr) listen.push(addr);
     else problems.push(`--listen: '${text}' is not host:port or [ipv6]:port`);
   }
 
   let portRange: GatewayConfig['portRange'];
-  const rangeText = get<string | undefined>('port-range');
+  const rangeText = get('port-range');
   if (rangeText !== undefined) {
     const m = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(rangeText);
     const low = m ? Number(m[1]) : NaN;
@@ -363,10 +402,10 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
     else portRange = { low, high };
   }
 
-  const bucket = get<string | undefined>('s3-bucket');
+  const bucket = get('s3-bucket');
   if (!bucket && !local) problems.push(`--s3-bucket (${envName('s3-bucket')}) is required (or --local for the embedded store)`);
 
-  const endpoint = get<string | undefined>('s3-endpoint');
+  const endpoint = get('s3-endpoint');
   if (endpoint !== undefined) {
     try {
       const url = new URL(endpoint);
@@ -377,142 +416,154 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): GatewayCo
   }
 
   let httpListen: ListenAddress | undefined;
-  const httpText = get<string>('http-listen');
+  const httpText = get('http-listen');
   if (httpText !== undefined && httpText !== 'off') {
     httpListen = parseListenAddress(httpText);
     if (!httpListen) problems.push(`--http-listen: '${httpText}' is not host:port or 'off'`);
   }
 
   // A transfer gives up with its own ERROR before the stall reaper: an explicit give-up time at or
-  // over the stall timeout is a mistake; the default follows a shorter stall timeout down.
-  let giveUp = get<number>('give-up-timeout');
-  const stall = get<number>('stall-timeout');
-  if (giveUp !== undefined && stall !== undefined && giveUp >= stall) {
-    const explicit = raw(FLAGS.find((f) => f.flag === 'give-up-timeout')!) !== undefined;
-    if (explicit) problems.push(`--give-up-timeout (${giveUp} s) must be below --stall-timeout (${stall} s)`);
-    else giveUp = Math.max(1, stall - 1);
+  // over the stall timeout is a mistake; the default follows a shorter stall timeout down (below).
+  const giveUp = get('give-up-timeout');
+  const stall = get('stall-timeout');
+  if (giveUp !== undefined && stall !== undefined && giveUp >= stall && raw(SPECS.get('give-up-timeout')!) !== undefined) {
+    problems.push(`--give-up-timeout (${giveUp} s) must be below --stall-timeout (${stall} s)`);
   }
 
-  const rtoMin = get<number>('rto-min-ms');
-  const rtoMax = get<number>('rto-max-ms');
+  const rtoMin = get('rto-min-ms');
+  const rtoMax = get('rto-max-ms');
   if (rtoMin !== undefined && rtoMax !== undefined && rtoMin > rtoMax) problems.push('--rto-min-ms must not exceed --rto-max-ms');
-  const metadataTimeout = get<number>('s3-metadata-timeout-ms');
-  const retryBudget = get<number>('s3-retry-budget-ms');
+  const metadataTimeout = get('s3-metadata-timeout-ms');
+  const retryBudget = get('s3-retry-budget-ms');
   if (metadataTimeout !== undefined && retryBudget !== undefined && metadataTimeout > retryBudget) {
     problems.push('--s3-metadata-timeout-ms must not exceed --s3-retry-budget-ms');
   }
 
-  let cacheSize = get<number | undefined>('cache-size');
-  if (cacheSize === undefined) cacheSize = Number(defaultCacheSize());
-  const rangeSize = get<number>('range-size');
+  let cacheSize = get('cache-size');
+  if (cacheSize === undefined) cacheSize = defaultCacheSize();
+  const rangeSize = get('range-size');
   if (rangeSize !== undefined && cacheSize < rangeSize * 2) {
     problems.push(`--cache-size must hold at least two ranges (${rangeSize * 2} bytes)`);
   }
 
-  const mapFile = get<string | undefined>('map-file');
-  let mapRules: MapRule[] = [];
-  if (mapFile !== undefined) {
-    try {
-      mapRules = parseMapRules(fs.readFileSync(mapFile, 'utf8'));
-    } catch (err) {
-      if (err instanceof MapFileError) problems.push(...err.problems.map((p) => `--map-file ${mapFile}: ${p}`));
-      else problems.push(`--map-file: cannot read '${mapFile}': ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  const readAllowText = get<string[] | undefined>('read-allow');
-  const readAllow = readAllowText ? CidrList.parse(readAllowText, problems, '--read-allow') : undefined;
-  const readDeny = CidrList.parse(get<string[] | undefined>('read-deny') ?? [], problems, '--read-deny');
-  const writeAllow = CidrList.parse(get<string[] | undefined>('write-allow') ?? [], problems, '--write-allow');
-  const writeDeny = CidrList.parse(get<string[] | undefined>('write-deny') ?? [], problems, '--write-deny');
-  if (get<boolean>('allow-write') && !writeAllow.isEmpty) {
-    problems.push('--allow-write lets every client write: give either it or --write-allow CIDRs, not both');
-  }
-  const clientPrefixes = parseClientPrefixes(get<string[] | undefined>('client-prefix') ?? [], problems);
-  const refuseOptions = splitList(get<string[] | undefined>('refuse-options') ?? []).map((o) => o.toLowerCase());
+  const refuseOptions = splitList(get('refuse-options') ?? []).map((o) => o.toLowerCase());
   for (const o of refuseOptions) {
     if (!['blksize', 'tsize', 'timeout', 'windowsize'].includes(o)) problems.push(`--refuse-options: '${o}' is not one of blksize, tsize, timeout, windowsize`);
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
-
-  return Object.freeze({
+  const config: GatewayConfig = Object.freeze({
     listen,
-    portMode: get<PortMode>('port-mode'),
+    portMode: value('port-mode'),
     portRange,
     s3Bucket: bucket ?? 'tftp',
-    s3Prefix: get<string>('s3-prefix'),
+    s3Prefix: value('s3-prefix'),
     s3Endpoint: endpoint,
-    s3Region: get<string | undefined>('s3-region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    s3ForcePathStyle: get<boolean>('s3-force-path-style'),
-    s3Checksum: get<ChecksumMode>('s3-checksum'),
-    s3MaxAttempts: get<number>('s3-max-attempts'),
-    s3RequestTimeoutMs: get<number>('s3-request-timeout-ms'),
-    s3MetadataTimeoutMs: metadataTimeout,
-    s3RetryBudgetMs: retryBudget,
-    allowWrite: get<boolean>('allow-write'),
-    allowOverwrite: get<boolean>('allow-overwrite'),
-    maxUploadSize: get<number>('max-upload-size'),
-    maxBlksize: get<number>('max-blksize'),
-    maxWindowsize: get<number>('max-windowsize'),
-    maxWindowBytes: get<number>('max-window-bytes'),
-    retries: get<number>('retries'),
-    giveUpTimeoutS: giveUp,
-    rtoBackoff: get<number>('rto-backoff'),
-    unverifiedRetries: get<number>('unverified-retries'),
-    unverifiedAmplification: get<number>('unverified-amplification'),
-    unverifiedBytesPerSecond: get<number>('unverified-bytes-per-second'),
-    rtoInitialMs: get<number>('rto-initial-ms'),
-    rtoMinMs: rtoMin,
-    rtoMaxMs: rtoMax,
-    maxSessions: get<number>('max-sessions'),
-    mapFile,
-    mapRules,
-    mapBackslashes: get<boolean>('map-backslashes'),
-    mapLowercase: get<boolean>('map-lowercase'),
-    mapStripJunk: get<boolean>('map-strip-junk'),
-    clientPrefixes,
-    readAllow,
-    readDeny,
-    writeAllow,
-    writeDeny,
-    writePrefixes: parseWritePrefixes(get<string[] | undefined>('write-prefixes') ?? []),
+    s3Region: value('s3-region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    s3ForcePathStyle: value('s3-force-path-style'),
+    s3Checksum: value('s3-checksum'),
+    s3MaxAttempts: value('s3-max-attempts'),
+    s3RequestTimeoutMs: value('s3-request-timeout-ms'),
+    s3MetadataTimeoutMs: value('s3-metadata-timeout-ms'),
+    s3RetryBudgetMs: value('s3-retry-budget-ms'),
+    allowWrite: value('allow-write'),
+    allowOverwrite: value('allow-overwrite'),
+    maxUploadSize: value('max-upload-size'),
+    maxBlksize: value('max-blksize'),
+    maxWindowsize: value('max-windowsize'),
+    maxWindowBytes: value('max-window-bytes'),
+    retries: value('retries'),
+    // The default (63 s) follows a shorter --stall-timeout down to just below it.
+    giveUpTimeoutS: Math.min(value('give-up-timeout'), Math.max(1, value('stall-timeout') - 1)),
+    rtoBackoff: value('rto-backoff'),
+    unverifiedRetries: value('unverified-retries'),
+    unverifiedAmplification: value('unverified-amplification'),
+    unverifiedBytesPerSecond: value('unverified-bytes-per-second'),
+    rtoInitialMs: value('rto-initial-ms'),
+    rtoMinMs: value('rto-min-ms'),
+    rtoMaxMs: value('rto-max-ms'),
+    maxSessions: value('max-sessions'),
+    mapFile: value('map-file'),
+    mapBackslashes: value('map-backslashes'),
+    mapLowercase: value('map-lowercase'),
+    mapStripJunk: value('map-strip-junk'),
+    clientPrefixes: value('client-prefix') ?? [],
+    readAllow: value('read-allow'),
+    readDeny: value('read-deny') ?? [],
+    writeAllow: value('write-allow') ?? [],
+    writeDeny: value('write-deny') ?? [],
+    writePrefixes: value('write-prefixes') ?? [],
     refuseOptions,
-    maxSessionsPerClient: get<number>('max-sessions-per-client'),
-    rateLimit: get<number>('rate-limit'),
-    rateBurst: get<number>('rate-burst'),
-    stallTimeoutS: get<number>('stall-timeout'),
+    maxSessionsPerClient: value('max-sessions-per-client'),
+    rateLimit: value('rate-limit'),
+    rateBurst: value('rate-burst'),
+    stallTimeoutS: value('stall-timeout'),
     cacheSize,
-    rangeSize,
-    readAhead: get<number>('read-ahead'),
-    rangeStreams: get<number>('range-streams'),
-    metadataTtlMs: get<number>('metadata-ttl-ms'),
-    staleIfErrorS: get<number>('stale-if-error'),
-    uploadPartSize: get<number>('upload-part-size'),
-    uploadQueueSize: get<number>('upload-queue-size'),
+    rangeSize: value('range-size'),
+    readAhead: value('read-ahead'),
+    rangeStreams: value('range-streams'),
+    metadataTtlMs: value('metadata-ttl-ms'),
+    staleIfErrorS: value('stale-if-error'),
+    uploadPartSize: value('upload-part-size'),
+    uploadQueueSize: value('upload-queue-size'),
     httpListen,
-    logLevel: get<LogLevel>('log-level'),
-    drainTimeoutS: get<number>('drain-timeout'),
-    cloudwatchEmf: get<boolean>('cloudwatch-emf'),
-    cloudwatchEmfIntervalS: get<number>('cloudwatch-emf-interval'),
-    serviceName: get<string | undefined>('service-name') || get<string | undefined>('cloudwatch-emf-service-name') || 'tftp-gateway',
-    scaleInProtection: get<boolean>('scale-in-protection'),
+    logLevel: value('log-level'),
+    drainTimeoutS: value('drain-timeout'),
+    cloudwatchEmf: value('cloudwatch-emf'),
+    cloudwatchEmfIntervalS: value('cloudwatch-emf-interval'),
+    serviceName: value('service-name') || value('cloudwatch-emf-service-name') || 'tftp-gateway',
+    scaleInProtection: value('scale-in-protection'),
     local,
-    localDir: get<string>('local-dir'),
-    workers: get<number | undefined>('workers') ?? usableCpus(),
+    localDir: value('local-dir'),
+    workers: value('workers') ?? usableCpus(),
   });
+  // Checks of another layer (the access policy) see the configuration even when flags had problems
+  // (those flags read as their defaults), so one ConfigError lists every problem.
+  if (check) problems.push(...check(config));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
 }
 
-/** The configuration as logged at start (no secrets live in it: credentials come from the AWS chain). */
+/** Parses one flag's values (the last wins, lists keep all); a problem is reported, the result is then undefined. */
+function parseValue(spec: AnySpec, values: readonly string[], problems: string[]): FlagValues[FlagName] | undefined {
+  const last = values[values.length - 1]!;
+  const where = `--${spec.flag} (${envName(spec.flag)})`;
+  switch (spec.kind) {
+    case 'list':
+      return values;
+    case 'string':
+      if (spec.choices && !spec.choices.includes(last)) {
+        problems.push(`${where}: '${last}' is not one of ${spec.choices.join(', ')}`);
+        return undefined;
+      }
+      return last;
+    case 'bool': {
+      const v = last.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(v)) return true;
+      if (['false', '0', 'no', 'off'].includes(v)) return false;
+      problems.push(`${where}: '${last}' is not a boolean`);
+      return undefined;
+    }
+    case 'int':
+    case 'size': {
+      const n = spec.kind === 'int' ? (/^\s*[0-9]+\s*$/.test(last) ? Number(last) : undefined) : parseSize(last);
+      if (n === undefined || !Number.isSafeInteger(n)) problems.push(`${where}: '${last}' is not a ${spec.kind === 'int' ? 'whole number' : 'size (e.g. 512MiB)'}`);
+      else if (spec.min !== undefined && n < spec.min) problems.push(`${where}: ${n} is below the minimum ${spec.min}`);
+      else if (spec.max !== undefined && n > spec.max) problems.push(`${where}: ${n} is above the maximum ${spec.max}`);
+      else return n;
+      return undefined;
+    }
+  }
+}
+
+/** Flattens repeated and comma-separated values, dropping empty ones. */
+function splitList(texts: readonly string[]): string[] {
+  return texts.flatMap((t) => t.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/**
+ * The configuration as logged at start (no secrets live in it: credentials come from the AWS chain).
+ * The policy flags appear as given; the composition root adds the parsed policy's summary.
+ */
 export function describeConfig(config: GatewayConfig): Record<string, unknown> {
-  const cidrs = (list: CidrList | undefined): string[] | undefined => list?.entries.map((c) => c.text);
-  return {
-    ...config,
-    listen: config.listen.map((a) => `${a.host}:${a.port}`),
-    mapRules: config.mapRules.length,
-    clientPrefixes: config.clientPrefixes.map((c) => `${c.cidr.text}=${c.prefix}`),
-    readAllow: cidrs(config.readAllow),
-    readDeny: cidrs(config.readDeny),
-    writeAllow: cidrs(config.writeAllow),
-    writeDeny: cidrs(config.writeDeny),
-  };
+  return { ...config, listen: config.listen.map((a) => `${a.host}:${a.port}`) };
 }

@@ -1,6 +1,7 @@
 import { TransferError, type TransferErrorCode } from '../session/errors.js';
-import { keyUnder, normalisePrefix, relativePathFor } from '../storage/keys.js';
-import { canonicalClientAddress, CidrList, cidrContains, hexClientAddress, parseCidr, parseIp, splitList, type Cidr, type IpAddress } from './cidr.js';
+import { keyUnder, normalisePrefix, relativePathFor } from './keys.js';
+import { Cidr, CidrList, splitList } from './cidr.js';
+import type { ClientAddress } from './client-address.js';
 import { applyMapRules, type MapRule } from './map-rules.js';
 import { normaliseName, type NameOptions } from './names.js';
 
@@ -63,7 +64,7 @@ export interface Resolution {
 export type Operation = 'read' | 'write';
 
 /** Whether the client may make this kind of request at all (before its file name is looked at). */
-export function checkClient(options: AccessPolicyOptions, operation: Operation, ip: IpAddress | undefined): PolicyRefusal | undefined {
+export function checkClient(options: AccessPolicyOptions, operation: Operation, ip: ClientAddress): PolicyRefusal | undefined {
   if (operation === 'read') {
     if (options.readDeny.matches(ip)) return new PolicyRefusal('read-denied', 'ACCESS_DENIED', 'client matches --read-deny');
     if (options.readAllow && !options.readAllow.matches(ip)) return new PolicyRefusal('read-denied', 'ACCESS_DENIED', 'client not in --read-allow');
@@ -78,12 +79,10 @@ export function checkClient(options: AccessPolicyOptions, operation: Operation, 
 }
 
 /** The key prefix of a client's tree: the most specific --client-prefix block, else the default. */
-export function prefixFor(options: AccessPolicyOptions, ip: IpAddress | undefined): string {
+export function prefixFor(options: AccessPolicyOptions, ip: ClientAddress): string {
   let best: ClientPrefix | undefined;
-  if (ip) {
-    for (const cp of options.clientPrefixes) {
-      if (cidrContains(cp.cidr, ip) && (!best || cp.cidr.bits > best.cidr.bits)) best = cp;
-    }
+  for (const cp of options.clientPrefixes) {
+    if (cp.cidr.contains(ip) && (!best || cp.cidr.prefix > best.cidr.prefix)) best = cp;
   }
   return best ? best.prefix : options.defaultPrefix;
 }
@@ -95,9 +94,8 @@ export function writeLocationAllowed(options: AccessPolicyOptions, relative: str
 }
 
 /** Request → S3 key, or throws PolicyRefusal. */
-export function resolveRequest(options: AccessPolicyOptions, rawName: string, operation: Operation, clientAddress: string): Resolution {
-  const ip = parseIp(clientAddress);
-  const refusal = checkClient(options, operation, ip);
+export function resolveRequest(options: AccessPolicyOptions, rawName: string, operation: Operation, client: ClientAddress): Resolution {
+  const refusal = checkClient(options, operation, client);
   if (refusal) throw refusal;
   if (rawName.length > options.maxNameLength) throw new PolicyRefusal('invalid-path', 'INVALID_PATH', 'file name too long');
   const normalised = normaliseName(rawName, options.names);
@@ -107,15 +105,15 @@ export function resolveRequest(options: AccessPolicyOptions, rawName: string, op
   if (options.mapRules.length > 0) {
     const outcome = applyMapRules(options.mapRules, normalised, {
       operation,
-      clientAddress: canonicalClientAddress(clientAddress),
-      clientHex: hexClientAddress(clientAddress),
+      clientAddress: client.text,
+      clientHex: client.hex,
     });
     rulesApplied = outcome.applied;
     if (outcome.kind === 'denied') throw new PolicyRefusal('map-denied', 'ACCESS_DENIED', `denied by map rule on line ${outcome.line}`);
     if (outcome.kind === 'error') throw new PolicyRefusal('map-denied', 'ACCESS_DENIED', `map rules: ${outcome.reason}`);
     mappedName = outcome.name;
   }
-  const prefix = prefixFor(options, ip);
+  const prefix = prefixFor(options, client);
   let relative: string;
   let key: string;
   try {
@@ -135,7 +133,7 @@ export function parseClientPrefixes(texts: readonly string[], problems: string[]
   const out: ClientPrefix[] = [];
   for (const text of splitList(texts)) {
     const eq = text.indexOf('=');
-    const cidr = eq > 0 ? parseCidr(text.slice(0, eq)) : undefined;
+    const cidr = eq > 0 ? Cidr.parse(text.slice(0, eq)) : undefined;
     if (!cidr) {
       problems.push(`--client-prefix: '${text}' is not CIDR=prefix (e.g. 10.1.0.0/16=sites/berlin/)`);
       continue;

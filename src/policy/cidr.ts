@@ -1,163 +1,131 @@
 import net from 'node:net';
+import { ipv6Groups, isV4Mapped, type ClientAddress } from './client-address.js';
 
 /**
- * IPv4/IPv6 addresses and CIDR blocks, pure. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a
- * dual-stack socket reports for an IPv4 client) are treated as the IPv4 address they carry, both
- * as client addresses and in rules, so one IPv4 rule covers a client on either kind of socket.
+ * CIDR blocks and lists of them, matched with Node's `net.BlockList`. An IPv4-mapped IPv6 block
+ * of at least /96 (`::ffff:10.0.0.0/104`) is the IPv4 block it maps (`10.0.0.0/8`), and clients
+ * come IPv4-mapped addresses already turned into IPv4 (ClientAddress), so one IPv4 rule covers a
+ * client on either kind of socket. IPv4 and IPv6 rules are kept apart: an IPv6 block (even `::/0`)
+ * never matches an IPv4 client, nor an IPv4 block an IPv6 one.
  */
 
-export interface IpAddress {
-  readonly family: 4 | 6;
-  /** The address as an unsigned integer (32 or 128 bits). */
-  readonly value: bigint;
-}
+export type IpFamily = 'ipv4' | 'ipv6';
 
-export interface Cidr {
-  readonly family: 4 | 6;
-  readonly network: bigint;
+/** A CIDR block: its network address, prefix length and family. */
+export interface CidrBlock {
+  /** The network address (host bits cleared), e.g. `10.0.0.0`. */
+  readonly address: string;
   /** Prefix length in bits. */
-  readonly bits: number;
-  /** Canonical text, e.g. `10.0.0.0/8`. */
-  readonly text: string;
+  readonly prefix: number;
+  readonly family: IpFamily;
 }
 
-const V4_MAPPED_PREFIX = 0xffffn << 32n;
-
-function parseV4(text: string): bigint | undefined {
-  if (!net.isIPv4(text)) return undefined;
-  let value = 0n;
-  for (const part of text.split('.')) value = (value << 8n) | BigInt(Number(part));
-  return value;
-}
-
-function parseV6(text: string): bigint | undefined {
-  if (!net.isIPv6(text)) return undefined;
-  let head = text;
-  let tailV4: bigint | undefined;
-  const lastColon = head.lastIndexOf(':');
-  const last = head.slice(lastColon + 1);
-  if (last.includes('.')) {
-    tailV4 = parseV4(last);
-    if (tailV4 === undefined) return undefined;
-    head = `${head.slice(0, lastColon + 1)}0:0`;
+export class InvalidCidrError extends Error {
+  override readonly name = 'InvalidCidrError';
+  constructor(readonly text: string) {
+    super(`'${text}' is not an IPv4/IPv6 address or CIDR block`);
   }
-  const [left, right] = head.includes('::') ? head.split('::') : [head, undefined];
-  const leftParts = left ? left.split(':') : [];
-  const rightParts = right ? right.split(':') : [];
-  const missing = 8 - leftParts.length - rightParts.length;
-  if (missing < 0 || (right === undefined && missing !== 0)) return undefined;
-  const groups = [...leftParts, ...new Array<string>(missing).fill('0'), ...rightParts];
-  let value = 0n;
-  for (const g of groups) value = (value << 16n) | BigInt(parseInt(g, 16));
-  if (tailV4 !== undefined) value = (value & ~0xffffffffn) | tailV4;
-  return value;
 }
 
-/** Parses an address; `::ffff:a.b.c.d` comes back as IPv4. A zone id (`%eth0`) is ignored. */
-export function parseIp(text: string): IpAddress | undefined {
-  const bare = text.trim().replace(/%.*$/, '');
-  const v4 = parseV4(bare);
-  if (v4 !== undefined) return { family: 4, value: v4 };
-  const v6 = parseV6(bare);
-  if (v6 === undefined) return undefined;
-  if (v6 >> 32n === 0xffffn) return { family: 4, value: v6 & 0xffffffffn };
-  return { family: 6, value: v6 };
+/**
+ * Parses `a.b.c.d/n`, `x::y/n` or a bare address (a /32 or /128); throws InvalidCidrError.
+ * IPv4-mapped IPv6 blocks of /96 or longer come back as IPv4; a zone id (`%eth0`) is ignored.
+ */
+export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const block = cidrBlock(text);
+  if (!block) throw new InvalidCidrError(text);
+  return block;
 }
 
-function formatV4(value: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
-}
-
-/** The address a client is known by in logs, limits and `\i`: IPv4-mapped IPv6 shown as IPv4. */
-export function canonicalClientAddress(text: string): string {
-  const ip = parseIp(text);
-  if (!ip) return text;
-  return ip.family === 4 ? formatV4(ip.value) : text.replace(/%.*$/, '').toLowerCase();
-}
-
-/** The client address as hex digits (tftp-hpa's `\x`): 8 for IPv4 (as PXELINUX uses), 32 for IPv6. */
-export function hexClientAddress(text: string): string {
-  const ip = parseIp(text);
-  if (!ip) return '';
-  return ip.value.toString(16).toUpperCase().padStart(ip.family === 4 ? 8 : 32, '0');
-}
-
-/** Parses `a.b.c.d/n`, `x::y/n` or a bare address (a /32 or /128). Undefined if invalid. */
-export function parseCidr(text: string): Cidr | undefined {
+function cidrBlock(text: string): CidrBlock | undefined {
   const trimmed = text.trim();
   const slash = trimmed.indexOf('/');
-  const addrText = slash === -1 ? trimmed : trimmed.slice(0, slash);
+  const addrText = (slash === -1 ? trimmed : trimmed.slice(0, slash)).replace(/%.*$/, '');
   const bitsText = slash === -1 ? undefined : trimmed.slice(slash + 1);
   if (bitsText !== undefined && !/^[0-9]{1,3}$/.test(bitsText)) return undefined;
-  const bare = addrText.replace(/%.*$/, '');
-  const v4 = parseV4(bare);
-  let family: 4 | 6;
-  let value: bigint;
-  let bits: number;
-  if (v4 !== undefined) {
-    family = 4;
-    value = v4;
-    bits = bitsText === undefined ? 32 : Number(bitsText);
-    if (bits > 32) return undefined;
-  } else {
-    const v6 = parseV6(bare);
-    if (v6 === undefined) return undefined;
-    bits = bitsText === undefined ? 128 : Number(bitsText);
-    if (bits > 128) return undefined;
-    if (v6 >> 32n === 0xffffn && bits >= 96) {
-      // ::ffff:10.0.0.0/104 is the IPv4 block 10.0.0.0/8.
-      family = 4;
-      value = v6 & 0xffffffffn;
-      bits -= 96;
-    } else {
-      family = 6;
-      value = v6;
-    }
+  if (net.isIPv4(addrText)) {
+    const prefix = bitsText === undefined ? 32 : Number(bitsText);
+    if (prefix > 32) return undefined;
+    return { address: maskV4(addrText.split('.').map(Number), prefix), prefix, family: 'ipv4' };
   }
-  const width = family === 4 ? 32 : 128;
-  const network = value & maskOf(bits, width);
-  const shown = family === 4 ? formatV4(network) : formatV6(network);
-  return { family, network, bits, text: `${shown}/${bits}` };
+  if (!net.isIPv6(addrText)) return undefined;
+  const prefix = bitsText === undefined ? 128 : Number(bitsText);
+  if (prefix > 128) return undefined;
+  const groups = ipv6Groups(addrText);
+  if (isV4Mapped(groups) && prefix >= 96) {
+    const octets = [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff];
+    return { address: maskV4(octets, prefix - 96), prefix: prefix - 96, family: 'ipv4' };
+  }
+  const masked = groups.map((g, i) => g & maskBits(prefix - i * 16, 16));
+  // Canonical text: lower-case hex groups, the first run of two or more zero groups as `::`.
+  const address = masked.map((g) => g.toString(16)).join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+  return { address, prefix, family: 'ipv6' };
 }
 
-function maskOf(bits: number, width: number): bigint {
-  if (bits === 0) return 0n;
-  const all = (1n << BigInt(width)) - 1n;
-  return all ^ ((1n << BigInt(width - bits)) - 1n);
+/** The mask of one `width`-bit part of an address when `bits` of the prefix fall in it. */
+function maskBits(bits: number, width: number): number {
+  const n = Math.max(0, Math.min(width, bits));
+  return n === 0 ? 0 : (((1 << width) - 1) >> (width - n)) << (width - n);
 }
 
-function formatV6(value: bigint): string {
-  const groups: string[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(((value >> BigInt(i * 16)) & 0xffffn).toString(16));
-  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+function maskV4(octets: readonly number[], prefix: number): string {
+  return octets.map((o, i) => o & maskBits(prefix - i * 8, 8)).join('.');
 }
 
-export function cidrContains(cidr: Cidr, ip: IpAddress): boolean {
-  if (cidr.family !== ip.family) return false;
-  const width = cidr.family === 4 ? 32 : 128;
-  return (ip.value & maskOf(cidr.bits, width)) === cidr.network;
+/** A parsed block with its canonical text (`10.0.0.0/8`), matchable against client addresses. */
+export class Cidr implements CidrBlock {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: IpFamily;
+  /** Canonical text, e.g. `10.0.0.0/8`. */
+  readonly text: string;
+  private readonly list = new net.BlockList();
+
+  constructor(block: CidrBlock) {
+    this.address = block.address;
+    this.prefix = block.prefix;
+    this.family = block.family;
+    this.text = `${block.address}/${block.prefix}`;
+    this.list.addSubnet(block.address, block.prefix, block.family);
+  }
+
+  /** Undefined if `text` is not a block or address. */
+  static parse(text: string): Cidr | undefined {
+    const block = cidrBlock(text);
+    return block ? new Cidr(block) : undefined;
+  }
+
+  contains(client: ClientAddress): boolean {
+    return client.family === this.family && this.list.check(client.text, client.family);
+  }
 }
 
-/** A list of CIDR blocks; `matches` says whether an address falls in any of them. */
+/** A list of CIDR blocks; `matches` says whether a client falls in any of them. */
 export class CidrList {
-  constructor(readonly entries: readonly Cidr[]) {}
+  private readonly v4 = new net.BlockList();
+  private readonly v6 = new net.BlockList();
+
+  constructor(readonly entries: readonly Cidr[]) {
+    for (const c of entries) (c.family === 'ipv4' ? this.v4 : this.v6).addSubnet(c.address, c.prefix, c.family);
+  }
 
   get isEmpty(): boolean {
     return this.entries.length === 0;
   }
 
-  matches(ip: IpAddress | undefined): boolean {
-    if (!ip) return false;
-    return this.entries.some((c) => cidrContains(c, ip));
+  matches(client: ClientAddress): boolean {
+    if (client.family === 'ipv4') return this.v4.check(client.text, 'ipv4');
+    if (client.family === 'ipv6') return this.v6.check(client.text, 'ipv6');
+    return false;
   }
 
   /** Parses comma-separated CIDR texts; every invalid one is reported in `problems`. */
   static parse(texts: readonly string[], problems: string[], what: string): CidrList {
     const entries: Cidr[] = [];
     for (const text of splitList(texts)) {
-      const cidr = parseCidr(text);
+      const cidr = Cidr.parse(text);
       if (cidr) entries.push(cidr);
-      else problems.push(`${what}: '${text}' is not an IPv4/IPv6 address or CIDR block`);
+      else problems.push(`${what}: ${new InvalidCidrError(text).message}`);
     }
     return new CidrList(entries);
   }

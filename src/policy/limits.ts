@@ -1,3 +1,4 @@
+import { parseClientAddress, type ClientAddress } from './client-address.js';
 import { TokenBuckets, type NowSource } from './token-bucket.js';
 
 export interface ClientLimitOptions {
@@ -23,15 +24,20 @@ export type Admission = 'ok' | 'rate-limited';
 export const UNSOLICITED_ERRORS_PER_SECOND = 20;
 export const UNSOLICITED_ERRORS_BURST = 40;
 
-/** What the dispatcher asks of its limits (ClientLimits; SharedClientLimits across worker threads). */
+/**
+ * What the dispatcher asks of its limits (ClientLimits; SharedClientLimits across worker threads).
+ * Clients are counted by their normalised address (ClientAddress.text: one IPv4 client is one
+ * client on either kind of socket).
+ */
 export interface ClientLimiter {
-  spendUnverified(client: string, bytes: number): boolean;
+  spendUnverified(client: ClientAddress, bytes: number): boolean;
+  /** `address` as the socket reported it (a packet outside any session is not parsed beforehand). */
   shouldAnswerUnsolicited(address: string): boolean;
-  admit(client: string): Admission;
-  shouldAnswerRefusal(client: string): boolean;
-  atSessionCap(client: string): boolean;
-  sessionOpened(client: string): void;
-  sessionClosed(client: string): void;
+  admit(client: ClientAddress): Admission;
+  shouldAnswerRefusal(client: ClientAddress): boolean;
+  atSessionCap(client: ClientAddress): boolean;
+  sessionOpened(client: ClientAddress): void;
+  sessionClosed(client: ClientAddress): void;
   /** Sessions counted by sessionOpened/sessionClosed (all threads' for the shared limits). */
   readonly totalSessions: number;
 }
@@ -69,8 +75,8 @@ export class ClientLimits implements ClientLimiter {
   }
 
   /** Spends `bytes` of the address's allowance for peers that have not answered yet. */
-  spendUnverified(client: string, bytes: number): boolean {
-    return this.unverified ? this.unverified.take(client, bytes) : true;
+  spendUnverified(client: ClientAddress, bytes: number): boolean {
+    return this.unverified ? this.unverified.take(client.text, bytes) : true;
   }
 
   /**
@@ -79,44 +85,44 @@ export class ClientLimits implements ClientLimiter {
    * ERROR is a few times their size: answers are capped per address, the rest get silence.
    */
   shouldAnswerUnsolicited(address: string): boolean {
-    return this.unsolicited.take(address.startsWith('::ffff:') ? address.slice(7) : address);
+    return this.unsolicited.take(parseClientAddress(address).text);
   }
 
   /** Spends one request token for the client. */
-  admit(client: string): Admission {
-    if (this.requests && !this.requests.take(client)) return 'rate-limited';
+  admit(client: ClientAddress): Admission {
+    if (this.requests && !this.requests.take(client.text)) return 'rate-limited';
     return 'ok';
   }
 
   /** Whether a rate-limit refusal to this client should be answered (at most one a second). */
-  shouldAnswerRefusal(client: string): boolean {
-    return this.replies.take(client);
+  shouldAnswerRefusal(client: ClientAddress): boolean {
+    return this.replies.take(client.text);
   }
 
   /** True when the client already has as many sessions as it may. */
-  atSessionCap(client: string): boolean {
+  atSessionCap(client: ClientAddress): boolean {
     const cap = this.options.maxSessionsPerClient;
-    return cap > 0 && (this.sessions.get(client) ?? 0) >= cap;
+    return cap > 0 && (this.sessions.get(client.text) ?? 0) >= cap;
   }
 
   get totalSessions(): number {
     return this.total;
   }
 
-  sessionOpened(client: string): void {
+  sessionOpened(client: ClientAddress): void {
     this.total++;
-    this.sessions.set(client, (this.sessions.get(client) ?? 0) + 1);
+    this.sessions.set(client.text, (this.sessions.get(client.text) ?? 0) + 1);
   }
 
-  sessionClosed(client: string): void {
+  sessionClosed(client: ClientAddress): void {
     if (this.total > 0) this.total--;
-    const n = (this.sessions.get(client) ?? 0) - 1;
-    if (n > 0) this.sessions.set(client, n);
-    else this.sessions.delete(client);
+    const n = (this.sessions.get(client.text) ?? 0) - 1;
+    if (n > 0) this.sessions.set(client.text, n);
+    else this.sessions.delete(client.text);
   }
 
-  sessionsOf(client: string): number {
-    return this.sessions.get(client) ?? 0;
+  sessionsOf(client: ClientAddress): number {
+    return this.sessions.get(client.text) ?? 0;
   }
 
   /** Clients with at least one session (the table is empty when the gateway is idle). */

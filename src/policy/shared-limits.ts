@@ -1,3 +1,4 @@
+import { parseClientAddress, type ClientAddress } from './client-address.js';
 import { UNSOLICITED_ERRORS_BURST, UNSOLICITED_ERRORS_PER_SECOND, type Admission, type ClientLimiter } from './limits.js';
 
 /**
@@ -79,40 +80,40 @@ export class SharedClientLimits implements ClientLimiter {
     this.bursts = [Math.max(1, options.burst), 1, UNSOLICITED_ERRORS_BURST, unverified];
   }
 
-  spendUnverified(client: string, bytes: number): boolean {
+  spendUnverified(client: ClientAddress, bytes: number): boolean {
     if (this.rates[B_UNVERIFIED]! <= 0) return true;
-    return this.take(client, B_UNVERIFIED, bytes);
+    return this.take(client.text, B_UNVERIFIED, bytes);
   }
 
   shouldAnswerUnsolicited(address: string): boolean {
-    return this.take(address.startsWith('::ffff:') ? address.slice(7) : address, B_UNSOLICITED, 1);
+    return this.take(parseClientAddress(address).text, B_UNSOLICITED, 1);
   }
 
-  admit(client: string): Admission {
-    if (this.options.ratePerSecond > 0 && !this.take(client, B_REQUESTS, 1)) return 'rate-limited';
+  admit(client: ClientAddress): Admission {
+    if (this.options.ratePerSecond > 0 && !this.take(client.text, B_REQUESTS, 1)) return 'rate-limited';
     return 'ok';
   }
 
-  shouldAnswerRefusal(client: string): boolean {
-    return this.take(client, B_REPLIES, 1);
+  shouldAnswerRefusal(client: ClientAddress): boolean {
+    return this.take(client.text, B_REPLIES, 1);
   }
 
-  atSessionCap(client: string): boolean {
+  atSessionCap(client: ClientAddress): boolean {
     const cap = this.options.maxSessionsPerClient;
     if (cap <= 0) return false;
-    return this.withSlot(client, false, (slot) => Atomics.load(this.ints, this.i(slot, I_SESSIONS)) >= cap) ?? false;
+    return this.withSlot(client.text, false, (slot) => Atomics.load(this.ints, this.i(slot, I_SESSIONS)) >= cap) ?? false;
   }
 
-  sessionOpened(client: string): void {
+  sessionOpened(client: ClientAddress): void {
     Atomics.add(this.ints, H_TOTAL, 1);
-    this.withSlot(client, true, (slot) => {
+    this.withSlot(client.text, true, (slot) => {
       this.ints[this.i(slot, I_SESSIONS)]! += 1;
     });
   }
 
-  sessionClosed(client: string): void {
+  sessionClosed(client: ClientAddress): void {
     if (Atomics.sub(this.ints, H_TOTAL, 1) <= 0) Atomics.store(this.ints, H_TOTAL, 0);
-    this.withSlot(client, false, (slot) => {
+    this.withSlot(client.text, false, (slot) => {
       const at = this.i(slot, I_SESSIONS);
       if (this.ints[at]! > 0) this.ints[at]! -= 1;
     });

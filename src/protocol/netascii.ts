@@ -1,7 +1,8 @@
 /**
  * netascii (RFC 764 as used by RFC 1350) as streams: the local form is Unix text (LF),
- * the wire form has CR LF for a newline and CR NUL for a bare CR. Both converters keep
- * state across chunks, because a CR may end one block and its partner start the next.
+ * the wire form has CR LF for a newline and CR NUL for a bare CR. The encoder needs no state
+ * (each local byte maps on its own); the decoder keeps state across chunks, because a CR may
+ * end one block and its partner (LF or NUL) start the next.
  */
 
 const CR = 0x0d;

@@ -1,7 +1,36 @@
-import type { GatewayConfig } from '../config/config.js';
+import process from 'node:process';
+import { ConfigError, loadConfig, type GatewayConfig } from '../config/config.js';
+import type { AccessPolicyOptions } from '../policy/access-policy.js';
 import { accessPolicyFromConfig } from '../policy/from-config.js';
 import type { DispatcherOptions } from './dispatcher.js';
 import type { RequestPolicy } from './requests.js';
+
+/** A configuration and the access policy it describes. */
+export interface GatewaySetup {
+  readonly config: GatewayConfig;
+  readonly access: AccessPolicyOptions;
+}
+
+/**
+ * Loads the configuration and builds the access policy from it (the policy layer parses its own
+ * flags): every problem of either in one ConfigError. What the CLI and map-test start from.
+ */
+export function loadGatewaySetup(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): GatewaySetup {
+  let access: AccessPolicyOptions | undefined;
+  const config = loadConfig(argv, env, (c) => {
+    const built = accessPolicyFromConfig(c);
+    access = built.policy;
+    return built.problems;
+  });
+  return { config, access: access! };
+}
+
+/** The access policy of a configuration; throws ConfigError when its policy flags are wrong. */
+export function accessPolicy(config: GatewayConfig): AccessPolicyOptions {
+  const { policy, problems } = accessPolicyFromConfig(config);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return policy;
+}
 
 /**
  * The dispatcher's and the request opener's settings from the configuration: one place, used by
@@ -9,7 +38,7 @@ import type { RequestPolicy } from './requests.js';
  */
 export function requestPolicy(config: GatewayConfig): RequestPolicy {
   return {
-    access: accessPolicyFromConfig(config),
+    access: accessPolicy(config),
     refusedOptions: new Set(config.refuseOptions),
     allowOverwrite: config.allowOverwrite,
     maxUploadSize: config.maxUploadSize,

@@ -6,7 +6,7 @@ import type { Clock, RetransmitPolicy, TransferStats, UploadSink } from '../sess
 import { WriteSession } from '../session/write-session.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { PolicyRefusal } from '../policy/access-policy.js';
-import { canonicalClientAddress } from '../policy/cidr.js';
+import { parseClientAddress, type ClientAddress } from '../policy/client-address.js';
 import { ClientLimits, type ClientLimiter } from '../policy/limits.js';
 import { sanitize, sanitizeOptions, type Logger } from './logger.js';
 import type { PreparedTransfer } from './requests.js';
@@ -58,8 +58,8 @@ interface SessionEntry {
   /** The request's bytes: an identical retransmitted request is recognised by them. */
   readonly requestBytes: Buffer;
   readonly filename: string;
-  /** The client's canonical address (IPv4-mapped IPv6 as IPv4): what per-client limits count. */
-  readonly clientAddress: string;
+  /** The client's address, parsed once at admission: what per-client limits count and the policy checks. */
+  readonly clientAddress: ClientAddress;
   /** When the request arrived: a request still opening after the stall timeout is dropped. */
   readonly openedAt: number;
   readonly listen: ListenEndpoint;
@@ -75,7 +75,7 @@ interface SessionEntry {
 
 /** What the dispatcher needs of the request opener (RequestOpener in production). */
 export interface TransferOpener {
-  open(request: RequestPacket, client: string): Promise<PreparedTransfer>;
+  open(request: RequestPacket, client: ClientAddress): Promise<PreparedTransfer>;
   /** An upload was stored: reads must see the new object from now on. */
   uploaded(key: string): void;
 }
@@ -289,7 +289,7 @@ export class Dispatcher {
       return;
     }
     const operation: Operation = request.opcode === Opcode.RRQ ? 'read' : 'write';
-    const clientAddress = canonicalClientAddress(from.address);
+    const clientAddress = parseClientAddress(from.address);
     if (this.limits.admit(clientAddress) === 'rate-limited') {
       // Counted every time, answered (and logged at info) at most once a second per client: a
       // flood of requests, possibly spoofed, must not become a flood of replies or log lines.
@@ -336,7 +336,7 @@ export class Dispatcher {
     this.armStallSweep();
     this.onActivity?.(this.sessions.size);
     const socketReady = single ? Promise.resolve(undefined) : this.transferSockets!.open(endpoint.socket);
-    void Promise.allSettled([this.opener.open(request, from.address), socketReady]).then(([opened, bound]) => {
+    void Promise.allSettled([this.opener.open(request, clientAddress), socketReady]).then(([opened, bound]) => {
       try {
         this.onOpened(entry, request, msg.length, opened, bound);
       } catch (err) {
@@ -381,7 +381,7 @@ export class Dispatcher {
     else prepared.source.close();
   }
 
-  private channelFor(socket: DatagramSocket, peer: Peer, ownsSocket: boolean, clientAddress: string, requestLength: number): TransferChannel {
+  private channelFor(socket: DatagramSocket, peer: Peer, ownsSocket: boolean, clientAddress: ClientAddress, requestLength: number): TransferChannel {
     const channel = new TransferChannel({
       socket,
       peer,

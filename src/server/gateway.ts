@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
@@ -341,12 +342,9 @@ export class Gateway {
     const active = this.dispatcher.activeSessions;
     if (active > 0) {
       this.logger.info({ active, drainMs }, 'draining transfers');
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.dispatcher.whenIdle(),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs))),
-      ]);
-      clearTimeout(timer);
+      const deadline = new AbortController();
+      await Promise.race([this.dispatcher.whenIdle(), sleep(drainMs, undefined, { signal: deadline.signal }).catch(() => undefined)]);
+      deadline.abort();
     }
     if (this.dispatcher.activeSessions > 0) {
       this.logger.warn({ active: this.dispatcher.activeSessions }, 'drain deadline reached: aborting transfers');

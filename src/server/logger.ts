@@ -1,16 +1,26 @@
-import { pino, type Logger } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
+
+/** What createLogger writes to: pino.destination's SonicBoom (public: write, end, the 'close' event). */
+interface Destination extends DestinationStream {
+  end(): void;
+  once(event: 'close' | 'error', listener: () => void): unknown;
+}
+
+/** The destination of each logger createLogger made, kept here rather than read out of pino. */
+const destinations = new WeakMap<Logger, Destination>();
 
 /**
  * JSON lines on stdout. The destination is asynchronous (a boot storm logs two lines per transfer,
  * and a slow log pipe must not stall the UDP path); `closeLogs` writes it out before the process exits.
  */
 export function createLogger(level: string): Logger {
-  return pino(
-    { level, base: { service: 'tftp-gateway' }, timestamp: pino.stdTimeFunctions.isoTime },
-    pino.destination({ dest: 1, sync: false, minLength: 0 }),
-  );
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 0 });
+  const logger = pino({ level, base: { service: 'tftp-gateway' }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  destinations.set(logger, destination);
+  return logger;
 }
 
 interface LineStream {
@@ -19,46 +29,41 @@ interface LineStream {
 
 /**
  * Writes one complete line (e.g. a CloudWatch EMF record) to the logger's own destination, so it
- * can never interleave with log lines; falls back to stdout for a logger without a stream.
+ * can never interleave with log lines. For a logger createLogger did not make (tests hand the
+ * gateway a pino logger over their own stream) the stream comes from `pino.symbols.streamSym`,
+ * pino's documented handle for integrations; failing that, stdout.
  */
 export function writeLine(logger: Logger, line: string): void {
-  const stream = (logger as unknown as Record<symbol, LineStream | undefined>)[pino.symbols.streamSym];
+  const stream = destinations.get(logger) ?? (logger as unknown as Record<symbol, LineStream | undefined>)[pino.symbols.streamSym];
   const text = line.endsWith('\n') ? line : `${line}\n`;
   if (stream && typeof stream.write === 'function') stream.write(text);
   else process.stdout.write(text);
 }
 
-interface EndableStream {
-  end(): void;
-  once(event: 'close' | 'error', listener: () => void): unknown;
-}
-
 /**
  * Writes out every buffered log line (and a write in flight) and closes the logger's destination
  * (stdout itself stays open); call it right before the process exits. Bounded: never holds an exit
- * longer than `timeoutMs`. (pino's flush() does not wait for a write in flight with minLength 0.)
+ * longer than `timeoutMs`. (pino's flush() does not wait for a write in flight with minLength 0,
+ * so a destination of ours is ended and its 'close' awaited; other loggers are flushed.)
  */
-export function closeLogs(logger: Logger, timeoutMs = 5000): Promise<void> {
-  const stream = (logger as unknown as Record<symbol, Partial<EndableStream> | undefined>)[pino.symbols.streamSym];
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    timer.unref?.();
-    const done = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
+export async function closeLogs(logger: Logger, timeoutMs = 5000): Promise<void> {
+  const destination = destinations.get(logger);
+  const deadline = new AbortController();
+  const closed = new Promise<void>((resolve) => {
     try {
-      if (stream && typeof stream.end === 'function' && typeof stream.once === 'function') {
-        stream.once('close', done);
-        stream.once('error', done);
-        stream.end();
+      if (destination) {
+        destination.once('close', resolve);
+        destination.once('error', resolve);
+        destination.end();
       } else {
-        logger.flush(() => done());
+        logger.flush(() => resolve());
       }
     } catch {
-      done();
+      resolve();
     }
   });
+  await Promise.race([closed, sleep(timeoutMs, undefined, { ref: false, signal: deadline.signal }).catch(() => undefined)]);
+  deadline.abort();
 }
 
 /** Client-supplied text made safe for a log line: control bytes escaped, length bounded. */

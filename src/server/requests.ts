@@ -1,4 +1,5 @@
 import { resolveRequest, type AccessPolicyOptions, type Resolution } from '../policy/access-policy.js';
+import type { ClientAddress } from '../policy/client-address.js';
 import { buildOack, negotiateOptions, type NegotiatedOptions } from '../protocol/options.js';
 import { Opcode, type RequestPacket } from '../protocol/packet.js';
 import { TransferError } from '../session/errors.js';
@@ -61,11 +62,11 @@ export class RequestOpener {
    * Where a request from `client` leads: client rules, name normalisation, map rules, the client's
    * key prefix, write locations. Throws PolicyRefusal (a TransferError with a metric reason).
    */
-  resolve(request: RequestPacket, client: string): Resolution {
+  resolve(request: RequestPacket, client: ClientAddress): Resolution {
     return resolveRequest(this.policy.access, request.filename, request.opcode === Opcode.RRQ ? 'read' : 'write', client);
   }
 
-  async open(request: RequestPacket, client: string): Promise<PreparedTransfer> {
+  async open(request: RequestPacket, client: ClientAddress): Promise<PreparedTransfer> {
     const mode = transferMode(request.mode);
     const { key } = this.resolve(request, client);
     const options = negotiateOptions(request.options, {

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry, Counter, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { ConfigSource, GatewayConfig } from '../config/config.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import { canonicalClientAddress } from '../policy/cidr.js';
+import { parseClientAddress } from '../policy/client-address.js';
 import { createSharedLimitMemory, SharedClientLimits } from '../policy/shared-limits.js';
 import { TransferError } from '../session/errors.js';
 import type { UploadSink } from '../session/types.js';
@@ -349,7 +349,7 @@ export class WorkerPool implements SessionHost {
       if (this.directory.get(key) === slot) this.directory.delete(key);
       // Its sessions no longer count against their clients' caps or --max-sessions.
       const address = key.split('|')[1];
-      if (address !== undefined) this.limits.sessionClosed(canonicalClientAddress(address));
+      if (address !== undefined) this.limits.sessionClosed(parseClientAddress(address));
     }
     slot.sessions.clear();
     if (slot.lastMetrics) this.retired.push(slot.lastMetrics.filter((m) => String(m.type) !== 'gauge'));

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import { TransferError } from '../session/errors.js';
 import { outageCause, type OutageCause } from './s3-errors.js';
@@ -222,7 +223,7 @@ function settle<T>(work: Promise<T>): Promise<Outcome<T>> {
 
 /** The outcome of `work` if it settles within `ms`, else 'late' (the work goes on). */
 function settleWithin<T>(work: Promise<T>, ms: number): Promise<Outcome<T>> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<Outcome<T>>((resolve) => (timer = setTimeout(() => resolve({ kind: 'late' }), ms)));
-  return Promise.race([settle(work), late]).finally(() => clearTimeout(timer));
+  const deadline = new AbortController();
+  const late = sleep<Outcome<T>>(ms, { kind: 'late' }, { signal: deadline.signal }).catch((): Outcome<T> => ({ kind: 'late' }));
+  return Promise.race([settle(work), late]).finally(() => deadline.abort());
 }

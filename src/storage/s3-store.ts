@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, S3Client, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
@@ -205,19 +206,14 @@ function guardComplete(client: S3Client, bucket: string, key: string): S3Client 
 
 /** Waits `ms`, or less if `signal` aborts first (the caller then sees the abort). */
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return sleep(ms, undefined, { signal }).catch(() => undefined);
 }
+
+/** How long an abort waits for lib-storage to settle the upload before giving up on it. */
+const ABORT_WAIT_MS = 30_000;
+
+/** First buffer of a part being gathered (it doubles as data arrives, up to the part size). */
+const INITIAL_PART_BUFFER = 256 * 1024;
 
 /**
  * An UploadSink over lib-storage's Upload. Received blocks are gathered into part-sized buffers
@@ -225,12 +221,6 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
  * Abort ends the body stream with an error, which makes lib-storage abort the multipart upload
  * before its `done()` settles; we wait for that, so "aborted" means no parts are left.
  */
-/** How long an abort waits for lib-storage to settle the upload before giving up on it. */
-const ABORT_WAIT_MS = 30_000;
-
-/** First buffer of a part being gathered (it doubles as data arrives, up to the part size). */
-const INITIAL_PART_BUFFER = 256 * 1024;
-
 class MultipartSink implements UploadSink {
   private readonly body: Readable;
   private readonly upload: Upload;
@@ -331,15 +321,15 @@ class MultipartSink implements UploadSink {
     // settles. The wait is bounded: a drain must end even if lib-storage never settles (a part
     // upload stuck past its own timeout); then its own abort is asked for, and the bucket's
     // lifecycle rule removes whatever parts remain.
-    let timer: NodeJS.Timeout | undefined;
+    const deadline = new AbortController();
     const settled = await Promise.race([
       this.done.then(
         () => true,
         () => true,
       ),
-      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ABORT_WAIT_MS))),
+      sleep(ABORT_WAIT_MS, false, { signal: deadline.signal }).catch(() => false),
     ]);
-    clearTimeout(timer);
+    deadline.abort();
     if (!settled) await this.upload.abort().catch(() => undefined);
   }
 }

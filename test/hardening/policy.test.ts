@@ -3,9 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/config.js';
+import { ConfigError } from '../../src/config/config.js';
+import { loadGatewaySetup } from '../../src/server/compose.js';
 import { checkClient, PolicyRefusal, prefixFor, resolveRequest, type AccessPolicyOptions } from '../../src/policy/access-policy.js';
-import { canonicalClientAddress, CidrList, hexClientAddress, parseCidr, parseIp } from '../../src/policy/cidr.js';
+import { Cidr, CidrList, InvalidCidrError, parseCidr } from '../../src/policy/cidr.js';
+import { parseClientAddress } from '../../src/policy/client-address.js';
 import { ClientLimits } from '../../src/policy/limits.js';
 import { applyMapRules, MapFileError, parseMapRules, type MapContext } from '../../src/policy/map-rules.js';
 import { decodeFileName, normaliseName, stripJunk } from '../../src/policy/names.js';
@@ -49,39 +51,43 @@ function refusalOf(fn: () => unknown): PolicyRefusal {
 
 describe('CIDR matching (IPv4, IPv6, IPv4-mapped IPv6)', () => {
   test('parses and canonicalises blocks', () => {
-    assert.equal(parseCidr('10.1.2.3/8')?.text, '10.0.0.0/8');
-    assert.equal(parseCidr('192.168.1.7')?.text, '192.168.1.7/32');
-    assert.equal(parseCidr('fd00:1:2::/48')?.family, 6);
-    assert.equal(parseCidr('::ffff:10.0.0.0/104')?.text, '10.0.0.0/8');
-    assert.equal(parseCidr('::/0')?.bits, 0);
+    assert.equal(Cidr.parse('10.1.2.3/8')?.text, '10.0.0.0/8');
+    assert.equal(Cidr.parse('192.168.1.7')?.text, '192.168.1.7/32');
+    assert.equal(Cidr.parse('fd00:1:2::/48')?.family, 'ipv6');
+    assert.equal(Cidr.parse('::ffff:10.0.0.0/104')?.text, '10.0.0.0/8');
+    assert.equal(Cidr.parse('::/0')?.prefix, 0);
+    assert.deepEqual(parseCidr('10.1.2.3/8'), { address: '10.0.0.0', prefix: 8, family: 'ipv4' });
+    assert.deepEqual(parseCidr('fd00:1:2:3::/48'), { address: 'fd00:1:2::', prefix: 48, family: 'ipv6' });
+    assert.deepEqual(parseCidr('::ffff:10.0.0.0/104'), { address: '10.0.0.0', prefix: 8, family: 'ipv4' });
     for (const bad of ['10.0.0.0/33', 'fd00::/129', '10.0.0/8', 'nonsense', '10.0.0.0/x', '1.2.3.4/']) {
-      assert.equal(parseCidr(bad), undefined, bad);
+      assert.equal(Cidr.parse(bad), undefined, bad);
+      assert.throws(() => parseCidr(bad), InvalidCidrError, bad);
     }
   });
 
   test('matches addresses of either family; IPv4-mapped clients match IPv4 rules', () => {
     const list = cidrs('10.0.0.0/8', 'fd00:1::/32');
-    assert.ok(list.matches(parseIp('10.200.3.4')));
-    assert.ok(list.matches(parseIp('::ffff:10.200.3.4')));
-    assert.ok(list.matches(parseIp('::FFFF:10.0.0.1')));
-    assert.ok(list.matches(parseIp('fd00:1:ffff::9')));
-    assert.ok(!list.matches(parseIp('11.0.0.1')));
-    assert.ok(!list.matches(parseIp('::ffff:11.0.0.1')));
-    assert.ok(!list.matches(parseIp('fd00:2::1')));
-    assert.ok(!list.matches(parseIp('::a00:1')), 'IPv4-compatible (not mapped) stays IPv6');
-    assert.ok(cidrs('0.0.0.0/0').matches(parseIp('::ffff:1.2.3.4')));
-    assert.ok(!cidrs('0.0.0.0/0').matches(parseIp('2001:db8::1')));
-    assert.ok(cidrs('::/0').matches(parseIp('2001:db8::1')));
-    assert.ok(cidrs('fe80::/10').matches(parseIp('fe80::1%eth0')));
-    assert.ok(!list.matches(undefined));
+    assert.ok(list.matches(parseClientAddress('10.200.3.4')));
+    assert.ok(list.matches(parseClientAddress('::ffff:10.200.3.4')));
+    assert.ok(list.matches(parseClientAddress('::FFFF:10.0.0.1')));
+    assert.ok(list.matches(parseClientAddress('fd00:1:ffff::9')));
+    assert.ok(!list.matches(parseClientAddress('11.0.0.1')));
+    assert.ok(!list.matches(parseClientAddress('::ffff:11.0.0.1')));
+    assert.ok(!list.matches(parseClientAddress('fd00:2::1')));
+    assert.ok(!list.matches(parseClientAddress('::a00:1')), 'IPv4-compatible (not mapped) stays IPv6');
+    assert.ok(cidrs('0.0.0.0/0').matches(parseClientAddress('::ffff:1.2.3.4')));
+    assert.ok(!cidrs('0.0.0.0/0').matches(parseClientAddress('2001:db8::1')));
+    assert.ok(cidrs('::/0').matches(parseClientAddress('2001:db8::1')));
+    assert.ok(cidrs('fe80::/10').matches(parseClientAddress('fe80::1%eth0')));
+    assert.ok(!list.matches(parseClientAddress('not an address')));
   });
 
   test('client address forms for logs and \\i / \\x', () => {
-    assert.equal(canonicalClientAddress('::ffff:192.168.0.1'), '192.168.0.1');
-    assert.equal(canonicalClientAddress('2001:DB8::1'), '2001:db8::1');
-    assert.equal(hexClientAddress('192.168.0.1'), 'C0A80001');
-    assert.equal(hexClientAddress('::ffff:10.0.0.255'), '0A0000FF');
-    assert.equal(hexClientAddress('2001:db8::1'), '20010DB8000000000000000000000001');
+    assert.equal(parseClientAddress('::ffff:192.168.0.1').text, '192.168.0.1');
+    assert.equal(parseClientAddress('2001:DB8::1').text, '2001:db8::1');
+    assert.equal(parseClientAddress('192.168.0.1').hex, 'C0A80001');
+    assert.equal(parseClientAddress('::ffff:10.0.0.255').hex, '0A0000FF');
+    assert.equal(parseClientAddress('2001:db8::1').hex, '20010DB8000000000000000000000001');
   });
 
   test('invalid entries are reported, not ignored', () => {
@@ -151,45 +157,45 @@ describe('built-in name conveniences', () => {
 describe('access decisions', () => {
   test('reads: everyone unless --read-allow; --read-deny wins', () => {
     const p = policy({ readAllow: cidrs('10.0.0.0/8'), readDeny: cidrs('10.9.0.0/16') });
-    assert.equal(checkClient(p, 'read', parseIp('10.1.1.1')), undefined);
-    assert.equal(checkClient(p, 'read', parseIp('10.9.1.1'))?.reason, 'read-denied');
-    assert.equal(checkClient(p, 'read', parseIp('192.168.1.1'))?.reason, 'read-denied');
-    assert.equal(checkClient(policy(), 'read', parseIp('192.168.1.1')), undefined);
+    assert.equal(checkClient(p, 'read', parseClientAddress('10.1.1.1')), undefined);
+    assert.equal(checkClient(p, 'read', parseClientAddress('10.9.1.1'))?.reason, 'read-denied');
+    assert.equal(checkClient(p, 'read', parseClientAddress('192.168.1.1'))?.reason, 'read-denied');
+    assert.equal(checkClient(policy(), 'read', parseClientAddress('192.168.1.1')), undefined);
   });
 
   test('writes: off unless a rule allows them; deny wins; --write-prefixes limit where', () => {
-    assert.equal(checkClient(policy(), 'write', parseIp('10.0.0.1'))?.reason, 'write-disabled');
+    assert.equal(checkClient(policy(), 'write', parseClientAddress('10.0.0.1'))?.reason, 'write-disabled');
     const p = policy({ writeAllow: cidrs('10.0.0.0/8'), writeDeny: cidrs('10.0.0.66'), writePrefixes: ['uploads/', 'logs/'] });
-    assert.equal(checkClient(p, 'write', parseIp('::ffff:10.3.3.3')), undefined);
-    assert.equal(checkClient(p, 'write', parseIp('10.0.0.66'))?.reason, 'write-denied');
-    assert.equal(checkClient(p, 'write', parseIp('172.16.0.1'))?.reason, 'write-denied');
-    assert.equal(resolveRequest(p, '/uploads/a.bin', 'write', '10.3.3.3').key, 'tftp/uploads/a.bin');
-    assert.equal(refusalOf(() => resolveRequest(p, 'boot/a.bin', 'write', '10.3.3.3')).reason, 'write-location');
-    assert.equal(refusalOf(() => resolveRequest(p, 'uploadsX/a', 'write', '10.3.3.3')).reason, 'write-location');
-    assert.equal(resolveRequest(policy({ writeAllowAll: true }), 'any/where', 'write', '1.2.3.4').key, 'tftp/any/where');
+    assert.equal(checkClient(p, 'write', parseClientAddress('::ffff:10.3.3.3')), undefined);
+    assert.equal(checkClient(p, 'write', parseClientAddress('10.0.0.66'))?.reason, 'write-denied');
+    assert.equal(checkClient(p, 'write', parseClientAddress('172.16.0.1'))?.reason, 'write-denied');
+    assert.equal(resolveRequest(p, '/uploads/a.bin', 'write', parseClientAddress('10.3.3.3')).key, 'tftp/uploads/a.bin');
+    assert.equal(refusalOf(() => resolveRequest(p, 'boot/a.bin', 'write', parseClientAddress('10.3.3.3'))).reason, 'write-location');
+    assert.equal(refusalOf(() => resolveRequest(p, 'uploadsX/a', 'write', parseClientAddress('10.3.3.3'))).reason, 'write-location');
+    assert.equal(resolveRequest(policy({ writeAllowAll: true }), 'any/where', 'write', parseClientAddress('1.2.3.4')).key, 'tftp/any/where');
   });
 
   test('per-client prefixes: the most specific block wins, the rest get the default', () => {
     const p = policy({
       clientPrefixes: [
-        { cidr: parseCidr('10.0.0.0/8')!, prefix: 'sites/all/' },
-        { cidr: parseCidr('10.1.0.0/16')!, prefix: 'sites/berlin/' },
-        { cidr: parseCidr('fd00:b::/32')!, prefix: 'sites/v6/' },
+        { cidr: Cidr.parse('10.0.0.0/8')!, prefix: 'sites/all/' },
+        { cidr: Cidr.parse('10.1.0.0/16')!, prefix: 'sites/berlin/' },
+        { cidr: Cidr.parse('fd00:b::/32')!, prefix: 'sites/v6/' },
       ],
     });
-    assert.equal(prefixFor(p, parseIp('10.1.2.3')), 'sites/berlin/');
-    assert.equal(prefixFor(p, parseIp('::ffff:10.2.2.3')), 'sites/all/');
-    assert.equal(prefixFor(p, parseIp('fd00:b::7')), 'sites/v6/');
-    assert.equal(prefixFor(p, parseIp('192.0.2.1')), 'tftp/');
-    assert.equal(resolveRequest(p, '/pxelinux.0', 'read', '10.1.9.9').key, 'sites/berlin/pxelinux.0');
+    assert.equal(prefixFor(p, parseClientAddress('10.1.2.3')), 'sites/berlin/');
+    assert.equal(prefixFor(p, parseClientAddress('::ffff:10.2.2.3')), 'sites/all/');
+    assert.equal(prefixFor(p, parseClientAddress('fd00:b::7')), 'sites/v6/');
+    assert.equal(prefixFor(p, parseClientAddress('192.0.2.1')), 'tftp/');
+    assert.equal(resolveRequest(p, '/pxelinux.0', 'read', parseClientAddress('10.1.9.9')).key, 'sites/berlin/pxelinux.0');
   });
 
   test('map rules run before the key lookup and cannot escape the tree', () => {
     const p = policy({ mapRules: parseMapRules('r ^windows/ ../../etc/\nr ^up/ %2e%2e/x/\na ^secret'), names: { stripJunk: true, backslashes: true, lowercase: false } });
-    assert.equal(refusalOf(() => resolveRequest(p, 'windows/passwd', 'read', '10.0.0.1')).reason, 'invalid-path');
-    assert.equal(refusalOf(() => resolveRequest(p, 'up/f', 'read', '10.0.0.1')).reason, 'invalid-path');
-    assert.equal(refusalOf(() => resolveRequest(p, 'secret.txt', 'read', '10.0.0.1')).reason, 'map-denied');
-    assert.equal(resolveRequest(p, '\\Boot\\pxe.0\xff', 'read', '10.0.0.1').key, 'tftp/Boot/pxe.0');
+    assert.equal(refusalOf(() => resolveRequest(p, 'windows/passwd', 'read', parseClientAddress('10.0.0.1'))).reason, 'invalid-path');
+    assert.equal(refusalOf(() => resolveRequest(p, 'up/f', 'read', parseClientAddress('10.0.0.1'))).reason, 'invalid-path');
+    assert.equal(refusalOf(() => resolveRequest(p, 'secret.txt', 'read', parseClientAddress('10.0.0.1'))).reason, 'map-denied');
+    assert.equal(resolveRequest(p, '\\Boot\\pxe.0\xff', 'read', parseClientAddress('10.0.0.1')).key, 'tftp/Boot/pxe.0');
   });
 
   test('path attacks are refused whatever their spelling', () => {
@@ -200,15 +206,15 @@ describe('access decisions', () => {
       'a\u0085b', 'x'.repeat(1025), '/', '.', './', '',
     ];
     for (const name of attacks) {
-      const r = refusalOf(() => resolveRequest(p, name, 'read', '10.0.0.1'));
+      const r = refusalOf(() => resolveRequest(p, name, 'read', parseClientAddress('10.0.0.1')));
       assert.equal(r.reason, 'invalid-path', JSON.stringify(name));
     }
-    assert.equal(resolveRequest(p, '/etc/passwd', 'read', '10.0.0.1').key, 'tftp/etc/passwd', 'absolute means the tree root');
-    assert.equal(resolveRequest(p, 'a/..b/c', 'read', '10.0.0.1').key, 'tftp/a/..b/c', '..b is a name, not a parent reference');
+    assert.equal(resolveRequest(p, '/etc/passwd', 'read', parseClientAddress('10.0.0.1')).key, 'tftp/etc/passwd', 'absolute means the tree root');
+    assert.equal(resolveRequest(p, 'a/..b/c', 'read', parseClientAddress('10.0.0.1')).key, 'tftp/a/..b/c', '..b is a name, not a parent reference');
     // A UNC-style name stays inside the tree once backslashes are separators, and is refused otherwise.
-    assert.equal(resolveRequest(p, '\\\\server\\share\\f', 'read', '10.0.0.1').key, 'tftp/server/share/f');
+    assert.equal(resolveRequest(p, '\\\\server\\share\\f', 'read', parseClientAddress('10.0.0.1')).key, 'tftp/server/share/f');
     const raw = policy();
-    assert.equal(refusalOf(() => resolveRequest(raw, '\\\\server\\share\\f', 'read', '10.0.0.1')).reason, 'invalid-path');
+    assert.equal(refusalOf(() => resolveRequest(raw, '\\\\server\\share\\f', 'read', parseClientAddress('10.0.0.1'))).reason, 'invalid-path');
   });
 });
 
@@ -230,20 +236,20 @@ describe('token bucket and client limits (injected clock)', () => {
   test('per-client session cap and answered refusals at most once a second', () => {
     const clock = manualClock();
     const limits = new ClientLimits({ maxSessionsPerClient: 2, ratePerSecond: 1, burst: 1, clock });
-    limits.sessionOpened('10.0.0.1');
-    assert.equal(limits.atSessionCap('10.0.0.1'), false);
-    limits.sessionOpened('10.0.0.1');
-    assert.equal(limits.atSessionCap('10.0.0.1'), true);
-    assert.equal(limits.atSessionCap('10.0.0.2'), false);
-    limits.sessionClosed('10.0.0.1');
-    limits.sessionClosed('10.0.0.1');
+    limits.sessionOpened(parseClientAddress('10.0.0.1'));
+    assert.equal(limits.atSessionCap(parseClientAddress('10.0.0.1')), false);
+    limits.sessionOpened(parseClientAddress('10.0.0.1'));
+    assert.equal(limits.atSessionCap(parseClientAddress('10.0.0.1')), true);
+    assert.equal(limits.atSessionCap(parseClientAddress('10.0.0.2')), false);
+    limits.sessionClosed(parseClientAddress('10.0.0.1'));
+    limits.sessionClosed(parseClientAddress('10.0.0.1'));
     assert.equal(limits.trackedClients, 0);
-    assert.equal(limits.admit('10.0.0.1'), 'ok');
-    assert.equal(limits.admit('10.0.0.1'), 'rate-limited');
-    assert.equal(limits.shouldAnswerRefusal('10.0.0.1'), true);
-    assert.equal(limits.shouldAnswerRefusal('10.0.0.1'), false);
+    assert.equal(limits.admit(parseClientAddress('10.0.0.1')), 'ok');
+    assert.equal(limits.admit(parseClientAddress('10.0.0.1')), 'rate-limited');
+    assert.equal(limits.shouldAnswerRefusal(parseClientAddress('10.0.0.1')), true);
+    assert.equal(limits.shouldAnswerRefusal(parseClientAddress('10.0.0.1')), false);
     clock.advance(1000);
-    assert.equal(limits.shouldAnswerRefusal('10.0.0.1'), true);
+    assert.equal(limits.shouldAnswerRefusal(parseClientAddress('10.0.0.1')), true);
   });
 });
 
@@ -255,22 +261,22 @@ describe('configuration of the policy flags', () => {
     const file = path.join(dir, 'rules');
     fs.writeFileSync(file, 'rg \\\\ /\n');
     try {
-      const c = loadConfig([
+      const { config: c, access } = loadGatewaySetup([
         ...base,
         '--read-allow', '10.0.0.0/8,192.168.0.0/16', '--read-allow', 'fd00::/8',
         '--write-allow', '10.1.0.0/16', '--write-prefixes', 'uploads,/logs/',
         '--client-prefix', '10.1.0.0/16=sites/berlin', '--refuse-options', 'Timeout,tsize',
         '--map-file', file, '--map-lowercase', '--max-sessions-per-client', '8', '--rate-limit', '5', '--stall-timeout', '30',
       ], {});
-      assert.deepEqual(c.readAllow?.entries.map((e) => e.text), ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8']);
-      assert.deepEqual(c.writePrefixes, ['uploads/', 'logs/']);
-      assert.equal(c.clientPrefixes[0]?.prefix, 'sites/berlin/');
+      assert.deepEqual(access.readAllow?.entries.map((e) => e.text), ['10.0.0.0/8', '192.168.0.0/16', 'fd00::/8']);
+      assert.deepEqual(access.writePrefixes, ['uploads/', 'logs/']);
+      assert.equal(access.clientPrefixes[0]?.prefix, 'sites/berlin/');
       assert.deepEqual(c.refuseOptions, ['timeout', 'tsize']);
-      assert.equal(c.mapRules.length, 1);
+      assert.equal(access.mapRules.length, 1);
       assert.equal(c.mapLowercase, true);
       assert.equal(c.maxSessionsPerClient, 8);
       assert.equal(c.stallTimeoutS, 30);
-      const env = loadConfig(base, { TFTP_GATEWAY_WRITE_ALLOW: '10.0.0.0/8, fd00::/16' });
+      const env = loadGatewaySetup(base, { TFTP_GATEWAY_WRITE_ALLOW: '10.0.0.0/8, fd00::/16' }).access;
       assert.equal(env.writeAllow.entries.length, 2);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -279,7 +285,7 @@ describe('configuration of the policy flags', () => {
 
   test('every problem is reported at once', () => {
     try {
-      loadConfig([...base, '--read-deny', 'nope', '--client-prefix', 'x', '--refuse-options', 'multicast', '--map-file', '/nonexistent/rules', '--allow-write', '--write-allow', '10.0.0.0/8'], {});
+      loadGatewaySetup([...base, '--read-deny', 'nope', '--client-prefix', 'x', '--refuse-options', 'multicast', '--map-file', '/nonexistent/rules', '--allow-write', '--write-allow', '10.0.0.0/8'], {});
       assert.fail('expected a ConfigError');
     } catch (err) {
       assert.ok(err instanceof ConfigError);

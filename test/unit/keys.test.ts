@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCode } from '../../src/protocol/packet.js';
 import { tftpErrorFor, TransferError } from '../../src/session/errors.js';
-import { normalisePrefix, objectKeyFor } from '../../src/storage/keys.js';
+import { normalisePrefix, objectKeyFor } from '../../src/policy/keys.js';
 
 const opts = { prefix: 'tftp/', maxNameLength: 255 };
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { ClientLimits, UNSOLICITED_ERRORS_BURST } from '../../src/policy/limits.js';
+import { parseClientAddress } from '../../src/policy/client-address.js';
 import { createSharedLimitMemory, SharedClientLimits } from '../../src/policy/shared-limits.js';
 
 /** Limits shared by worker threads: one table in shared memory, the same answers as ClientLimits. */
@@ -14,18 +15,18 @@ describe('SharedClientLimits', () => {
     const local = new ClientLimits({ ...options, clock });
     const shared = new SharedClientLimits(createSharedLimitMemory(), options, () => now);
     const script: [string, (l: ClientLimits | SharedClientLimits) => unknown][] = [];
-    for (let i = 0; i < 6; i++) script.push([`admit ${i}`, (l) => l.admit('10.0.0.1')]);
-    script.push(['refusal 1', (l) => l.shouldAnswerRefusal('10.0.0.1')], ['refusal 2', (l) => l.shouldAnswerRefusal('10.0.0.1')]);
-    script.push(['unverified 600', (l) => l.spendUnverified('10.0.0.1', 600)], ['unverified 600 again', (l) => l.spendUnverified('10.0.0.1', 600)]);
-    script.push(['open', (l) => l.sessionOpened('10.0.0.1')], ['cap after 1', (l) => l.atSessionCap('10.0.0.1')]);
-    script.push(['open', (l) => l.sessionOpened('10.0.0.1')], ['cap after 2', (l) => l.atSessionCap('10.0.0.1')], ['other address', (l) => l.atSessionCap('10.0.0.2')]);
-    script.push(['total', (l) => l.totalSessions], ['close', (l) => l.sessionClosed('10.0.0.1')], ['cap after close', (l) => l.atSessionCap('10.0.0.1')]);
+    for (let i = 0; i < 6; i++) script.push([`admit ${i}`, (l) => l.admit(parseClientAddress('10.0.0.1'))]);
+    script.push(['refusal 1', (l) => l.shouldAnswerRefusal(parseClientAddress('10.0.0.1'))], ['refusal 2', (l) => l.shouldAnswerRefusal(parseClientAddress('10.0.0.1'))]);
+    script.push(['unverified 600', (l) => l.spendUnverified(parseClientAddress('10.0.0.1'), 600)], ['unverified 600 again', (l) => l.spendUnverified(parseClientAddress('10.0.0.1'), 600)]);
+    script.push(['open', (l) => l.sessionOpened(parseClientAddress('10.0.0.1'))], ['cap after 1', (l) => l.atSessionCap(parseClientAddress('10.0.0.1'))]);
+    script.push(['open', (l) => l.sessionOpened(parseClientAddress('10.0.0.1'))], ['cap after 2', (l) => l.atSessionCap(parseClientAddress('10.0.0.1'))], ['other address', (l) => l.atSessionCap(parseClientAddress('10.0.0.2'))]);
+    script.push(['total', (l) => l.totalSessions], ['close', (l) => l.sessionClosed(parseClientAddress('10.0.0.1'))], ['cap after close', (l) => l.atSessionCap(parseClientAddress('10.0.0.1'))]);
     const answers = (l: ClientLimits | SharedClientLimits): unknown[] => script.map(([, step]) => step(l));
     const a = answers(local);
     const b = answers(shared);
     assert.deepEqual(b, a);
     now += 1000; // two tokens back
-    assert.deepEqual([shared.admit('10.0.0.1'), shared.admit('10.0.0.1'), shared.admit('10.0.0.1')], ['ok', 'ok', 'rate-limited']);
+    assert.deepEqual([shared.admit(parseClientAddress('10.0.0.1')), shared.admit(parseClientAddress('10.0.0.1')), shared.admit(parseClientAddress('10.0.0.1'))], ['ok', 'ok', 'rate-limited']);
     let answered = 0;
     for (let i = 0; i < UNSOLICITED_ERRORS_BURST + 10; i++) if (shared.shouldAnswerUnsolicited('::ffff:10.0.0.9')) answered++;
     assert.equal(answered, UNSOLICITED_ERRORS_BURST);
@@ -36,14 +37,14 @@ describe('SharedClientLimits', () => {
     const memory = createSharedLimitMemory();
     const w1 = new SharedClientLimits(memory, options);
     const w2 = new SharedClientLimits(memory, options);
-    const admitted = [w1, w2, w1, w2, w1, w2].map((l) => l.admit('192.0.2.7')).filter((a) => a === 'ok').length;
+    const admitted = [w1, w2, w1, w2, w1, w2].map((l) => l.admit(parseClientAddress('192.0.2.7'))).filter((a) => a === 'ok').length;
     assert.equal(admitted, 4, 'one burst of 4 for the address, not 4 per worker');
-    w1.sessionOpened('192.0.2.7');
-    w2.sessionOpened('192.0.2.7');
-    assert.equal(w1.atSessionCap('192.0.2.7'), true);
+    w1.sessionOpened(parseClientAddress('192.0.2.7'));
+    w2.sessionOpened(parseClientAddress('192.0.2.7'));
+    assert.equal(w1.atSessionCap(parseClientAddress('192.0.2.7')), true);
     assert.equal(w2.totalSessions, 2);
-    w1.sessionClosed('192.0.2.7');
-    assert.equal(w2.atSessionCap('192.0.2.7'), false);
+    w1.sessionClosed(parseClientAddress('192.0.2.7'));
+    assert.equal(w2.atSessionCap(parseClientAddress('192.0.2.7')), false);
   });
 
   test('threads hammering one address keep an exact count', async () => {
@@ -64,13 +65,13 @@ describe('SharedClientLimits', () => {
     await message('ready');
     Atomics.store(new Int32Array(flag), 0, 1);
     Atomics.notify(new Int32Array(flag), 0);
-    for (let i = 0; i < 200_000; i++) local.sessionOpened('198.51.100.1');
+    for (let i = 0; i < 200_000; i++) local.sessionOpened(parseClientAddress('198.51.100.1'));
     await message('done');
     await worker.terminate();
     assert.equal(local.totalSessions, 400_000);
-    for (let i = 0; i < 399_999; i++) local.sessionClosed('198.51.100.1');
-    assert.equal(local.atSessionCap('198.51.100.1'), false, 'one session left, under the cap of 2');
-    local.sessionOpened('198.51.100.1');
-    assert.equal(local.atSessionCap('198.51.100.1'), true, 'exactly two now');
+    for (let i = 0; i < 399_999; i++) local.sessionClosed(parseClientAddress('198.51.100.1'));
+    assert.equal(local.atSessionCap(parseClientAddress('198.51.100.1')), false, 'one session left, under the cap of 2');
+    local.sessionOpened(parseClientAddress('198.51.100.1'));
+    assert.equal(local.atSessionCap(parseClientAddress('198.51.100.1')), true, 'exactly two now');
   });
 });

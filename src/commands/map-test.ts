@@ -1,5 +1,5 @@
-import { parseIp } from './cidr.js';
-import { resolveRequest, PolicyRefusal, type AccessPolicyOptions, type Operation } from './access-policy.js';
+import { parseClientAddress } from '../policy/client-address.js';
+import { resolveRequest, PolicyRefusal, type AccessPolicyOptions, type Operation } from '../policy/access-policy.js';
 
 /**
  * `tftp-gateway map-test`: runs the policy over names read from stdin, without traffic, so an
@@ -26,7 +26,7 @@ export function parseMapTestLine(line: string, defaultOperation: Operation): Map
     fields = fields.slice(0, -1);
   }
   let client = '0.0.0.0';
-  if (fields.length > 1 && parseIp(fields[fields.length - 1]!)) {
+  if (fields.length > 1 && parseClientAddress(fields[fields.length - 1]!).family !== undefined) {
     client = fields[fields.length - 1]!;
     fields = fields.slice(0, -1);
   }
@@ -36,7 +36,7 @@ export function parseMapTestLine(line: string, defaultOperation: Operation): Map
 export function mapTestLine(policy: AccessPolicyOptions, req: MapTestLine): string {
   const head = `${req.name}\t${req.client}\t${req.operation === 'read' ? 'get' : 'put'}`;
   try {
-    const r = resolveRequest(policy, wireName(req.name), req.operation, req.client);
+    const r = resolveRequest(policy, wireName(req.name), req.operation, parseClientAddress(req.client));
     const rules = r.rulesApplied.length > 0 ? ` (rules on lines ${r.rulesApplied.join(',')})` : '';
     return `${head}\t-> ${r.key}${rules}`;
   } catch (err) {
@@ -83,15 +83,15 @@ export async function mapTestCommand(
     out(`${MAP_TEST_USAGE}\n`);
     return 0;
   }
-  const { ConfigError, loadConfig } = await import('../config/config.js');
-  const { accessPolicyFromConfig } = await import('./from-config.js');
+  const { ConfigError } = await import('../config/config.js');
+  const { loadGatewaySetup } = await import('../server/compose.js');
   const write = argv.includes('--write');
   const flags = argv.filter((a) => a !== '--write');
   // The bucket does not matter here; only the policy flags do.
   const hasBucket = flags.some((a) => a === '--s3-bucket' || a.startsWith('--s3-bucket=')) || env.TFTP_GATEWAY_S3_BUCKET;
   let policy;
   try {
-    policy = accessPolicyFromConfig(loadConfig(hasBucket ? flags : [...flags, '--s3-bucket', 'map-test'], env));
+    policy = loadGatewaySetup(hasBucket ? flags : [...flags, '--s3-bucket', 'map-test'], env).access;
   } catch (e) {
     if (e instanceof ConfigError) {
       err(`tftp-gateway map-test: ${e.message}\n`);
