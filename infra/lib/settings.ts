@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { Duration, Token, type StackProps } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { normalisePrefix } from '../../src/storage/keys.js';
+import { normalisePrefix } from '../../src/policy/keys.js';
 import { ipv4Block, parseIpv4 } from './cidr.js';
 
 // The stack's props, their defaults and validation, and the gateway container's contract.
