@@ -1,4 +1,4 @@
-import { TransferError, type TransferErrorCode } from '../session/errors.js';
+import { TransferError, type TransferErrorCode } from '../errors.js';
 import { keyUnder, normalisePrefix, relativePathFor } from '../storage/keys.js';
 import { canonicalClientAddress, CidrList, cidrContains, hexClientAddress, parseCidr, parseIp, splitList, type Cidr, type IpAddress } from './cidr.js';
 import { applyMapRules, type MapRule } from './map-rules.js';

@@ -115,10 +115,6 @@ export class ClientLimits implements ClientLimiter {
     else this.sessions.delete(client);
   }
 
-  sessionsOf(client: string): number {
-    return this.sessions.get(client) ?? 0;
-  }
-
   /** Clients with at least one session (the table is empty when the gateway is idle). */
   get trackedClients(): number {
     return this.sessions.size;

@@ -1,7 +1,7 @@
 import type { GatewayConfig } from '../config/config.js';
 import { accessPolicyFromConfig } from '../policy/from-config.js';
 import type { DispatcherOptions } from './dispatcher.js';
-import type { RequestPolicy } from './requests.js';
+import type { RequestPolicy } from '../app/requests.js';
 
 /**
  * The dispatcher's and the request opener's settings from the configuration: one place, used by

@@ -1,5 +1,5 @@
 import { decodePacket, encodeAck, encodeError, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
-import { tftpErrorFor, TransferError } from '../session/errors.js';
+import { tftpErrorFor, TransferError } from '../errors.js';
 import { ReadSession } from '../session/read-session.js';
 import type { SessionBase } from '../session/session-base.js';
 import type { Clock, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
@@ -9,7 +9,7 @@ import { PolicyRefusal } from '../policy/access-policy.js';
 import { canonicalClientAddress } from '../policy/cidr.js';
 import { ClientLimits, type ClientLimiter } from '../policy/limits.js';
 import { sanitize, sanitizeOptions, type Logger } from './logger.js';
-import type { PreparedTransfer } from './requests.js';
+import type { PreparedTransfer } from '../app/requests.js';
 import { TransferChannel, type ChannelCounters } from './channel.js';
 import type { DatagramSocket, Peer, TransferSocketFactory } from './transport.js';
 

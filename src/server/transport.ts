@@ -1,5 +1,5 @@
 import dgram from 'node:dgram';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { Logger } from './logger.js';
 
 /** The other end of a datagram. */

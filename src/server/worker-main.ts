@@ -12,7 +12,7 @@ import { systemClock } from '../session/types.js';
 import { dispatcherOptions, requestPolicy } from './compose.js';
 import { Dispatcher } from './dispatcher.js';
 import { bindListenSocket, type UdpListenEndpoint } from './listen.js';
-import { RequestOpener } from './requests.js';
+import { RequestOpener } from '../app/requests.js';
 import { UdpTransferSocketFactory } from './transport.js';
 import { MainLink, RemoteCache, RemoteStore } from './worker-client.js';
 import type { MainToWorker, WorkerInit } from './worker-protocol.js';

@@ -6,7 +6,7 @@ import type { ConfigSource, GatewayConfig } from '../config/config.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { canonicalClientAddress } from '../policy/cidr.js';
 import { createSharedLimitMemory, SharedClientLimits } from '../policy/shared-limits.js';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { UploadSink } from '../session/types.js';
 import type { BlockCache, RangeEntry } from '../storage/block-cache.js';
 import type { ObjectInfo, S3ObjectStore } from '../storage/s3-store.js';

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import type { TransferErrorCode } from '../session/errors.js';
+import type { TransferErrorCode } from '../errors.js';
 import type { ObjectInfo } from '../storage/s3-store.js';
 
 /**

@@ -1,4 +1,4 @@
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 
 export interface KeyMappingOptions {
   /** Key prefix every request is confined to ('' or ending in '/'). */

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import { outageCause, type OutageCause } from './s3-errors.js';
 import type { ObjectInfo } from './s3-store.js';
 

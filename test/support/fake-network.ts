@@ -9,7 +9,7 @@
  */
 import { negotiateOptions, buildOack, type NegotiationLimits } from '../../src/protocol/options.js';
 import { decodePacket, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
-import { TransferError } from '../../src/session/errors.js';
+import { TransferError } from '../../src/errors.js';
 import { ReadSession } from '../../src/session/read-session.js';
 import type {
   Clock,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCode } from '../../src/protocol/packet.js';
-import { tftpErrorFor, TransferError } from '../../src/session/errors.js';
+import { tftpErrorFor, TransferError } from '../../src/errors.js';
 import { normalisePrefix, objectKeyFor } from '../../src/storage/keys.js';
 
 const opts = { prefix: 'tftp/', maxNameLength: 255 };

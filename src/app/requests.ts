@@ -1,7 +1,7 @@
 import { resolveRequest, type AccessPolicyOptions, type Resolution } from '../policy/access-policy.js';
 import { buildOack, negotiateOptions, type NegotiatedOptions } from '../protocol/options.js';
 import { Opcode, type RequestPacket } from '../protocol/packet.js';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { ReadSource, UploadSink } from '../session/types.js';
 import { CachedObjectSource, NetasciiSource } from '../storage/object-source.js';
 import type { RangeCache, UploadStore } from '../storage/range-cache.js';
