@@ -21,6 +21,7 @@ import { Dispatcher } from './dispatcher.js';
 import { bindListenSocket, type UdpListenEndpoint } from './listen.js';
 import { writeLine, type Logger } from './logger.js';
 import { RequestOpener } from '../app/requests.js';
+import { reportTransfers, type TransferFinishedSource } from './transfer-report.js';
 import type { SessionHost } from './session-host.js';
 import { UdpTransferSocketFactory } from './transport.js';
 import { WorkerPool } from './worker-pool.js';
@@ -189,7 +190,7 @@ export class Gateway {
           deps.clock ?? systemClock,
           new UdpTransferSocketFactory(config.portRange, logger),
         );
-        metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
+        reportTransfers(dispatcher.transfers, metrics, logger, () => dispatcher.progress());
         host = dispatcher;
         for (const [id, addr] of config.listen.entries()) {
           endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger));
@@ -226,6 +227,14 @@ export class Gateway {
       await embedded?.close();
       throw err;
     }
+  }
+
+  /**
+   * Every transfer's finished record (worker threads' too), for subscribers beyond the gateway's
+   * own metrics and log lines: `gateway.transfers.onFinished((t) => ...)`.
+   */
+  get transfers(): TransferFinishedSource {
+    return this.dispatcher.transfers;
   }
 
   /** Where the UDP sockets are bound (ports resolved when configured as 0). */
