@@ -39,7 +39,7 @@ export interface PreparedWrite {
 export type PreparedTransfer = PreparedRead | PreparedWrite;
 
 /** Validates the transfer mode; `mail` (obsolete) and unknown modes are refused. */
-export function transferMode(mode: string): 'octet' | 'netascii' {
+function transferMode(mode: string): 'octet' | 'netascii' {
   if (mode === 'octet' || mode === 'netascii') return mode;
   throw new TransferError('BAD_MODE', `unsupported mode '${mode}'`);
 }

@@ -19,7 +19,7 @@ const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 const EMPTY = Buffer.alloc(0);
 
-export function toTransferError(e: WireFailure | undefined): TransferError {
+function toTransferError(e: WireFailure | undefined): TransferError {
   return new TransferError(e?.code ?? 'STORAGE_ERROR', e?.message ?? 'storage request failed');
 }
 
