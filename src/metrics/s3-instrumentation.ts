@@ -14,9 +14,6 @@ export type S3Outcome =
   | 'network_error'
   | 'aborted';
 
-/** Outcomes that mean "the bucket or the path to it is unhealthy" (the dashboard's S3 error rate). */
-export const S3_FAILURE_OUTCOMES: readonly S3Outcome[] = ['denied', 'throttled', 'server_error', 'network_error'];
-
 const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded']);
 
 /** Classifies an SDK error. A 404 (a PXE client probing config names) is not a failure of S3. */

@@ -1,4 +1,4 @@
-import { TransferError, type TransferErrorCode } from '../session/errors.js';
+import { TransferError, type TransferErrorCode } from '../errors.js';
 import { keyUnder, normalisePrefix, relativePathFor } from './keys.js';
 import { Cidr, CidrList, splitList } from './cidr.js';
 import type { ClientAddress } from './client-address.js';

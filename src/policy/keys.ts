@@ -1,11 +1,4 @@
-import { TransferError } from '../session/errors.js';
-
-export interface KeyMappingOptions {
-  /** Key prefix every request is confined to ('' or ending in '/'). */
-  readonly prefix: string;
-  /** Longest file name accepted, in bytes. */
-  readonly maxNameLength: number;
-}
+import { TransferError } from '../errors.js';
 
 /** S3's limit on a key, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;
@@ -37,11 +30,6 @@ export function relativePathFor(filename: string, maxNameLength: number): string
   // Backslashes are separators only for the check above; the key keeps the name as sent
   // (mapping them to slashes is an explicit operator choice: --map-backslashes).
   return filename.includes('\\') ? filename.replace(/^[/\\]+/, '') : kept.join('/');
-}
-
-/** The S3 key a client's file name names under the prefix, or throws INVALID_PATH. */
-export function objectKeyFor(filename: string, options: KeyMappingOptions): string {
-  return keyUnder(options.prefix, relativePathFor(filename, options.maxNameLength));
 }
 
 /** Joins a prefix and a relative path, refusing keys S3 would not take. */

@@ -121,10 +121,6 @@ export class ClientLimits implements ClientLimiter {
     else this.sessions.delete(client.text);
   }
 
-  sessionsOf(client: ClientAddress): number {
-    return this.sessions.get(client.text) ?? 0;
-  }
-
   /** Clients with at least one session (the table is empty when the gateway is idle). */
   get trackedClients(): number {
     return this.sessions.size;

@@ -194,15 +194,3 @@ export function encodeOack(options: ReadonlyMap<string, string>): Buffer {
   writeStrings(buf, 2, strings);
   return buf;
 }
-
-export function opcodeName(opcode: number): string {
-  switch (opcode) {
-    case Opcode.RRQ: return 'RRQ';
-    case Opcode.WRQ: return 'WRQ';
-    case Opcode.DATA: return 'DATA';
-    case Opcode.ACK: return 'ACK';
-    case Opcode.ERROR: return 'ERROR';
-    case Opcode.OACK: return 'OACK';
-    default: return 'unknown';
-  }
-}

@@ -1,6 +1,7 @@
-import { Opcode } from '../protocol/packet.js';
+import { encodeError, Opcode, type ErrorCode } from '../protocol/packet.js';
+import type { ClientAddress } from '../policy/client-address.js';
 import type { PeerChannel } from '../session/types.js';
-import type { DatagramSocket, Peer } from './transport.js';
+import type { DatagramSocket, Peer, TransferSocketFactory } from './transport.js';
 
 /** What a channel reports as it sends. */
 export interface ChannelCounters {
@@ -59,6 +60,11 @@ export class TransferChannel implements PeerChannel {
     return this.options.socket;
   }
 
+  /** The socket is this transfer's own (per-transfer mode), not the listening socket. */
+  get ownsSocket(): boolean {
+    return this.options.ownsSocket;
+  }
+
   /** A request of `bytes` arrived from the peer: it earns that many times the factor in sends. */
   credit(bytes: number): void {
     this.budget += bytes * this.options.unverifiedFactor;
@@ -107,5 +113,60 @@ export class TransferChannel implements PeerChannel {
     if (this.socketClosed) return;
     this.socketClosed = true;
     this.options.socket.close();
+  }
+}
+
+export interface TransferChannelsOptions {
+  readonly counters: ChannelCounters;
+  /** Bytes per request byte to an unverified peer (see ChannelOptions.unverifiedFactor). */
+  readonly unverifiedFactor: number;
+  /** The per-address allowance for unverified peers (ClientLimiter.spendUnverified). */
+  readonly allowance: (clientAddress: ClientAddress, bytes: number) => boolean;
+  /** Per-transfer mode: where a transfer's own socket comes from. */
+  readonly sockets?: TransferSocketFactory;
+}
+
+/**
+ * The transport side of transfers: every way a datagram reaches a client. A transfer's channel is
+ * either over the listening socket (single-port mode, ready at once) or over a socket of its own
+ * (per-transfer mode, once bound); datagrams outside any transfer (strays, early refusals) leave
+ * from the socket they answer.
+ */
+export class TransferChannels {
+  constructor(private readonly options: TransferChannelsOptions) {}
+
+  /** Single-port mode: a channel over the listening socket, credited with the request's bytes. */
+  shared(listening: DatagramSocket, peer: Peer, clientAddress: ClientAddress, requestLength: number): TransferChannel {
+    return this.channel(listening, peer, false, clientAddress, requestLength);
+  }
+
+  /**
+   * Per-transfer mode: a channel over a fresh socket on the listening socket's address, which the
+   * channel owns (closed after its last datagram). Rejects (TransferError BUSY) when none is free.
+   */
+  async own(listening: DatagramSocket, peer: Peer, clientAddress: ClientAddress, requestLength: number): Promise<TransferChannel> {
+    if (!this.options.sockets) throw new Error('per-transfer mode needs a transfer socket factory');
+    const socket = await this.options.sockets.open(listening);
+    return this.channel(socket, peer, true, clientAddress, requestLength);
+  }
+
+  /** An ERROR outside any transfer (strays, refusals before a channel exists), counted as it is sent. */
+  sendError(socket: DatagramSocket, to: Peer, code: ErrorCode, message: string): void {
+    this.options.counters.errorSent(code);
+    this.options.counters.sent(Opcode.ERROR);
+    socket.send([encodeError(code, message)], to);
+  }
+
+  private channel(socket: DatagramSocket, peer: Peer, ownsSocket: boolean, clientAddress: ClientAddress, requestLength: number): TransferChannel {
+    const channel = new TransferChannel({
+      socket,
+      peer,
+      ownsSocket,
+      counters: this.options.counters,
+      unverifiedFactor: this.options.unverifiedFactor,
+      allowance: (bytes) => this.options.allowance(clientAddress, bytes),
+    });
+    channel.credit(requestLength);
+    return channel;
   }
 }

@@ -3,7 +3,7 @@ import { ConfigError, loadConfig, type GatewayConfig } from '../config/config.js
 import type { AccessPolicyOptions } from '../policy/access-policy.js';
 import { accessPolicyFromConfig } from '../policy/from-config.js';
 import type { DispatcherOptions } from './dispatcher.js';
-import type { RequestPolicy } from './requests.js';
+import type { RequestPolicy } from '../app/requests.js';
 
 /** A configuration and the access policy it describes. */
 export interface GatewaySetup {

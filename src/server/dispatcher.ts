@@ -1,16 +1,16 @@
-import { decodePacket, encodeAck, encodeError, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
-import { tftpErrorFor, TransferError } from '../session/errors.js';
+import { decodePacket, encodeAck, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
 import { ReadSession } from '../session/read-session.js';
 import type { SessionBase } from '../session/session-base.js';
 import type { Clock, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
 import { WriteSession } from '../session/write-session.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import { PolicyRefusal } from '../policy/access-policy.js';
 import { parseClientAddress, type ClientAddress } from '../policy/client-address.js';
 import { ClientLimits, type ClientLimiter } from '../policy/limits.js';
 import { sanitize, sanitizeOptions, type Logger } from './logger.js';
-import type { PreparedTransfer } from './requests.js';
-import { TransferChannel, type ChannelCounters } from './channel.js';
+import type { PreparedTransfer } from '../app/requests.js';
+import { AdmissionChecks, Refusals, type OpeningRequest } from './admission.js';
+import { TransferChannels, type TransferChannel } from './channel.js';
+import { faultDetail, TransferEvents, type TransferOperation, type TransferProgress } from './transfer-report.js';
 import type { DatagramSocket, Peer, TransferSocketFactory } from './transport.js';
 
 export interface DispatcherOptions {
@@ -38,6 +38,8 @@ export interface DispatcherOptions {
    * --max-sessions hold for the process); default: this dispatcher's own ClientLimits.
    */
   readonly clientLimits?: ClientLimiter;
+  /** The worker thread this dispatcher runs on (--workers > 1): the `worker` of its transfer records. */
+  readonly worker?: number;
 }
 
 /** A bound UDP socket the gateway listens on. */
@@ -46,9 +48,9 @@ export interface ListenEndpoint {
   readonly id: number;
 }
 
-type Operation = 'read' | 'write';
+type Operation = TransferOperation;
 
-interface SessionEntry {
+interface SessionEntry extends OpeningRequest {
   /** Key in the session table: the client's ip:port on a listening socket (per-transfer: plus a sequence). */
   readonly key: string;
   /** The client's ip:port on the listening socket it wrote to. */
@@ -63,14 +65,30 @@ interface SessionEntry {
   /** When the request arrived: a request still opening after the stall timeout is dropped. */
   readonly openedAt: number;
   readonly listen: ListenEndpoint;
-  /** The way to the client; in per-transfer mode, set once the transfer's socket is bound. */
+  /**
+   * The way to the client: single-port mode, over the listening socket from the start; per-transfer
+   * mode, set from the open step's result once the transfer's socket is bound.
+   */
   channel: TransferChannel | undefined;
   session: SessionBase | undefined;
+  /** The transfer's id in its started/finished records (set when the session starts). */
+  transferId: number;
   closed: boolean;
   /** After a stored upload: the final block (wire) re-acknowledged until the linger ends. */
   linger: { readonly block: number; readonly timer: ReturnType<Clock['setTimeout']> } | undefined;
-  /** Bytes of this transfer already added to the transfer-bytes counter. */
-  bytesCounted: number;
+}
+
+/** The open step's result: the request's storage side and its channel, or why there is none. */
+type Opened =
+  | { readonly ok: true; readonly prepared: PreparedTransfer; readonly channel: TransferChannel }
+  | { readonly ok: false; readonly err: unknown; readonly prepared: PreparedTransfer | undefined; readonly channel: TransferChannel | undefined };
+
+/** Both halves of the open step settled: one result (the first failure wins, storage before socket). */
+function openedFrom(prepared: PromiseSettledResult<PreparedTransfer>, bound: PromiseSettledResult<TransferChannel>): Opened {
+  const channel = bound.status === 'fulfilled' ? bound.value : undefined;
+  if (prepared.status === 'fulfilled' && channel) return { ok: true, prepared: prepared.value, channel };
+  const err: unknown = prepared.status === 'rejected' ? prepared.reason : (bound as PromiseRejectedResult).reason;
+  return { ok: false, err, prepared: prepared.status === 'fulfilled' ? prepared.value : undefined, channel };
 }
 
 /** What the dispatcher needs of the request opener (RequestOpener in production). */
@@ -105,6 +123,9 @@ const DEFAULT_UNVERIFIED_AMPLIFICATION = 90;
  * Routes datagrams: requests open sessions, everything else goes to the session of its sender
  * (single-port: keyed by listening socket and client ip:port; per-transfer: each transfer's own
  * socket, so a transfer ID is the pair of ports). Owns the session table and every transfer channel.
+ * What it leaves to others: the refusal checks (admission.ts), the ways to a client (channel.ts),
+ * and what a transfer reports (transfer-report.ts: `transfers` events, which metrics and logs
+ * subscribe to).
  */
 export class Dispatcher {
   private readonly sessions = new Map<string, SessionEntry>();
@@ -114,6 +135,7 @@ export class Dispatcher {
   private readonly lingering = new Map<string, SessionEntry>();
   private draining = false;
   private sequence = 0;
+  private transferIds = 0;
   /** Upload aborts still in flight: stop() waits for them so nothing is left half-written. */
   private readonly pendingAborts = new Set<Promise<void>>();
   private idleWaiters: (() => void)[] = [];
@@ -121,11 +143,15 @@ export class Dispatcher {
   onActivity: ((active: number) => void) | undefined;
   /** Worker pool: the process-wide session directory (undefined in single-threaded mode). */
   peers: PeerDirectory | undefined;
+  /** Every transfer's started and finished records (see transfer-report.ts). */
+  readonly transfers = new TransferEvents();
   /** Per-client request rate and session cap. */
   private readonly limits: ClientLimiter;
+  private readonly admission: AdmissionChecks;
+  private readonly refusals: Refusals;
+  private readonly channels: TransferChannels;
   /** The stall sweep's timer; armed only while the table has entries. */
   private stallTimer: ReturnType<Clock['setTimeout']> | undefined;
-  private readonly counters: ChannelCounters;
 
   constructor(
     private readonly options: DispatcherOptions,
@@ -133,7 +159,7 @@ export class Dispatcher {
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
     private readonly clock: Clock,
-    private readonly transferSockets?: TransferSocketFactory,
+    transferSockets?: TransferSocketFactory,
   ) {
     this.limits = options.clientLimits ?? new ClientLimits({
       maxSessionsPerClient: options.maxSessionsPerClient ?? 0,
@@ -142,26 +168,26 @@ export class Dispatcher {
       unverifiedBytesPerSecond: options.unverifiedBytesPerSecond ?? 0,
       clock,
     });
-    this.counters = {
-      sent: (opcode) => metrics.countSent(opcode),
-      errorSent: (code) => metrics.countErrorSent(code),
-      suppressed: () => metrics.unverifiedSendsSuppressed.inc(),
-    };
     if (options.portMode === 'per-transfer' && !transferSockets) throw new Error('per-transfer mode needs a transfer socket factory');
+    this.channels = new TransferChannels({
+      counters: {
+        sent: (opcode) => metrics.countSent(opcode),
+        errorSent: (code) => metrics.countErrorSent(code),
+        suppressed: () => metrics.unverifiedSendsSuppressed.inc(),
+      },
+      unverifiedFactor: options.unverifiedAmplification ?? DEFAULT_UNVERIFIED_AMPLIFICATION,
+      allowance: (clientAddress, bytes) => this.limits.spendUnverified(clientAddress, bytes),
+      ...(transferSockets ? { sockets: transferSockets } : {}),
+    });
+    this.admission = new AdmissionChecks(options.maxSessions, this.limits);
+    this.refusals = new Refusals(metrics, logger, this.channels);
   }
 
-  /** Adds the progress of running transfers to the bytes counter (called at scrape time). */
-  countBytesInFlight(): void {
+  /** Payload bytes carried so far by each running transfer (the bytes counter samples it at scrape time). */
+  *progress(): Iterable<TransferProgress> {
     for (const entry of this.sessions.values()) {
-      if (entry.session) this.countBytes(entry, entry.session.bytesSoFar);
+      if (entry.session) yield { id: entry.transferId, bytes: entry.session.bytesSoFar };
     }
-  }
-
-  private countBytes(entry: SessionEntry, total: number): void {
-    const delta = total - entry.bytesCounted;
-    if (delta <= 0) return;
-    entry.bytesCounted = total;
-    this.metrics.transferBytes.inc({ direction: entry.operation === 'read' ? 'sent' : 'received' }, delta);
   }
 
   get activeSessions(): number {
@@ -259,7 +285,7 @@ export class Dispatcher {
     this.logger.debug({ client: from.address, port: from.port, reason }, 'malformed packet');
     // Answer only what looks like TFTP; junk (and ERRORs) get silence, so we cannot be made a reflector.
     if (opcode !== undefined && opcode >= Opcode.RRQ && opcode <= Opcode.OACK && opcode !== Opcode.ERROR) {
-      if (this.limits.shouldAnswerUnsolicited(from.address)) this.sendError(socket, from, ErrorCode.IllegalOperation, 'Illegal TFTP operation');
+      if (this.limits.shouldAnswerUnsolicited(from.address)) this.channels.sendError(socket, from, ErrorCode.IllegalOperation, 'Illegal TFTP operation');
     }
   }
 
@@ -268,14 +294,7 @@ export class Dispatcher {
     if (packet.opcode === Opcode.ERROR) return;
     // Capped per address (a spoofed source must not turn us into a reflector).
     if (!this.limits.shouldAnswerUnsolicited(from.address)) return;
-    this.sendError(socket, from, ErrorCode.UnknownTransferId, 'Unknown transfer ID');
-  }
-
-  /** An ERROR outside any transfer (strays, refusals before a channel exists). */
-  private sendError(socket: DatagramSocket, to: Peer, code: ErrorCode, message: string): void {
-    this.metrics.countErrorSent(code);
-    this.metrics.countSent(Opcode.ERROR);
-    socket.send([encodeError(code, message)], to);
+    this.channels.sendError(socket, from, ErrorCode.UnknownTransferId, 'Unknown transfer ID');
   }
 
   private onRequest(endpoint: ListenEndpoint, clientKey: string, request: RequestPacket, msg: Buffer, from: Peer): void {
@@ -290,27 +309,18 @@ export class Dispatcher {
     }
     const operation: Operation = request.opcode === Opcode.RRQ ? 'read' : 'write';
     const clientAddress = parseClientAddress(from.address);
-    if (this.limits.admit(clientAddress) === 'rate-limited') {
-      // Counted every time, answered (and logged at info) at most once a second per client: a
-      // flood of requests, possibly spoofed, must not become a flood of replies or log lines.
-      const answer = this.limits.shouldAnswerRefusal(clientAddress);
-      this.refuseRequest(endpoint.socket, from, operation, request, 'rate-limited', new TransferError('BUSY', 'request rate limit'), answer);
+    const rateLimited = this.admission.rateLimited(clientAddress);
+    if (rateLimited) {
+      this.refusals.beforeOpening(endpoint.socket, from, operation, sanitize(request.filename), rateLimited);
       return;
     }
     // In single-port mode anything else from the same ip:port means the client started over: the
     // new request wins. In per-transfer mode each transfer has its own TID: both go on.
     if (existing && single) this.replace(existing);
     if (single) this.endLinger(this.lingering.get(clientKey));
-    if (this.draining) {
-      this.refuseRequest(endpoint.socket, from, operation, request, 'shutdown', new TransferError('SHUTTING_DOWN', 'draining'));
-      return;
-    }
-    if (this.sessions.size >= this.options.maxSessions || this.limits.totalSessions >= this.options.maxSessions) {
-      this.refuseRequest(endpoint.socket, from, operation, request, 'busy', new TransferError('BUSY', 'session limit reached'));
-      return;
-    }
-    if (this.limits.atSessionCap(clientAddress)) {
-      this.refuseRequest(endpoint.socket, from, operation, request, 'client-busy', new TransferError('BUSY', 'per-client session limit reached'));
+    const refusal = this.admission.refusal(clientAddress, this.sessions.size, this.draining);
+    if (refusal) {
+      this.refusals.beforeOpening(endpoint.socket, from, operation, sanitize(request.filename), refusal);
       return;
     }
     const entry: SessionEntry = {
@@ -323,11 +333,11 @@ export class Dispatcher {
       clientAddress,
       openedAt: this.clock.now(),
       listen: endpoint,
-      channel: single ? this.channelFor(endpoint.socket, from, false, clientAddress, msg.length) : undefined,
+      channel: single ? this.channels.shared(endpoint.socket, from, clientAddress, msg.length) : undefined,
       session: undefined,
+      transferId: 0,
       closed: false,
       linger: undefined,
-      bytesCounted: 0,
     };
     this.sessions.set(entry.key, entry);
     this.peers?.changed(true, entry.key);
@@ -335,44 +345,33 @@ export class Dispatcher {
     this.limits.sessionOpened(clientAddress);
     this.armStallSweep();
     this.onActivity?.(this.sessions.size);
-    const socketReady = single ? Promise.resolve(undefined) : this.transferSockets!.open(endpoint.socket);
-    void Promise.allSettled([this.opener.open(request, clientAddress), socketReady]).then(([opened, bound]) => {
+    // The open step: the storage side, and the channel (per-transfer: a socket of its own, bound).
+    const channel = entry.channel ? Promise.resolve(entry.channel) : this.channels.own(endpoint.socket, entry.client, clientAddress, msg.length);
+    void Promise.allSettled([this.opener.open(request, clientAddress), channel]).then(([prepared, bound]) => {
       try {
-        this.onOpened(entry, request, msg.length, opened, bound);
+        this.onOpened(entry, request, openedFrom(prepared, bound));
       } catch (err) {
         this.onOpenFault(entry, err);
       }
     });
   }
 
-  /** The request's storage side and (per-transfer) socket are ready, or one of them failed. */
-  private onOpened(
-    entry: SessionEntry,
-    request: RequestPacket,
-    requestLength: number,
-    opened: PromiseSettledResult<PreparedTransfer>,
-    bound: PromiseSettledResult<DatagramSocket | undefined>,
-  ): void {
-    const socket = bound.status === 'fulfilled' ? bound.value : undefined;
+  /** The open step's result: start the session, or refuse the request (or let go if it was dropped meanwhile). */
+  private onOpened(entry: SessionEntry, request: RequestPacket, opened: Opened): void {
     if (entry.closed) {
-      socket?.close();
-      if (opened.status === 'fulfilled') this.release(opened.value, 'request superseded');
+      // A transfer's own channel closes its socket; the shared one was closed with the entry.
+      if (opened.channel !== entry.channel) opened.channel?.close();
+      if (opened.prepared) this.release(opened.prepared, 'request superseded');
       return;
     }
-    if (socket) entry.channel = this.channelFor(socket, entry.client, true, entry.clientAddress, requestLength);
-    if (opened.status === 'rejected' || bound.status === 'rejected') {
-      const err: unknown = opened.status === 'rejected' ? opened.reason : (bound as PromiseRejectedResult).reason;
-      if (opened.status === 'fulfilled') this.release(opened.value, 'no transfer socket');
-      const reason = refusalReason(err);
-      this.logger.info(
-        { client: entry.client.address, port: entry.client.port, op: entry.operation, file: entry.filename, refused: reason, detail: errorText(err) },
-        'request refused',
-      );
-      this.refuseOn(entry, reason, err);
+    entry.channel ??= opened.channel;
+    if (!opened.ok) {
+      if (opened.prepared) this.release(opened.prepared, 'no transfer socket');
+      this.refusals.openFailed(entry, opened.err);
       this.dropEntry(entry);
       return;
     }
-    this.startSession(entry, opened.value, request);
+    this.startSession(entry, opened.prepared, opened.channel, request);
   }
 
   /** Lets go of a prepared transfer that will not run (upload aborted, read source closed). */
@@ -381,50 +380,8 @@ export class Dispatcher {
     else prepared.source.close();
   }
 
-  private channelFor(socket: DatagramSocket, peer: Peer, ownsSocket: boolean, clientAddress: ClientAddress, requestLength: number): TransferChannel {
-    const channel = new TransferChannel({
-      socket,
-      peer,
-      ownsSocket,
-      counters: this.counters,
-      unverifiedFactor: this.options.unverifiedAmplification ?? DEFAULT_UNVERIFIED_AMPLIFICATION,
-      allowance: (bytes) => this.limits.spendUnverified(clientAddress, bytes),
-    });
-    channel.credit(requestLength);
-    return channel;
-  }
-
   private hasProgressed(entry: SessionEntry): boolean {
     return entry.session?.hasProgressed === true;
-  }
-
-  /** Refuses a request before any session exists: counted, logged once, answered with an ERROR (unless `answer` is false). */
-  private refuseRequest(
-    socket: DatagramSocket,
-    from: Peer,
-    operation: Operation,
-    request: RequestPacket,
-    reason: string,
-    err: TransferError,
-    answer = true,
-  ): void {
-    this.logger[answer ? 'info' : 'debug'](
-      { client: from.address, port: from.port, op: operation, file: sanitize(request.filename), refused: reason, detail: err.message },
-      'request refused',
-    );
-    this.metrics.requestsRefused.inc({ reason });
-    if (answer) {
-      const wire = tftpErrorFor(err);
-      this.sendError(socket, from, wire.code, wire.message);
-    }
-  }
-
-  /** Refuses an opening request on its own channel (per-transfer: from the transfer's port). */
-  private refuseOn(entry: SessionEntry, reason: string, err: unknown): void {
-    this.metrics.requestsRefused.inc({ reason });
-    const wire = tftpErrorFor(err);
-    if (entry.channel) entry.channel.send([encodeError(wire.code, wire.message)]);
-    else this.sendError(entry.listen.socket, entry.client, wire.code, wire.message);
   }
 
   private replace(entry: SessionEntry): void {
@@ -432,11 +389,7 @@ export class Dispatcher {
     else this.dropEntry(entry);
   }
 
-  private startSession(entry: SessionEntry, prepared: PreparedTransfer, request: RequestPacket): void {
-    const { address, port } = entry.client;
-    const channel = entry.channel!;
-    const operation = entry.operation;
-    const started = { mode: prepared.mode, blksize: prepared.options.blksize, windowsize: prepared.options.windowsize };
+  private startSession(entry: SessionEntry, prepared: PreparedTransfer, channel: TransferChannel, request: RequestPacket): void {
     const retransmit = this.options.retransmit;
     const common = {
       peer: channel,
@@ -455,31 +408,28 @@ export class Dispatcher {
             sink: this.trackAborts(prepared.sink),
             netascii: prepared.mode === 'netascii',
             maxBytes: this.options.maxUploadSize,
-            // The dispatcher lingers after the final ACK (see linger()), so the session ends at once.
-            dallyMs: 0,
             onStored: () => this.opener.uploaded(prepared.key),
           });
     entry.session = session;
-    this.metrics.transfersStarted.inc({ operation });
-    this.metrics.activeSessions.inc({ operation });
-    this.logger.info(
-      {
-        client: address,
-        port,
-        op: operation,
-        file: entry.filename,
-        key: prepared.key,
-        options: sanitizeOptions(request.options),
-        ...started,
-        ...(prepared.kind === 'read' && prepared.source.size !== undefined ? { size: prepared.source.size } : {}),
-        ...(channel.socket !== entry.listen.socket ? { serverPort: channel.socket.localPort } : {}),
-      },
-      'transfer started',
-    );
-    if (channel.socket !== entry.listen.socket) {
+    entry.transferId = ++this.transferIds;
+    this.transfers.emitStarted({
+      id: entry.transferId,
+      client: entry.client,
+      operation: entry.operation,
+      file: entry.filename,
+      key: prepared.key,
+      requestOptions: sanitizeOptions(request.options),
+      mode: prepared.mode,
+      blksize: prepared.options.blksize,
+      windowsize: prepared.options.windowsize,
+      ...(prepared.kind === 'read' && prepared.source.size !== undefined ? { size: prepared.source.size } : {}),
+      ...(channel.ownsSocket ? { serverPort: channel.socket.localPort } : {}),
+      ...(this.options.worker !== undefined ? { worker: this.options.worker } : {}),
+    });
+    if (channel.ownsSocket) {
       channel.socket.onMessage((msg, from) => {
         try {
-          this.onTransferSocketMessage(entry, msg, from);
+          this.onTransferSocketMessage(entry, channel, msg, from);
         } catch (err) {
           this.onDispatchFault(err, from);
         }
@@ -489,7 +439,7 @@ export class Dispatcher {
   }
 
   /** Per-transfer mode: packets on a transfer's own port; strangers get ERROR 5 and the transfer goes on. */
-  private onTransferSocketMessage(entry: SessionEntry, msg: Buffer, from: Peer): void {
+  private onTransferSocketMessage(entry: SessionEntry, channel: TransferChannel, msg: Buffer, from: Peer): void {
     const decoded = decodePacket(msg);
     if (!decoded.ok) {
       this.metrics.countReceived('malformed');
@@ -498,7 +448,7 @@ export class Dispatcher {
     const packet = decoded.packet;
     this.metrics.countReceived(packet.opcode);
     if (from.address !== entry.client.address || from.port !== entry.client.port) {
-      this.onStray(entry.channel!.socket, from, packet);
+      this.onStray(channel.socket, from, packet);
       return;
     }
     // A request sent to a transfer's port is not how TFTP starts a transfer: dropped.
@@ -509,7 +459,24 @@ export class Dispatcher {
 
   private onSessionEnd(entry: SessionEntry, prepared: PreparedTransfer, stats: TransferStats): void {
     try {
-      this.reportEnd(entry, prepared, stats);
+      this.transfers.emitFinished({
+        id: entry.transferId,
+        client: entry.client,
+        operation: entry.operation,
+        file: entry.filename,
+        key: prepared.key,
+        mode: prepared.mode,
+        options: Object.fromEntries(prepared.oack),
+        result: stats.result,
+        bytes: stats.bytes,
+        blocks: stats.blocks,
+        retransmits: stats.retransmits,
+        timeouts: stats.timeouts,
+        durationMs: stats.durationMs,
+        ...(stats.detail !== undefined ? { detail: stats.detail } : {}),
+        ...(stats.errorSent !== undefined ? { errorSent: stats.errorSent } : {}),
+        ...(this.options.worker !== undefined ? { worker: this.options.worker } : {}),
+      });
       if (prepared.kind === 'write' && stats.result === 'ok' && !this.draining) this.linger(entry, stats.blocks, prepared.options.timeoutMs);
     } finally {
       this.dropEntry(entry);
@@ -549,36 +516,6 @@ export class Dispatcher {
     for (const entry of [...this.lingering.values()]) this.endLinger(entry);
   }
 
-  private reportEnd(entry: SessionEntry, prepared: PreparedTransfer, stats: TransferStats): void {
-    const operation = entry.operation;
-    this.metrics.activeSessions.dec({ operation });
-    this.metrics.transfersFinished.inc({ operation, result: stats.result });
-    this.metrics.transferDuration.observe({ operation }, stats.durationMs / 1000);
-    this.countBytes(entry, stats.bytes);
-    if (stats.retransmits > 0) this.metrics.retransmissions.inc(stats.retransmits);
-    if (stats.timeouts > 0) this.metrics.timeouts.inc(stats.timeouts);
-    const level = stats.result === 'ok' || stats.result === 'size-probe' || stats.result === 'replaced' ? 'info' : 'warn';
-    this.logger[level](
-      {
-        client: entry.client.address,
-        port: entry.client.port,
-        op: operation,
-        file: entry.filename,
-        key: prepared.key,
-        mode: prepared.mode,
-        options: Object.fromEntries(prepared.oack),
-        result: stats.result,
-        bytes: stats.bytes,
-        blocks: stats.blocks,
-        durationMs: Math.round(stats.durationMs),
-        retransmits: stats.retransmits,
-        timeouts: stats.timeouts,
-        ...(stats.detail !== undefined && stats.result !== 'ok' ? { detail: sanitize(stats.detail, 512) } : {}),
-      },
-      'transfer finished',
-    );
-  }
-
   /** An exception inside one transfer: logged with its stack and counted; the transfer ends, nothing else. */
   private onSessionFault(entry: SessionEntry, err: unknown): void {
     this.metrics.internalErrors.inc();
@@ -596,7 +533,7 @@ export class Dispatcher {
     }
     this.onSessionFault(entry, err);
     if (entry.closed) return;
-    this.refuseOn(entry, 'internal-error', err);
+    this.refusals.whileOpening(entry, 'internal-error', err);
     this.dropEntry(entry);
   }
 
@@ -643,8 +580,7 @@ export class Dispatcher {
   /**
    * Ends every session that made no progress for `stallMs` (a client that went away while its
    * timer backs off, a pinned long timeout, storage that hangs) and drops requests still opening
-   * after it: ERROR 0 to the client, timers, S3 streams and uploads released. A session whose
-   * outcome is settled (an upload stored and acknowledged) ends `ok`.
+   * after it: ERROR 0 to the client, timers, S3 streams and uploads released.
    */
   private sweepStalled(stallMs: number): void {
     const now = this.clock.now();
@@ -653,29 +589,9 @@ export class Dispatcher {
       if (entry.session) {
         if (now - entry.session.lastProgressAt >= stallMs) entry.session.reap(`no progress for ${Math.round(now - entry.session.lastProgressAt)} ms`);
       } else if (now - entry.openedAt >= stallMs) {
-        this.logger.warn(
-          { client: entry.client.address, port: entry.client.port, op: entry.operation, file: entry.filename, refused: 'stalled' },
-          'request refused',
-        );
-        this.refuseOn(entry, 'stalled', new TransferError('STORAGE_UNAVAILABLE', 'request still opening at the stall timeout'));
+        this.refusals.stalled(entry);
         this.dropEntry(entry);
       }
     }
   }
-}
-
-/** The metric reason of a refused request: a bounded set (policy reasons and error codes). */
-function refusalReason(err: unknown): string {
-  if (err instanceof PolicyRefusal) return err.reason;
-  if (err instanceof TransferError) return err.code.toLowerCase().replace(/_/g, '-');
-  return 'storage-error';
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function faultDetail(err: unknown): { message: string; stack?: string } {
-  if (err instanceof Error) return { message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) };
-  return { message: String(err) };
 }

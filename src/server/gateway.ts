@@ -4,10 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { configSource, type GatewayConfig } from '../config/config.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
-import { createMetricsServer } from '../metrics/http.js';
+import { createMetricsServer } from '../ops/http.js';
 import { EmfReporter } from '../metrics/emf.js';
 import { instrumentS3Client } from '../metrics/s3-instrumentation.js';
-import { TaskProtection } from '../metrics/task-protection.js';
+import { TaskProtection } from '../ops/task-protection.js';
 import { systemClock, type Clock } from '../session/types.js';
 import { BlockCache } from '../storage/block-cache.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
@@ -21,7 +21,8 @@ import { dispatcherOptions, requestPolicy } from './compose.js';
 import { Dispatcher } from './dispatcher.js';
 import { bindListenSocket, type UdpListenEndpoint } from './listen.js';
 import { writeLine, type Logger } from './logger.js';
-import { RequestOpener } from './requests.js';
+import { RequestOpener } from '../app/requests.js';
+import { reportTransfers, type TransferFinishedSource } from './transfer-report.js';
 import type { SessionHost } from './session-host.js';
 import { UdpTransferSocketFactory } from './transport.js';
 import { WorkerPool } from './worker-pool.js';
@@ -114,7 +115,7 @@ export class Gateway {
 
     const metrics = new GatewayMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
     // Every S3 call (reads, lib-storage's multipart calls, HeadBucket) is counted by the client's
-    // middleware, once per call with retries apart; the store's own per-call hook is not wired.
+    // middleware, once per call with retries apart.
     instrumentS3Client(client, metrics);
     // Whether S3 answers, from every call's outcome: a log line per transition, and a gauge.
     /** Worker threads read S3 reachability from shared memory (set once the pool exists). */
@@ -190,7 +191,7 @@ export class Gateway {
           deps.clock ?? systemClock,
           new UdpTransferSocketFactory(config.portRange, logger),
         );
-        metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
+        reportTransfers(dispatcher.transfers, metrics, logger, () => dispatcher.progress());
         host = dispatcher;
         for (const [id, addr] of config.listen.entries()) {
           endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger));
@@ -227,6 +228,14 @@ export class Gateway {
       await embedded?.close();
       throw err;
     }
+  }
+
+  /**
+   * Every transfer's finished record (worker threads' too), for subscribers beyond the gateway's
+   * own metrics and log lines: `gateway.transfers.onFinished((t) => ...)`.
+   */
+  get transfers(): TransferFinishedSource {
+    return this.dispatcher.transfers;
   }
 
   /** Where the UDP sockets are bound (ports resolved when configured as 0). */

@@ -1,3 +1,5 @@
+import type { TransferFinishedSource } from './transfer-report.js';
+
 /**
  * What the gateway's lifecycle (drain, health, scale-in protection, EMF) needs of whatever runs
  * the sessions: the Dispatcher itself (one thread) or the WorkerPool (worker threads).
@@ -5,6 +7,8 @@
 export interface SessionHost {
   /** Sessions (and requests being opened). */
   readonly activeSessions: number;
+  /** Every transfer's finished record (all worker threads'), for subscribers beyond metrics and logs. */
+  readonly transfers: TransferFinishedSource;
   /** Told the session count whenever it changes. */
   onActivity: ((active: number) => void) | undefined;
   /** New requests get ERROR 0 "Server shutting down"; sessions go on. */

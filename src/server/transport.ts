@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import dns from 'node:dns';
 import net from 'node:net';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { Logger } from './logger.js';
 
 /** The other end of a datagram. */

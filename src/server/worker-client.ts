@@ -1,5 +1,5 @@
 import type { MessagePort } from 'node:worker_threads';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { UploadSink } from '../session/types.js';
 import { SHARED_FAILED, SHARED_FILLED } from '../storage/block-cache.js';
 import type { MetadataAnswer } from '../storage/metadata-cache.js';
@@ -19,7 +19,7 @@ const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 const EMPTY = Buffer.alloc(0);
 
-export function toTransferError(e: WireFailure | undefined): TransferError {
+function toTransferError(e: WireFailure | undefined): TransferError {
   return new TransferError(e?.code ?? 'STORAGE_ERROR', e?.message ?? 'storage request failed');
 }
 

@@ -11,8 +11,9 @@ import { GatewayMetrics } from '../metrics/metrics.js';
 import { systemClock } from '../session/types.js';
 import { dispatcherOptions, requestPolicy } from './compose.js';
 import { Dispatcher } from './dispatcher.js';
+import { reportTransfers, type TransferFinished } from './transfer-report.js';
 import { bindListenSocket, type UdpListenEndpoint } from './listen.js';
-import { RequestOpener } from './requests.js';
+import { RequestOpener } from '../app/requests.js';
 import { UdpTransferSocketFactory } from './transport.js';
 import { MainLink, RemoteCache, RemoteStore } from './worker-client.js';
 import type { MainToWorker, WorkerInit } from './worker-protocol.js';
@@ -22,15 +23,27 @@ if (!port) throw new Error('worker-main runs as a worker thread only');
 const init = workerData as WorkerInit;
 const link = new MainLink(port);
 
-/** Log lines go to the main thread in batches (one a tick), which writes them to its own destination. */
+/**
+ * Log lines go to the main thread in batches (one a tick), which writes them to its own destination;
+ * transfer-finished records go with them (the gateway's own subscribers get them there).
+ */
 let pendingLines: string[] = [];
+let pendingTransfers: TransferFinished[] = [];
 let flushScheduled = false;
 const flushLogs = (): void => {
   flushScheduled = false;
-  if (pendingLines.length === 0) return;
+  if (pendingLines.length === 0 && pendingTransfers.length === 0) return;
   const lines = pendingLines;
+  const transfers = pendingTransfers;
   pendingLines = [];
-  link.post({ t: 'log', lines });
+  pendingTransfers = [];
+  link.post(transfers.length > 0 ? { t: 'log', lines, transfers } : { t: 'log', lines });
+};
+const scheduleFlush = (): void => {
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushLogs);
+  }
 };
 
 async function main(): Promise<void> {
@@ -40,10 +53,7 @@ async function main(): Promise<void> {
     {
       write(line: string) {
         pendingLines.push(line.endsWith('\n') ? line.slice(0, -1) : line);
-        if (!flushScheduled) {
-          flushScheduled = true;
-          setImmediate(flushLogs);
-        }
+        scheduleFlush();
       },
     },
   );
@@ -64,14 +74,19 @@ async function main(): Promise<void> {
     unverifiedBytesPerSecond: config.unverifiedBytesPerSecond,
   });
   const dispatcher = new Dispatcher(
-    { ...dispatcherOptions(config), clientLimits },
+    { ...dispatcherOptions(config), clientLimits, worker: init.slot },
     opener,
     metrics,
     logger,
     systemClock,
     new UdpTransferSocketFactory(config.portRange, logger),
   );
-  metrics.transferBytesInFlight = () => dispatcher.countBytesInFlight();
+  // This worker's metrics (summed by the main thread at each scrape) and log lines.
+  reportTransfers(dispatcher.transfers, metrics, logger, () => dispatcher.progress());
+  dispatcher.transfers.onFinished((record) => {
+    pendingTransfers.push(record);
+    scheduleFlush();
+  });
   dispatcher.peers = {
     changed: (open, key) => link.post({ t: 'session', open, key }),
     forward: (endpoint, msg, from) => {

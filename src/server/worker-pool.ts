@@ -6,12 +6,13 @@ import type { ConfigSource, GatewayConfig } from '../config/config.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { parseClientAddress } from '../policy/client-address.js';
 import { createSharedLimitMemory, SharedClientLimits } from '../policy/shared-limits.js';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { UploadSink } from '../session/types.js';
 import type { BlockCache, RangeEntry } from '../storage/block-cache.js';
 import type { ObjectInfo, S3ObjectStore } from '../storage/s3-store.js';
 import { writeLine, type Logger } from './logger.js';
 import type { SessionHost } from './session-host.js';
+import { TransferEvents, type TransferFinished, type TransferFinishedSource } from './transfer-report.js';
 import type { MainToWorker, WireFailure, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
 export interface WorkerPoolDeps {
@@ -123,6 +124,12 @@ function workerEntry(): URL {
  */
 export class WorkerPool implements SessionHost {
   onActivity: ((active: number) => void) | undefined;
+  /**
+   * Every worker's transfer-finished records, forwarded after the worker's own subscribers (its
+   * metrics, summed by collect(), and its log lines) have had them.
+   */
+  private readonly finished = new TransferEvents();
+  readonly transfers: TransferFinishedSource = this.finished;
   private readonly slots: Slot[] = [];
   private listen: { host: string; port: number }[] = [];
   private addressList: AddressInfo[] = [];
@@ -230,9 +237,6 @@ export class WorkerPool implements SessionHost {
     await Promise.all(this.slots.filter((s) => s.alive).map((s) => s.request<void>((rid) => ({ t: 'settle', rid }), 60_000).catch(() => undefined)));
     while (this.pendingAborts.size > 0) await Promise.all([...this.pendingAborts]);
   }
-
-  /** Transfer progress is counted in the workers at each scrape. */
-  countBytesInFlight(): void {}
 
   /** The metrics of this thread and every worker, summed (gauges of live workers only). */
   async collect(): Promise<Registry> {
@@ -401,6 +405,7 @@ export class WorkerPool implements SessionHost {
     switch (m.t) {
       case 'log':
         for (const line of m.lines) writeLine(this.deps.logger, line);
+        for (const record of m.transfers ?? []) this.finished.emitFinished(record as TransferFinished);
         return;
       case 'session':
         this.onSession(slot, m.open, m.key);

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
-import type { TransferErrorCode } from '../session/errors.js';
+import type { TransferErrorCode } from '../errors.js';
+import type { TransferFinished } from './transfer-report.js';
 import type { ObjectInfo } from '../storage/s3-store.js';
 
 /**
@@ -32,7 +33,8 @@ export interface WireFailure {
 export type WorkerToMain =
   | { readonly t: 'ready'; readonly addresses: AddressInfo[] }
   | { readonly t: 'startFailed'; readonly message: string }
-  | { readonly t: 'log'; readonly lines: string[] }
+  /** Log lines, and the transfer-finished records of the same tick (after their log lines). */
+  | { readonly t: 'log'; readonly lines: string[]; readonly transfers?: TransferFinished[] }
   | { readonly t: 'session'; readonly open: boolean; readonly key: string }
   | { readonly t: 'stray'; readonly endpoint: number; readonly msg: Uint8Array; readonly address: string; readonly port: number }
   | { readonly t: 'lookup'; readonly id: number; readonly key: string }

@@ -78,18 +78,9 @@ export abstract class SessionBase {
     this.patienceFrom = this.clock.now();
   }
 
-  /**
-   * True once the transfer's outcome is settled in the client's favour (an upload stored and its
-   * final ACK sent): whatever happens after (dally, reaper, replacement, shutdown) it ends `ok`.
-   */
-  protected get completed(): boolean {
-    return false;
-  }
-
   /** Ends a stalled session from outside: ERROR 0 to the client, resources released (uploads aborted). */
   reap(detail: string): void {
-    if (this.completed) this.end('ok');
-    else this.fail('timeout', 0, 'Transfer timed out', detail);
+    this.fail('timeout', 0, 'Transfer timed out', detail);
   }
 
   /** Payload bytes carried so far. */
@@ -139,10 +130,6 @@ export abstract class SessionBase {
   /** Ends the session from outside (replaced by a new request, server stopping). */
   abort(result: 'replaced' | 'shutdown', notifyClient: boolean): void {
     if (this.ended) return;
-    if (this.completed) {
-      this.end('ok');
-      return;
-    }
     let errorSent: number | undefined;
     if (notifyClient) {
       errorSent = 0;

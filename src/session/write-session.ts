@@ -1,7 +1,7 @@
 import { absoluteBlock } from '../protocol/blocks.js';
 import { NetasciiDecoder } from '../protocol/netascii.js';
 import { encodeAck, encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
-import { tftpErrorFor, TransferError } from './errors.js';
+import { tftpErrorFor, TransferError } from '../errors.js';
 import { SessionBase, type SessionDeps } from './session-base.js';
 import type { TransferResult, UploadSink } from './types.js';
 
@@ -10,11 +10,6 @@ export interface WriteSessionDeps extends SessionDeps {
   readonly netascii: boolean;
   /** Largest upload accepted, in bytes (wire form); beyond it the upload is aborted with ERROR 3. */
   readonly maxBytes: number;
-  /**
-   * How long to linger after the final ACK to answer a retransmitted last DATA; 0: end `ok` at once
-   * (the dispatcher then lingers for the session, without holding it open).
-   */
-  readonly dallyMs: number;
   /** Called once the object is stored, just before the final ACK goes out (cache invalidation). */
   readonly onStored?: () => void;
 }
@@ -22,12 +17,14 @@ export interface WriteSessionDeps extends SessionDeps {
 /** Timeouts in the data phase answered with a re-ACK before the receiver waits silently. */
 const QUIET_AFTER_REACKS = 2;
 
-type WriteState = 'receiving' | 'completing' | 'dallying';
+type WriteState = 'receiving' | 'completing';
 
 /**
  * Receiver state machine (WRQ). Accepts blocks strictly in order, ACKs at the end of each window
  * (or on a gap, so the sender restarts after its last good block), and withholds the final ACK
- * until the sink reports the object stored: the client's success means the object exists.
+ * until the sink reports the object stored: the client's success means the object exists. The
+ * session ends `ok` with that ACK; answering a resent last DATA afterwards (the ACK was lost) is the
+ * dispatcher's linger, not the session's.
  */
 export class WriteSession extends SessionBase {
   private readonly sink: UploadSink;
@@ -53,7 +50,6 @@ export class WriteSession extends SessionBase {
   /** The newest sink write that has not settled (sink backpressure), if any. */
   private backlog: Promise<void> | undefined;
   private readonly maxBytes: number;
-  private readonly dallyMs: number;
   private readonly onStored: (() => void) | undefined;
   private lastAckSentAt = 0;
 
@@ -61,7 +57,6 @@ export class WriteSession extends SessionBase {
     super(deps);
     this.sink = deps.sink;
     this.maxBytes = deps.maxBytes;
-    this.dallyMs = deps.dallyMs;
     this.onStored = deps.onStored;
     this.blksize = deps.options.blksize;
     this.windowsize = deps.options.windowsize;
@@ -70,10 +65,6 @@ export class WriteSession extends SessionBase {
 
   get hasProgressed(): boolean {
     return this.expected > 1;
-  }
-
-  protected override get completed(): boolean {
-    return this.state === 'dallying';
   }
 
   protected onStart(): void {
@@ -93,9 +84,7 @@ export class WriteSession extends SessionBase {
         this.onData(packet.block, packet.data);
         return;
       case Opcode.ERROR:
-        // After the final ACK the object is stored: the client's late ERROR changes nothing.
-        if (this.completed) this.end('ok');
-        else this.end('client-error', `client sent ERROR ${packet.code}: ${packet.message}`);
+        this.end('client-error', `client sent ERROR ${packet.code}: ${packet.message}`);
         return;
       default:
         return;
@@ -110,13 +99,8 @@ export class WriteSession extends SessionBase {
   }
 
   private onData(wire: number, data: Buffer): void {
-    if (this.state !== 'receiving') {
-      // Retransmitted final DATA: before the object is stored say nothing; after, ACK it again.
-      if (this.state === 'dallying' && absoluteBlock(wire, this.expected - 1) === this.expected - 1) {
-        this.peer.send([encodeAck(this.expected - 1)]);
-      }
-      return;
-    }
+    // Retransmitted final DATA while the object is being stored: nothing to say yet.
+    if (this.state !== 'receiving') return;
     const block = absoluteBlock(wire, this.expected);
     if (block !== this.expected) {
       // A duplicate (our ACK was lost) or a gap (a block was lost): ACK the last good block once
@@ -211,13 +195,10 @@ export class WriteSession extends SessionBase {
       () =>
         this.contained(() => {
           if (this.isEnded) return;
-          this.state = 'dallying';
-          this.lastAcked = block;
           // Reads must see the new object from the moment the client is told it is stored.
           this.onStored?.();
           this.peer.send([encodeAck(block)]);
-          if (this.dallyMs <= 0) this.end('ok');
-          else this.armTimer(this.dallyMs);
+          this.end('ok');
         }),
       (err: unknown) => this.contained(() => this.failFromStorage(err)),
     );
@@ -237,10 +218,6 @@ export class WriteSession extends SessionBase {
   }
 
   protected onTimeout(): void {
-    if (this.state === 'dallying') {
-      this.end('ok');
-      return;
-    }
     if (this.state === 'completing' || this.ackHeld) return; // storage has the ball
     if (!this.countTimeout()) return;
     this.lastStray = undefined;

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { LRUCache } from 'lru-cache';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import { MetadataCache, type MetadataAnswer, type MetadataCacheOptions } from './metadata-cache.js';
 import type { RangeCache } from './range-cache.js';
 import type { ObjectInfo, S3ObjectStore } from './s3-store.js';

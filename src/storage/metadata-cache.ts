@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import { outageCause, type OutageCause } from './s3-errors.js';
 import type { ObjectInfo } from './s3-store.js';
 

@@ -1,5 +1,5 @@
 import { encodeNetascii } from '../protocol/netascii.js';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { ReadSource } from '../session/types.js';
 import type { RangeCache, RangeView } from './range-cache.js';
 import type { ObjectInfo } from './s3-store.js';

@@ -1,4 +1,4 @@
-import type { TransferError } from '../session/errors.js';
+import type { TransferError } from '../errors.js';
 import type { UploadSink } from '../session/types.js';
 import type { MetadataAnswer } from './metadata-cache.js';
 import type { ObjectInfo } from './s3-store.js';

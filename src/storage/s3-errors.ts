@@ -1,5 +1,5 @@
 import { S3ServiceException } from '@aws-sdk/client-s3';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 
 /**
  * What an S3 failure means: a TransferError with a stable code for the session, and whether it is

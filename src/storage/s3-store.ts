@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, S3Client, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { UploadSink } from '../session/types.js';
 import { CallDeadline } from './deadline.js';
 import { storageError } from './s3-errors.js';

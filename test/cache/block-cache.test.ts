@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { startS3Proxy, type S3Proxy } from '../../bench/lib/proxy.js';
 import { decodePacket, encodeAck, encodeRequest, Opcode } from '../../src/protocol/packet.js';
-import { TransferError } from '../../src/session/errors.js';
+import { TransferError } from '../../src/errors.js';
 import { BlockCache } from '../../src/storage/block-cache.js';
 import { CachedObjectSource } from '../../src/storage/object-source.js';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';

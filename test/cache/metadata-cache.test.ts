@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TransferError } from '../../src/session/errors.js';
+import { TransferError } from '../../src/errors.js';
 import { MetadataCache, type RefreshFailureCause, type StaleChange } from '../../src/storage/metadata-cache.js';
 import { storageError } from '../../src/storage/s3-errors.js';
 import type { ObjectInfo } from '../../src/storage/s3-store.js';

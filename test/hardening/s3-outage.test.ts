@@ -8,7 +8,7 @@ import { S3FaultProxy, type ProxyMode } from '../support/s3-fault-proxy.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { drained } from './helpers.js';
 import { S3Client } from '@aws-sdk/client-s3';
-import { TransferError } from '../../src/session/errors.js';
+import { TransferError } from '../../src/errors.js';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
 
 /**

@@ -37,7 +37,7 @@ describe('gateway against a real S3-compatible server', () => {
         const got = await tftpGet(`boot/f${size}`, { port: gw.port, options: { blksize: String(blksize), tsize: '0' } });
         assert.equal(got.error, undefined);
         assert.equal(sha(got.data), sha(want));
-        // tsize is answered with the object size (left out for an empty object, see requests.ts).
+        // tsize is answered with the object size (left out for an empty object, see src/app/requests.ts).
         assert.equal(got.oack?.get('tsize'), size > 0 ? String(size) : undefined);
         assert.equal(got.oack?.get('blksize'), String(blksize));
       });

@@ -71,7 +71,7 @@ describe('reads after an upload that replaced an object', () => {
     const fresh = randomBytes(3100);
     const up = await tftpPut('cfg.bin', fresh, { port: gw.port });
     assert.equal(up.error, undefined);
-    // The uploader's session may still be dallying: the read must not wait for it to end.
+    // The upload is readable from its final ACK on (its linger, answering a resent final DATA, must not delay the read).
     const again = await tftpGet('cfg.bin', { port: gw.port });
     assert.equal(again.data.length, fresh.length);
     assert.deepEqual(again.data, fresh);

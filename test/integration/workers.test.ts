@@ -58,7 +58,7 @@ describe('worker threads', () => {
         assert.equal(r.error, undefined);
         assert.equal(sha(r.data), sha(body));
       }
-      await until(() => gw.logs.filter((l) => l.msg === 'transfer finished').length === 24, 5000, 'every transfer logged');
+      await until(() => gw.transfers.length === 24, 5000, 'every transfer finished');
       const byPort = workerByPort(gw);
       assert.equal(byPort.size, 24);
       for (const [port, worker] of byPort) {
@@ -89,7 +89,7 @@ describe('worker threads', () => {
         assert.equal(r.error, undefined);
         assert.equal(sha(r.data), sha(body));
       }
-      await until(() => gw.logs.filter((l) => l.msg === 'transfer finished').length === 16, 5000, 'every transfer logged');
+      await until(() => gw.transfers.length === 16, 5000, 'every transfer finished');
       assert.equal(new Set(workerByPort(gw).values()).size, 2, 'both workers served the storm');
       const ranges = Math.ceil(body.length / (512 * KiB));
       const fetched = await metric(gw, 'tftp_gateway_s3_bytes_fetched_total');
@@ -146,7 +146,7 @@ describe('worker threads', () => {
       const readsOnTwo = readPorts.filter((p) => byPort.get(p) === 2).length;
       const readsOnOne = readPorts.filter((p) => byPort.get(p) === 1).length;
       assert.equal(survivorsOk.length, readsOnTwo, `the ${readsOnTwo} reads on worker 2 finish, the ${readsOnOne} on worker 1 end`);
-      const finishedOnTwo = gw.logs.filter((l) => l.msg === 'transfer finished' && l.worker === 2 && l.op === 'read' && l.result === 'ok').length;
+      const finishedOnTwo = gw.transfers.filter((t) => t.worker === 2 && t.operation === 'read' && t.result === 'ok').length;
       assert.equal(finishedOnTwo, readsOnTwo);
 
       const writes = started.filter((l) => l.op === 'write');
@@ -218,6 +218,6 @@ describe('worker threads', () => {
       assert.equal(sha(r.data), sha(body));
     }
     await stopping;
-    assert.equal(gw.logs.filter((l) => l.msg === 'transfer finished' && l.result === 'ok').length, 8);
+    assert.equal(gw.transfers.filter((t) => t.result === 'ok').length, 8);
   });
 });

@@ -192,8 +192,8 @@ describe('Prometheus scrapes the gateway under real clients: dashboard queries, 
 
     step('downloads');
     // Uploads: single PutObjects and one multipart upload (two parts of 5 MiB).
-    // (curl asks timeout=6, so a write session would dally 6 s after curl's upload: curl gets its
-    // refusal below instead. 16 KiB blocks on loopback keep the 5 MiB upload short.)
+    // (curl gets its refusal below instead of an upload. 16 KiB blocks on loopback keep the 5 MiB
+    // upload short.)
     await put('tftp-hpa', 'up/hpa.bin', randomBytes(30 * KiB + 1));
     await put('busybox', 'up/multi.bin', randomBytes(5 * MiB + 1000), { blksize: 16384, timeoutMs: 60_000 });
     await put('atftp', 'up/atftp.bin', randomBytes(20 * KiB + 9), { blksize: 1468 });

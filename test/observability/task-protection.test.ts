@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { TaskProtection } from '../../src/metrics/task-protection.js';
+import { TaskProtection } from '../../src/ops/task-protection.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { slowGet, startGateway, until, wait } from './helpers.js';
 

@@ -6,8 +6,9 @@ import { GatewayMetrics } from '../../src/metrics/metrics.js';
 import { buildOack, negotiateOptions } from '../../src/protocol/options.js';
 import { decodePacket, encodeRequest, Opcode, type Packet, type RequestPacket } from '../../src/protocol/packet.js';
 import { Dispatcher, type DispatcherOptions, type TransferOpener } from '../../src/server/dispatcher.js';
-import type { PreparedTransfer } from '../../src/server/requests.js';
-import { TransferError } from '../../src/session/errors.js';
+import type { PreparedTransfer } from '../../src/app/requests.js';
+import { reportTransfers, type TransferFinished } from '../../src/server/transfer-report.js';
+import { TransferError } from '../../src/errors.js';
 import type { ReadSource } from '../../src/session/types.js';
 import { ackBytes, dataBytes, errorBytes, MemorySink, MemorySource, seededBytes, VirtualClock } from '../support/fake-network.js';
 import { VirtualUdp, type VirtualSocket } from '../support/virtual-udp.js';
@@ -83,6 +84,8 @@ interface World {
   readonly opener: FakeOpener;
   readonly metrics: GatewayMetrics;
   readonly logs: Record<string, unknown>[];
+  /** Every transfer's finished record, in order (the dispatcher's transfer events). */
+  readonly finished: TransferFinished[];
   client(port?: number): TestPeer;
 }
 
@@ -112,10 +115,14 @@ function world(files: Record<string, StoredFile> = {}, options: Partial<Dispatch
   const metrics = new GatewayMetrics({ defaultMetrics: false });
   const opener = new FakeOpener(clock, new Map(Object.entries(files)), options.writeDelayMs);
   const dispatcher = new Dispatcher({ ...BASE_OPTIONS, ...options }, opener, metrics, logger, clock.tagged('dispatcher'), net.transferSockets());
+  // Wired as the gateway wires it: metrics and log lines subscribe to the transfer events.
+  reportTransfers(dispatcher.transfers, metrics, logger, () => dispatcher.progress());
+  const finished: TransferFinished[] = [];
+  dispatcher.transfers.onFinished((t) => finished.push(t));
   const endpoint = { socket: listen, id: 0 };
   listen.onMessage((msg, from) => dispatcher.handleDatagram(endpoint, msg, from));
   let nextClientPort = 2000;
-  return { clock, net, listen, dispatcher, opener, metrics, logs, client: (port) => new TestPeer(net, port ?? nextClientPort++) };
+  return { clock, net, listen, dispatcher, opener, metrics, logs, finished, client: (port) => new TestPeer(net, port ?? nextClientPort++) };
 }
 
 /** A scripted client: sends what the test says, records what it gets. */
@@ -240,7 +247,7 @@ describe('per-transfer mode: one channel per transfer', () => {
     const got = [...byPort.values()].map((l) => Buffer.concat(l));
     assert.equal(got.length, 2, 'two server ports');
     assert.ok(got.some((g) => g.equals(a)) && got.some((g) => g.equals(b)), 'both files arrived whole');
-    const finished = w.logs.filter((l) => l.msg === 'transfer finished').map((l) => l.result);
+    const finished = w.finished.map((t) => t.result);
     assert.deepEqual(finished, ['ok', 'ok']);
   });
 });
@@ -282,7 +289,7 @@ describe('packets on a live TID (single-port)', () => {
     c.send(errorBytes(0, 'user abort'));
     await w.clock.runUntilIdle(60_000);
     assert.deepEqual(c.describe(), ['DATA 1']);
-    assert.equal(w.logs.find((l) => l.msg === 'transfer finished')?.result, 'client-error');
+    assert.equal(w.finished[0]?.result, 'client-error');
   });
 
   test('an ERROR from a client whose request is still opening drops the request quietly', async () => {
@@ -372,7 +379,7 @@ describe('patience by time', () => {
     c.rrq('f.bin');
     await w.clock.runUntilIdle(200_000);
     assert.deepEqual(Buffer.concat(blocks), data);
-    assert.equal(w.logs.find((l) => l.msg === 'transfer finished')?.result, 'ok');
+    assert.equal(w.finished[0]?.result, 'ok');
   });
 
   test('a reader that never comes back is given up after --give-up-timeout, before the stall reaper', async () => {
@@ -390,12 +397,12 @@ describe('patience by time', () => {
     const ackedAt = c.packets[0]!.time;
     const gaveUpAfter = last.time - ackedAt;
     assert.ok(gaveUpAfter >= 62_000 && gaveUpAfter < 66_000, `gave up ${gaveUpAfter} ms after the last progress`);
-    assert.match(String(w.logs.find((l) => l.msg === 'transfer finished')?.detail), /no progress/);
+    assert.match(String(w.finished[0]?.detail), /no progress/);
   });
 });
 
 describe('uploads: the final ACK settles the outcome', () => {
-  test('reads see the upload when the final ACK goes out; a dally longer than the reaper allows still ends ok with no ERROR', async () => {
+  test('reads see the upload when the final ACK goes out; a client timeout asking for a linger longer than the reaper allows still ends ok with no ERROR', async () => {
     const w = world({}, { stallTimeoutMs: 2000 });
     const c = w.client();
     c.wrq('up.bin', { timeout: '100' });
@@ -406,8 +413,8 @@ describe('uploads: the final ACK settles the outcome', () => {
     const ack1 = c.packets[1]!;
     assert.equal(w.opener.uploadedCalls.length, 1);
     assert.ok(w.opener.uploadedCalls[0]!.time <= ack1.time, 'invalidated before the final ACK arrived');
-    const end = w.logs.find((l) => l.msg === 'transfer finished')!;
-    assert.equal(end.result, 'ok');
+    assert.equal(w.finished.length, 1);
+    assert.equal(w.finished[0]!.result, 'ok');
     assert.equal(await counter(w.metrics, 'tftp_gateway_errors_sent_total', { code: '0' }), 0);
   });
 
@@ -420,7 +427,7 @@ describe('uploads: the final ACK settles the outcome', () => {
     await w.clock.advance(10);
     c.send(errorBytes(0, 'bye'));
     await w.clock.runUntilIdle(60_000);
-    assert.equal(w.logs.find((l) => l.msg === 'transfer finished')?.result, 'ok');
+    assert.equal(w.finished[0]?.result, 'ok');
     assert.deepEqual(w.opener.uploads.get('up.bin')!.aborts, []);
   });
 });
@@ -459,7 +466,7 @@ describe('containment', () => {
     const fault = w.logs.find((l) => l.msg === 'transfer fault: ended this transfer');
     assert.ok(fault, 'logged');
     assert.match(String((fault.err as { stack?: string }).stack), /injected storage fault/);
-    assert.equal(w.logs.find((l) => l.msg === 'transfer finished' && l.file === 'bad.bin')?.result, 'internal-error');
+    assert.equal(w.finished.find((t) => t.file === 'bad.bin')?.result, 'internal-error');
     assert.equal(w.dispatcher.activeSessions, 0);
   });
 
@@ -497,7 +504,7 @@ describe('after an upload: the transfer is over at its final ACK, and a resent l
       await w.clock.advance(20);
       assert.deepEqual(c.describe(), ['ACK 0', 'ACK 1']);
       assert.equal(w.dispatcher.activeSessions, 0, 'no session held open after the final ACK');
-      assert.equal(w.logs.find((l) => l.msg === 'transfer finished')?.result, 'ok');
+      assert.equal(w.finished[0]?.result, 'ok');
       await w.clock.advance(6000);
       c.send(dataBytes(1, Buffer.alloc(100, 3)), port); // our final ACK was "lost"
       await w.clock.advance(20);

@@ -9,7 +9,7 @@
  */
 import { negotiateOptions, buildOack, type NegotiationLimits } from '../../src/protocol/options.js';
 import { decodePacket, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
-import { TransferError } from '../../src/session/errors.js';
+import { TransferError } from '../../src/errors.js';
 import { ReadSession } from '../../src/session/read-session.js';
 import type {
   Clock,
@@ -964,7 +964,6 @@ export function writeHarness(
     readonly client?: WriterOptions;
     readonly netascii?: boolean;
     readonly maxBytes?: number;
-    readonly dallyMs?: number;
   } = {},
 ): WriteHarness {
   const clock = new VirtualClock();
@@ -985,8 +984,6 @@ export function writeHarness(
     sink,
     netascii: options.netascii ?? false,
     maxBytes: options.maxBytes ?? Number.MAX_SAFE_INTEGER,
-    // Longer than the test clients' retransmission timeout (as the dispatcher does), so a resent last DATA is answered.
-    dallyMs: options.dallyMs ?? 3000,
   });
   const client = new TestWriter(clock.tagged('client'), (b) => net.clientSend(b), wire, options.client ?? {});
   net.connect(session, client);

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/server/gateway.js';
+import type { TransferFinished } from '../../src/server/transfer-report.js';
 import type { TestS3 } from './s3.js';
 
 /** Worker threads for test gateways: TFTPGW_TEST_WORKERS (default 1, the single-threaded path). */
@@ -16,6 +17,8 @@ export interface TestGateway {
   readonly bucket: string;
   /** Lines the gateway logged (parsed JSON), for assertions on log output. */
   readonly logs: Record<string, unknown>[];
+  /** Every finished transfer's record (gateway.transfers, worker threads' too), in order. */
+  readonly transfers: TransferFinished[];
   stop(drainMs?: number): Promise<void>;
 }
 
@@ -55,6 +58,8 @@ export async function startTestGateway(s3: TestS3, bucket: string, flags: readon
     },
   );
   const gateway = await Gateway.start(config, { logger, credentials: s3.credentials, defaultMetrics: false });
+  const transfers: TransferFinished[] = [];
+  gateway.transfers.onFinished((t) => transfers.push(t));
   const addr = gateway.udpAddresses[0]!;
   return {
     gateway,
@@ -62,6 +67,7 @@ export async function startTestGateway(s3: TestS3, bucket: string, flags: readon
     host: addr.address,
     bucket,
     logs,
+    transfers,
     stop: (drainMs = 0) => gateway.stop(drainMs),
   };
 }

@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCode } from '../../src/protocol/packet.js';
-import { tftpErrorFor, TransferError } from '../../src/session/errors.js';
-import { normalisePrefix, objectKeyFor } from '../../src/policy/keys.js';
+import { tftpErrorFor, TransferError } from '../../src/errors.js';
+import { keyUnder, normalisePrefix, relativePathFor } from '../../src/policy/keys.js';
+
+/** A file name's key under a prefix, as the access policy composes it (src/policy/access-policy.ts). */
+function objectKeyFor(filename: string, options: { readonly prefix: string; readonly maxNameLength: number }): string {
+  return keyUnder(options.prefix, relativePathFor(filename, options.maxNameLength));
+}
 
 const opts = { prefix: 'tftp/', maxNameLength: 255 };
 

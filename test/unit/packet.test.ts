@@ -10,7 +10,6 @@ import {
   encodeRequest,
   ErrorCode,
   Opcode,
-  opcodeName,
   type DecodeResult,
   type Packet,
 } from '../../src/protocol/packet.js';
@@ -143,12 +142,6 @@ describe('hand-built byte vectors', () => {
     assert.equal(ErrorCode.FileExists, 6);
     assert.equal(ErrorCode.NoSuchUser, 7);
     assert.equal(ErrorCode.OptionRefused, 8);
-  });
-
-  test('opcodeName', () => {
-    assert.deepEqual([1, 2, 3, 4, 5, 6].map(opcodeName), ['RRQ', 'WRQ', 'DATA', 'ACK', 'ERROR', 'OACK']);
-    assert.equal(opcodeName(0), 'unknown');
-    assert.equal(opcodeName(7), 'unknown');
   });
 });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ParallelRangeReader, type RangeReader } from '../../src/storage/parallel-range.js';
-import { TransferError } from '../../src/session/errors.js';
+import { TransferError } from '../../src/errors.js';
 
 const MiB = 1024 * 1024;
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { tftpErrorFor, TransferError } from '../../src/session/errors.js';
+import { tftpErrorFor, TransferError } from '../../src/errors.js';
 import { CallDeadline } from '../../src/storage/deadline.js';
 import { outageCause, S3DeadlineExceeded, storageError } from '../../src/storage/s3-errors.js';
 import { S3Health } from '../../src/storage/s3-health.js';

@@ -2,7 +2,7 @@ import { resolveRequest, type AccessPolicyOptions, type Resolution } from '../po
 import type { ClientAddress } from '../policy/client-address.js';
 import { buildOack, negotiateOptions, type NegotiatedOptions } from '../protocol/options.js';
 import { Opcode, type RequestPacket } from '../protocol/packet.js';
-import { TransferError } from '../session/errors.js';
+import { TransferError } from '../errors.js';
 import type { ReadSource, UploadSink } from '../session/types.js';
 import { CachedObjectSource, NetasciiSource } from '../storage/object-source.js';
 import type { RangeCache, UploadStore } from '../storage/range-cache.js';
@@ -40,7 +40,7 @@ export interface PreparedWrite {
 export type PreparedTransfer = PreparedRead | PreparedWrite;
 
 /** Validates the transfer mode; `mail` (obsolete) and unknown modes are refused. */
-export function transferMode(mode: string): 'octet' | 'netascii' {
+function transferMode(mode: string): 'octet' | 'netascii' {
   if (mode === 'octet' || mode === 'netascii') return mode;
   throw new TransferError('BAD_MODE', `unsupported mode '${mode}'`);
 }
