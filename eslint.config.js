@@ -19,6 +19,11 @@ export default tseslint.config(
         { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'suite', 'test', 'it'] }] },
       ],
       '@typescript-eslint/no-misused-promises': 'error',
+      // Opcodes and error codes arrive as numbers read from datagrams; comparing them with the
+      // enums that name them is the codec's job.
+      '@typescript-eslint/no-unsafe-enum-comparison': 'off',
+      // An abort rejects with the signal's reason, whatever the caller made it.
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingUnknown: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
     },
   },

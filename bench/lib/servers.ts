@@ -165,7 +165,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     '--log-level', 'info',
     ...(opts.extraFlags ?? []),
   ]);
-  let listening = '';
+  let listening: string;
   const proc = new ManagedProcess('gateway', argv, {
     cwd: REPO,
     env: {

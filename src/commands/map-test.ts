@@ -51,7 +51,7 @@ export function wireName(name: string): string {
   let last = 0;
   for (const m of name.matchAll(/\\x([0-9a-fA-F]{2})/g)) {
     bytes.push(Buffer.from(name.slice(last, m.index), 'utf8'), Buffer.from([parseInt(m[1]!, 16)]));
-    last = m.index! + m[0].length;
+    last = m.index + m[0].length;
   }
   bytes.push(Buffer.from(name.slice(last), 'utf8'));
   return Buffer.concat(bytes).toString('latin1');

@@ -1,6 +1,5 @@
 import os from 'node:os';
 import process from 'node:process';
-import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { usableCpus } from './cpus.js';
 

@@ -18,7 +18,6 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * UTF-8): undefined, and the request is refused. `--map-strip-junk` cuts such junk off first.
  */
 export function decodeFileName(raw: string): string | undefined {
-  // eslint-disable-next-line no-control-regex
   if (!/[\x80-\xff]/.test(raw)) return raw;
   try {
     return utf8.decode(Buffer.from(raw, 'latin1'));

@@ -12,7 +12,7 @@ import type { BlockCache, RangeEntry } from '../storage/block-cache.js';
 import type { ObjectInfo, S3ObjectStore } from '../storage/s3-store.js';
 import { writeLine, type Logger } from './logger.js';
 import type { SessionHost } from './session-host.js';
-import { TransferEvents, type TransferFinished, type TransferFinishedSource } from './transfer-report.js';
+import { TransferEvents, type TransferFinishedSource } from './transfer-report.js';
 import type { MainToWorker, WireFailure, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
 export interface WorkerPoolDeps {
@@ -405,7 +405,7 @@ export class WorkerPool implements SessionHost {
     switch (m.t) {
       case 'log':
         for (const line of m.lines) writeLine(this.deps.logger, line);
-        for (const record of m.transfers ?? []) this.finished.emitFinished(record as TransferFinished);
+        for (const record of m.transfers ?? []) this.finished.emitFinished(record);
         return;
       case 'session':
         this.onSession(slot, m.open, m.key);

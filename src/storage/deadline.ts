@@ -51,7 +51,7 @@ export class CallDeadline {
       const onAbort = (): void => {
         if (settled) return;
         settled = true;
-        reject(signal.reason);
+        reject(signal.reason as unknown);
       };
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
