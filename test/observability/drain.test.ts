@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
-import { controlledPut, httpGet, scrape, slowGet, spawnGateway, until, type GatewayProcess } from './helpers.js';
+import { controlledPut, httpGet, scrape, slowGet, spawnGateway, type GatewayProcess } from './helpers.js';
+import { until } from '../support/wait.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;

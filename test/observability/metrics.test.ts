@@ -6,7 +6,8 @@ import { encodeAck, encodeError, encodeRequest, ErrorCode, Opcode } from '../../
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { rawExchange, tftpGet, tftpPut } from '../support/tftp-client.js';
-import { controlledPut, delta, httpGet, scrape, slowGet, until, wait, type Exposition } from './helpers.js';
+import { controlledPut, delta, httpGet, scrape, slowGet, type Exposition } from './helpers.js';
+import { sleep, until } from '../support/wait.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -181,7 +182,7 @@ describe('metrics after real transfers', () => {
     socket.send(encodeRequest(Opcode.RRQ, 'boot/medium.bin', 'octet', new Map()), gw.port, '127.0.0.1');
     const serverPort = await firstData;
     socket.send(encodeAck(1), serverPort, '127.0.0.1');
-    await wait(20);
+    await sleep(20);
     socket.send(encodeError(0, 'user cancelled'), serverPort, '127.0.0.1');
     // A client that stops answering: retransmissions (--retries 2), then a timeout and ERROR 0.
     const silent = dgram.createSocket('udp4');
