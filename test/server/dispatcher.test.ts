@@ -9,7 +9,7 @@ import { Dispatcher, type DispatcherOptions, type TransferOpener } from '../../s
 import type { PreparedTransfer } from '../../src/server/requests.js';
 import { TransferError } from '../../src/session/errors.js';
 import type { ReadSource } from '../../src/session/types.js';
-import { ackBytes, dataBytes, errorBytes, MemorySink, MemorySource, seededBytes, VirtualClock } from '../support/fake-network.js';
+import { ackBytes, dataBytes, errorBytes, MemorySink, MemorySource, seededBytes, VirtualClock } from '../support/fake/index.js';
 import { VirtualUdp, type VirtualSocket } from '../support/virtual-udp.js';
 
 /**

@@ -1,0 +1,146 @@
+/** Harnesses: a session under test wired to a test client over a fake network, on one virtual clock. */
+import { buildOack, negotiateOptions, type NegotiationLimits } from '../../../src/protocol/options.js';
+import { ReadSession } from '../../../src/session/read-session.js';
+import type { RetransmitPolicy, TransferStats } from '../../../src/session/types.js';
+import { WriteSession } from '../../../src/session/write-session.js';
+import { TestReader, TestWriter, type ReaderOptions, type WriterOptions } from './clients.js';
+import { VirtualClock } from './clock.js';
+import { MemorySink, MemorySource, type MemorySinkOptions, type MemorySourceOptions } from './memory-storage.js';
+import { FakeNetwork, type NetworkOptions } from './network.js';
+
+export const TEST_POLICY: RetransmitPolicy = { initialMs: 200, minMs: 50, maxMs: 2000, maxRetries: 5 };
+
+export interface HarnessOptions extends NetworkOptions {
+  /** Options the client asks for (before negotiation), in order. */
+  readonly request?: Record<string, string>;
+  readonly limits?: Partial<NegotiationLimits>;
+  readonly policy?: RetransmitPolicy;
+}
+
+interface HarnessBase {
+  readonly clock: VirtualClock;
+  readonly net: FakeNetwork;
+  readonly ends: TransferStats[];
+  readonly oack: ReadonlyMap<string, string>;
+  /** Starts session and client. */
+  start(): void;
+  /** Runs the virtual world until nothing is left to do. */
+  runToIdle(limitMs?: number): Promise<void>;
+}
+
+export interface ReadHarness extends HarnessBase {
+  readonly session: ReadSession;
+  readonly source: MemorySource;
+  readonly client: TestReader;
+}
+
+export interface WriteHarness extends HarnessBase {
+  readonly session: WriteSession;
+  readonly sink: MemorySink;
+  readonly client: TestWriter;
+}
+
+function negotiate(options: HarnessOptions, tsize: number | undefined) {
+  const requested = new Map(Object.entries(options.request ?? {}));
+  const negotiated = negotiateOptions(requested, {
+    maxBlksize: options.limits?.maxBlksize ?? 65464,
+    maxWindowsize: options.limits?.maxWindowsize ?? 64,
+    ...(options.limits?.refused ? { refused: options.limits.refused } : {}),
+  });
+  const oack = buildOack(requested, negotiated, tsize ?? negotiated.requestedTsize);
+  return { negotiated, oack };
+}
+
+export function readHarness(
+  data: Buffer,
+  options: HarnessOptions & {
+    readonly source?: MemorySourceOptions;
+    readonly client?: ReaderOptions;
+    readonly maxBytesInFlight?: number;
+  } = {},
+): ReadHarness {
+  const clock = new VirtualClock();
+  const net = new FakeNetwork(clock, options);
+  const source = new MemorySource(data, clock, options.source ?? {});
+  const tsize = source.size !== undefined && source.size > 0 ? source.size : undefined;
+  const { negotiated, oack } = negotiate(options, tsize);
+  const ends: TransferStats[] = [];
+  const session = new ReadSession({
+    peer: net.serverPeer,
+    clock: clock.tagged('session'),
+    policy: options.policy ?? TEST_POLICY,
+    options: negotiated,
+    oack,
+    onEnd: (stats) => {
+      net.serverEnded = true;
+      ends.push(stats);
+    },
+    source,
+    maxBytesInFlight: options.maxBytesInFlight ?? 1 << 20,
+  });
+  const client = new TestReader(clock.tagged('client'), (b) => net.clientSend(b), options.client ?? {});
+  net.connect(session, client);
+  return {
+    clock,
+    net,
+    ends,
+    oack,
+    session,
+    source,
+    client,
+    start: () => {
+      session.start();
+      client.start();
+    },
+    runToIdle: (limitMs) => clock.runUntilIdle(limitMs),
+  };
+}
+
+export function writeHarness(
+  wire: Buffer,
+  options: HarnessOptions & {
+    readonly sink?: MemorySinkOptions;
+    readonly client?: WriterOptions;
+    readonly netascii?: boolean;
+    readonly maxBytes?: number;
+    readonly dallyMs?: number;
+  } = {},
+): WriteHarness {
+  const clock = new VirtualClock();
+  const net = new FakeNetwork(clock, options);
+  const sink = new MemorySink(clock, options.sink ?? {});
+  const { negotiated, oack } = negotiate(options, undefined);
+  const ends: TransferStats[] = [];
+  const session = new WriteSession({
+    peer: net.serverPeer,
+    clock: clock.tagged('session'),
+    policy: options.policy ?? TEST_POLICY,
+    options: negotiated,
+    oack,
+    onEnd: (stats) => {
+      net.serverEnded = true;
+      ends.push(stats);
+    },
+    sink,
+    netascii: options.netascii ?? false,
+    maxBytes: options.maxBytes ?? Number.MAX_SAFE_INTEGER,
+    // Longer than the test clients' retransmission timeout (as the dispatcher does), so a resent last DATA is answered.
+    dallyMs: options.dallyMs ?? 3000,
+  });
+  const client = new TestWriter(clock.tagged('client'), (b) => net.clientSend(b), wire, options.client ?? {});
+  net.connect(session, client);
+  return {
+    clock,
+    net,
+    ends,
+    oack,
+    session,
+    sink,
+    client,
+    start: () => {
+      session.start();
+      client.start();
+    },
+    runToIdle: (limitMs) => clock.runUntilIdle(limitMs),
+  };
+}
