@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import type { TestGateway } from '../support/gateway.js';
 import { UdpPeer } from '../support/udp-peer.js';
-import { until } from '../support/wait.js';
+import { eventually } from '../support/wait.js';
 
 export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -140,7 +140,7 @@ export function refusalLogs(gw: TestGateway): Record<string, unknown>[] {
 
 /** Waits (bounded) until the gateway's session table is empty. */
 export async function drained(gw: TestGateway, timeoutMs = 10_000): Promise<boolean> {
-  await until(() => gw.gateway.dispatcher.activeSessions === 0, timeoutMs, 'no session left').catch(() => undefined);
+  await eventually(() => gw.gateway.dispatcher.activeSessions === 0, timeoutMs);
   await gw.gateway.dispatcher.settled();
   return gw.gateway.dispatcher.activeSessions === 0;
 }

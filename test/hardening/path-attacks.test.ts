@@ -4,7 +4,7 @@ import { encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { S3FaultProxy } from '../support/s3-fault-proxy.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
-import { sleep, until } from '../support/wait.js';
+import { eventually, sleep } from '../support/wait.js';
 import { get, openPeer, refusalLogs } from './helpers.js';
 
 /** Names that try to leave the served tree (or smuggle bytes); every one must be refused. */
@@ -98,7 +98,7 @@ describe('path attacks', () => {
 
       // Log lines are written asynchronously (worker threads hand them to the main thread): wait
       // for them, then check there is exactly one per request.
-      await until(() => refusalLogs(gw).length - logsBefore >= requests, 2000, 'the refusal log lines').catch(() => undefined);
+      await eventually(() => refusalLogs(gw).length - logsBefore >= requests, 2000);
       // A line logged twice would come just after the first: give it that moment to show.
       await sleep(50);
       const lines = refusalLogs(gw).slice(logsBefore);

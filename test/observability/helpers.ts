@@ -286,6 +286,43 @@ export async function spawnGateway(args: readonly string[], env: Record<string, 
   };
 }
 
+/**
+ * The real CLI against the test S3 server as the drain tests run it: HTTP on, writes on (5 MiB
+ * parts, so an upload past 10 MiB is multipart), `--drain-timeout drainTimeoutS`, plus `extra` flags.
+ */
+export function spawnDrainGateway(s3: TestS3, bucket: string, drainTimeoutS: number, extra: readonly string[] = []): Promise<GatewayProcess> {
+  return spawnGateway(
+    [
+      '--listen', '127.0.0.1:0',
+      '--http-listen', '127.0.0.1:0',
+      '--s3-bucket', bucket,
+      '--s3-endpoint', s3.endpoint,
+      '--s3-region', s3.region,
+      '--s3-force-path-style',
+      '--s3-checksum', 'when-required',
+      '--allow-write',
+      '--upload-part-size', '5MiB',
+      '--cache-size', '64MiB',
+      '--range-size', '1MiB',
+      '--drain-timeout', String(drainTimeoutS),
+      ...extra,
+    ],
+    {
+      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    },
+  );
+}
+
+/** The process's exit code (or signal), or 'still running' after `ms`. */
+export async function exitOf(gw: GatewayProcess, ms: number): Promise<number | string> {
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([gw.exited, new Promise<string>((r) => (timer = setTimeout(() => r('still running'), ms)))]);
+  clearTimeout(timer);
+  return code;
+}
+
 export interface StartedGateway {
   readonly gateway: Gateway;
   readonly port: number;
