@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import type { TestGateway } from '../support/gateway.js';
+import { tftpGet, type ClientResult } from '../support/tftp-client.js';
 import { UdpPeer } from '../support/udp-peer.js';
 import { eventually } from '../support/wait.js';
 
@@ -12,55 +13,11 @@ export const sha = (b: Buffer): string => createHash('sha256').update(b).digest(
  */
 export const openPeer = (bind = '127.0.0.1'): Promise<UdpPeer> => UdpPeer.open(bind, '127.0.0.1');
 
-export interface Outcome {
-  readonly data: Buffer;
-  readonly oack: Map<string, string> | undefined;
-  readonly error: { code: number; message: string } | undefined;
-}
+export type Outcome = ClientResult;
 
 /** RRQ from `bind`: window-1 reader (honours a windowsize the server grants). */
-export async function get(port: number, name: string, opts: { bind?: string; options?: Record<string, string>; timeoutMs?: number } = {}): Promise<Outcome> {
-  const peer = await openPeer(opts.bind);
-  try {
-    peer.send(encodeRequest(Opcode.RRQ, name, 'octet', new Map(Object.entries(opts.options ?? {}))), port);
-    const chunks: Buffer[] = [];
-    let oack: Map<string, string> | undefined;
-    let blksize = 512;
-    let windowsize = 1;
-    let expected = 1;
-    let since = 0;
-    let serverPort = port;
-    for (;;) {
-      const got = await peer.next(opts.timeoutMs ?? 3000);
-      if (!got) throw new Error(`timed out waiting for block ${expected}`);
-      serverPort = got.port;
-      const p = got.packet;
-      if (p.opcode === Opcode.ERROR) return { data: Buffer.concat(chunks), oack, error: { code: p.code, message: p.message } };
-      if (p.opcode === Opcode.OACK) {
-        oack = new Map(p.options);
-        blksize = Number(oack.get('blksize') ?? 512);
-        windowsize = Number(oack.get('windowsize') ?? 1);
-        peer.send(encodeAck(0), serverPort);
-        continue;
-      }
-      if (p.opcode !== Opcode.DATA) continue;
-      if (p.block !== (expected & 0xffff)) {
-        peer.send(encodeAck((expected - 1) & 0xffff), serverPort);
-        since = 0;
-        continue;
-      }
-      chunks.push(Buffer.from(p.data));
-      const last = p.data.length < blksize;
-      if (last || ++since >= windowsize) {
-        peer.send(encodeAck(expected & 0xffff), serverPort);
-        since = 0;
-      }
-      expected++;
-      if (last) return { data: Buffer.concat(chunks), oack, error: undefined };
-    }
-  } finally {
-    await peer.close();
-  }
+export function get(port: number, name: string, opts: { bind?: string; options?: Record<string, string>; timeoutMs?: number } = {}): Promise<Outcome> {
+  return tftpGet(name, { port, host: '127.0.0.1', ...opts });
 }
 
 /** WRQ from `bind`: sends windows of `window` blocks (RFC 7440 when the server grants windowsize). */

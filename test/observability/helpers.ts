@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
 import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { Gateway, type GatewayDeps } from '../../src/server/gateway.js';
-import { testWorkers } from '../support/gateway.js';
+import { s3Flags, testWorkers } from '../support/gateway.js';
 import type { TestS3 } from '../support/s3.js';
 import { UdpPeer, type Received } from '../support/udp-peer.js';
 import { sleep, until } from '../support/wait.js';
@@ -295,11 +295,7 @@ export function spawnDrainGateway(s3: TestS3, bucket: string, drainTimeoutS: num
     [
       '--listen', '127.0.0.1:0',
       '--http-listen', '127.0.0.1:0',
-      '--s3-bucket', bucket,
-      '--s3-endpoint', s3.endpoint,
-      '--s3-region', s3.region,
-      '--s3-force-path-style',
-      '--s3-checksum', 'when-required',
+      ...s3Flags(s3, bucket),
       '--allow-write',
       '--upload-part-size', '5MiB',
       '--cache-size', '64MiB',
@@ -346,11 +342,7 @@ export async function startGateway(
     [
       '--listen', '127.0.0.1:0',
       '--http-listen', '127.0.0.1:0',
-      '--s3-bucket', bucket,
-      '--s3-endpoint', s3.endpoint,
-      '--s3-region', s3.region,
-      '--s3-force-path-style',
-      '--s3-checksum', 'when-required',
+      ...s3Flags(s3, bucket),
       '--cache-size', '64MiB',
       '--range-size', '1MiB',
       '--log-level', 'info',

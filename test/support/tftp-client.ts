@@ -7,6 +7,8 @@ import { UdpPeer } from './udp-peer.js';
  */
 export interface ClientOptions {
   readonly host?: string;
+  /** Local address to send from (any 127.0.0.0/8 address is local on Linux; default: `host`). */
+  readonly bind?: string;
   readonly port: number;
   readonly options?: Record<string, string>;
   readonly mode?: 'octet' | 'netascii';
@@ -23,7 +25,7 @@ export interface ClientResult {
 export async function tftpGet(filename: string, opts: ClientOptions): Promise<ClientResult> {
   const host = opts.host ?? '127.0.0.1';
   const timeoutMs = opts.timeoutMs ?? 3000;
-  const peer = await UdpPeer.open(host);
+  const peer = await UdpPeer.open(opts.bind ?? host, host);
   try {
     const options = new Map(Object.entries(opts.options ?? {}));
     peer.send(encodeRequest(Opcode.RRQ, filename, opts.mode ?? 'octet', options), opts.port);
@@ -77,7 +79,7 @@ export async function tftpGet(filename: string, opts: ClientOptions): Promise<Cl
 export async function tftpPut(filename: string, data: Buffer, opts: ClientOptions): Promise<ClientResult> {
   const host = opts.host ?? '127.0.0.1';
   const timeoutMs = opts.timeoutMs ?? 3000;
-  const peer = await UdpPeer.open(host);
+  const peer = await UdpPeer.open(opts.bind ?? host, host);
   try {
     const options = new Map(Object.entries(opts.options ?? {}));
     peer.send(encodeRequest(Opcode.WRQ, filename, opts.mode ?? 'octet', options), opts.port);

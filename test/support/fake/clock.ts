@@ -93,13 +93,7 @@ export class VirtualClock implements Clock {
       if (stopWhen?.()) return;
       const timer = this.queue[0];
       if (timer === undefined || timer.due > untilMs) break;
-      this.queue.shift();
-      timer.live = false;
-      this.counts.set(timer.tag, (this.counts.get(timer.tag) ?? 1) - 1);
-      this.time = timer.due;
-      this.fired++;
-      timer.fn();
-      await this.settle();
+      await this.fireFirst(timer);
     }
     if (untilMs > this.time && Number.isFinite(untilMs)) this.time = untilMs;
   }
@@ -123,14 +117,19 @@ export class VirtualClock implements Clock {
       if (timer === undefined) return;
       if (timer.due > deadline) throw new Error(`still busy after ${limitMs} ms of virtual time (${this.queue.length} timers pending: ${this.describePending()})`);
       if (this.fired - startFired > maxEvents) throw new Error(`more than ${maxEvents} timers fired`);
-      this.queue.shift();
-      timer.live = false;
-      this.counts.set(timer.tag, (this.counts.get(timer.tag) ?? 1) - 1);
-      this.time = timer.due;
-      this.fired++;
-      timer.fn();
-      await this.settle();
+      await this.fireFirst(timer);
     }
+  }
+
+  /** Fires `timer`, the first in the queue: time moves to its due time; then promise callbacks run. */
+  private async fireFirst(timer: VirtualTimer): Promise<void> {
+    this.queue.shift();
+    timer.live = false;
+    this.counts.set(timer.tag, (this.counts.get(timer.tag) ?? 1) - 1);
+    this.time = timer.due;
+    this.fired++;
+    timer.fn();
+    await this.settle();
   }
 
   private describePending(): string {
