@@ -6,7 +6,7 @@ import { WriteSession } from '../../../src/session/write-session.js';
 import { TestReader, TestWriter, type ReaderOptions, type WriterOptions } from './clients.js';
 import { VirtualClock } from './clock.js';
 import { MemorySink, MemorySource, type MemorySinkOptions, type MemorySourceOptions } from './memory-storage.js';
-import { FakeNetwork, type NetworkOptions } from './network.js';
+import { FakeNetwork, type NetworkOptions, type PacketHandler } from './network.js';
 
 export const TEST_POLICY: RetransmitPolicy = { initialMs: 200, minMs: 50, maxMs: 2000, maxRetries: 5 };
 
@@ -51,6 +51,47 @@ function negotiate(options: HarnessOptions, tsize: number | undefined) {
   return { negotiated, oack };
 }
 
+/** The virtual world of one harness: its clock, its network, the session's end reports. */
+interface World {
+  readonly clock: VirtualClock;
+  readonly net: FakeNetwork;
+  readonly ends: TransferStats[];
+}
+
+function newWorld(options: NetworkOptions): World {
+  const clock = new VirtualClock();
+  return { clock, net: new FakeNetwork(clock, options), ends: [] };
+}
+
+/** What every session under test is given: the network, its own tagged clock, the policy, the negotiation, the end report. */
+function sessionBase(w: World, options: HarnessOptions, negotiated: ReturnType<typeof negotiate>['negotiated'], oack: ReadonlyMap<string, string>) {
+  return {
+    peer: w.net.serverPeer,
+    clock: w.clock.tagged('session'),
+    policy: options.policy ?? TEST_POLICY,
+    options: negotiated,
+    oack,
+    onEnd: (stats: TransferStats) => {
+      w.net.serverEnded = true;
+      w.ends.push(stats);
+    },
+  };
+}
+
+/** Wires session and client to the network. */
+function connect(w: World, oack: ReadonlyMap<string, string>, session: PacketHandler & { start(): void }, client: PacketHandler & { start(): void }): HarnessBase {
+  w.net.connect(session, client);
+  return {
+    ...w,
+    oack,
+    start: () => {
+      session.start();
+      client.start();
+    },
+    runToIdle: (limitMs) => w.clock.runUntilIdle(limitMs),
+  };
+}
+
 export function readHarness(
   data: Buffer,
   options: HarnessOptions & {
@@ -59,41 +100,17 @@ export function readHarness(
     readonly maxBytesInFlight?: number;
   } = {},
 ): ReadHarness {
-  const clock = new VirtualClock();
-  const net = new FakeNetwork(clock, options);
-  const source = new MemorySource(data, clock, options.source ?? {});
+  const w = newWorld(options);
+  const source = new MemorySource(data, w.clock, options.source ?? {});
   const tsize = source.size !== undefined && source.size > 0 ? source.size : undefined;
   const { negotiated, oack } = negotiate(options, tsize);
-  const ends: TransferStats[] = [];
   const session = new ReadSession({
-    peer: net.serverPeer,
-    clock: clock.tagged('session'),
-    policy: options.policy ?? TEST_POLICY,
-    options: negotiated,
-    oack,
-    onEnd: (stats) => {
-      net.serverEnded = true;
-      ends.push(stats);
-    },
+    ...sessionBase(w, options, negotiated, oack),
     source,
     maxBytesInFlight: options.maxBytesInFlight ?? 1 << 20,
   });
-  const client = new TestReader(clock.tagged('client'), (b) => net.clientSend(b), options.client ?? {});
-  net.connect(session, client);
-  return {
-    clock,
-    net,
-    ends,
-    oack,
-    session,
-    source,
-    client,
-    start: () => {
-      session.start();
-      client.start();
-    },
-    runToIdle: (limitMs) => clock.runUntilIdle(limitMs),
-  };
+  const client = new TestReader(w.clock.tagged('client'), (b) => w.net.clientSend(b), options.client ?? {});
+  return { ...connect(w, oack, session, client), session, source, client };
 }
 
 export function writeHarness(
@@ -106,41 +123,17 @@ export function writeHarness(
     readonly dallyMs?: number;
   } = {},
 ): WriteHarness {
-  const clock = new VirtualClock();
-  const net = new FakeNetwork(clock, options);
-  const sink = new MemorySink(clock, options.sink ?? {});
+  const w = newWorld(options);
+  const sink = new MemorySink(w.clock, options.sink ?? {});
   const { negotiated, oack } = negotiate(options, undefined);
-  const ends: TransferStats[] = [];
   const session = new WriteSession({
-    peer: net.serverPeer,
-    clock: clock.tagged('session'),
-    policy: options.policy ?? TEST_POLICY,
-    options: negotiated,
-    oack,
-    onEnd: (stats) => {
-      net.serverEnded = true;
-      ends.push(stats);
-    },
+    ...sessionBase(w, options, negotiated, oack),
     sink,
     netascii: options.netascii ?? false,
     maxBytes: options.maxBytes ?? Number.MAX_SAFE_INTEGER,
     // Longer than the test clients' retransmission timeout (as the dispatcher does), so a resent last DATA is answered.
     dallyMs: options.dallyMs ?? 3000,
   });
-  const client = new TestWriter(clock.tagged('client'), (b) => net.clientSend(b), wire, options.client ?? {});
-  net.connect(session, client);
-  return {
-    clock,
-    net,
-    ends,
-    oack,
-    session,
-    sink,
-    client,
-    start: () => {
-      session.start();
-      client.start();
-    },
-    runToIdle: (limitMs) => clock.runUntilIdle(limitMs),
-  };
+  const client = new TestWriter(w.clock.tagged('client'), (b) => w.net.clientSend(b), wire, options.client ?? {});
+  return { ...connect(w, oack, session, client), session, sink, client };
 }
