@@ -28,6 +28,75 @@ function grantedInt(oack: ReadonlyMap<string, string>, name: string, fallback: n
   return v !== undefined && /^[0-9]+$/.test(v) ? Number(v) : fallback;
 }
 
+/**
+ * What both test clients share: the state, the granted options, one retransmission timer, and
+ * giving up after `maxRetries` timeouts in a row.
+ */
+abstract class TestClient implements PacketHandler {
+  state: ClientState = 'start';
+  oack: Map<string, string> | undefined;
+  error: { code: number; message: string } | undefined;
+  blksize = 512;
+  windowsize = 1;
+  /** Timeouts in a row (reset by progress). */
+  protected retries = 0;
+  protected readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private timer: TimerHandle | undefined;
+
+  constructor(
+    protected readonly clock: Clock,
+    protected readonly send: (bytes: Buffer) => void,
+    timing: ClientTiming,
+  ) {
+    this.timeoutMs = timing.timeoutMs ?? 1000;
+    this.maxRetries = timing.maxRetries ?? 8;
+  }
+
+  handle(p: Packet): void {
+    if (p.opcode === Opcode.ERROR) this.onError(p);
+    else this.onPacket(p);
+  }
+
+  /** Any packet but an ERROR. */
+  protected abstract onPacket(p: Packet): void;
+
+  /** What the client sends again when its timer fires (before giving up). */
+  protected abstract retransmit(): void;
+
+  /** An ERROR from the server ends a transfer still under way. */
+  protected onError(p: Extract<Packet, { opcode: Opcode.ERROR }>): void {
+    if (this.state === 'start' || this.state === 'transferring') {
+      this.error = { code: p.code, message: p.message };
+      this.state = 'error';
+      this.disarm();
+    }
+  }
+
+  private onTimeout(): void {
+    if (this.state !== 'transferring' && this.state !== 'start') return; // done (dally over), or ended
+    this.retries++;
+    if (this.retries > this.maxRetries) {
+      this.state = 'failed';
+      return;
+    }
+    this.retransmit();
+  }
+
+  protected arm(ms = this.timeoutMs): void {
+    this.disarm();
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.onTimeout();
+    }, ms);
+  }
+
+  protected disarm(): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
 export interface ReaderOptions extends ClientTiming {
   /** Refuse the OACK with ERROR 8 (a UEFI size probe). */
   readonly refuseOack?: boolean;
@@ -42,31 +111,21 @@ export interface ReaderOptions extends ClientTiming {
  * last block, once per gap or duplicate (so the sender restarts after the last good block, RFC 7440
  * §4), and on its own timeout; after the last block it lingers to re-ACK a repeated last DATA.
  */
-export class TestReader implements PacketHandler {
-  state: ClientState = 'start';
+export class TestReader extends TestClient {
   readonly chunks: Buffer[] = [];
-  oack: Map<string, string> | undefined;
-  error: { code: number; message: string } | undefined;
-  blksize = 512;
-  windowsize = 1;
   acksSent = 0;
   private expected = 1;
   private inWindow = 0;
   private gapAcked = false;
-  private retries = 0;
   private lastBlock = 0;
-  private timer: TimerHandle | undefined;
-  private readonly timeoutMs: number;
-  private readonly maxRetries: number;
   private readonly dallyMs: number;
 
   constructor(
-    private readonly clock: Clock,
-    private readonly send: (bytes: Buffer) => void,
+    clock: Clock,
+    send: (bytes: Buffer) => void,
     private readonly options: ReaderOptions = {},
   ) {
-    this.timeoutMs = options.timeoutMs ?? 1000;
-    this.maxRetries = options.maxRetries ?? 8;
+    super(clock, send, options);
     this.dallyMs = options.dallyMs ?? 3 * this.timeoutMs;
   }
 
@@ -76,23 +135,16 @@ export class TestReader implements PacketHandler {
 
   /** Arms the first wait (the first request is not modelled: the session starts directly; repeats are). */
   start(): void {
-    this.arm(this.timeoutMs);
+    this.arm();
   }
 
-  handle(p: Packet): void {
+  protected onPacket(p: Packet): void {
     switch (p.opcode) {
       case Opcode.OACK:
         this.onOack(p.options);
         return;
       case Opcode.DATA:
         this.onData(p.block, p.data);
-        return;
-      case Opcode.ERROR:
-        if (this.state === 'start' || this.state === 'transferring') {
-          this.error = { code: p.code, message: p.message };
-          this.state = 'error';
-          this.disarm();
-        }
         return;
       default:
         return;
@@ -153,45 +205,25 @@ export class TestReader implements PacketHandler {
       return;
     }
     if (this.inWindow >= this.windowsize) this.ack(block);
-    else this.arm(this.timeoutMs);
+    else this.arm();
   }
 
   private ack(block: number, rearm = true): void {
     this.inWindow = 0;
     this.acksSent++;
     this.send(ackBytes(block));
-    if (rearm) this.arm(this.timeoutMs);
+    if (rearm) this.arm();
   }
 
-  private onTimeout(): void {
-    if (this.state === 'done') return; // dally over: quiet
-    if (this.state !== 'transferring' && this.state !== 'start') return;
-    this.retries++;
-    if (this.retries > this.maxRetries) {
-      this.state = 'failed';
-      return;
-    }
+  protected retransmit(): void {
     if (this.state === 'start') {
       // Nothing from the server yet: repeat the request, as real clients do.
       this.send(encodeRequest(Opcode.RRQ, 'download', 'octet'));
-      this.arm(this.timeoutMs);
+      this.arm();
       return;
     }
     this.gapAcked = false;
     this.ack(this.expected - 1);
-  }
-
-  private arm(ms: number): void {
-    this.disarm();
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = undefined;
-      this.onTimeout();
-    }, ms);
-  }
-
-  private disarm(): void {
-    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
-    this.timer = undefined;
   }
 }
 
@@ -205,37 +237,27 @@ export interface WriterOptions extends ClientTiming {
  * restarts after the acknowledged block, a duplicate ACK is ignored (never a resend: Sorcerer's
  * Apprentice), a timeout resends the window from the first unacknowledged block.
  */
-export class TestWriter implements PacketHandler {
-  state: ClientState = 'start';
-  oack: Map<string, string> | undefined;
-  error: { code: number; message: string } | undefined;
-  blksize = 512;
-  windowsize = 1;
+export class TestWriter extends TestClient {
   dataSent = 0;
   private base = 1;
   private next = 1;
   private lastBlock = 1;
-  private retries = 0;
-  private timer: TimerHandle | undefined;
-  private readonly timeoutMs: number;
-  private readonly maxRetries: number;
 
   /** `wire` is the upload as it travels (already netascii-encoded if the mode says so). */
   constructor(
-    private readonly clock: Clock,
-    private readonly send: (bytes: Buffer) => void,
+    clock: Clock,
+    send: (bytes: Buffer) => void,
     private readonly wire: Buffer,
     private readonly options: WriterOptions = {},
   ) {
-    this.timeoutMs = options.timeoutMs ?? 1000;
-    this.maxRetries = options.maxRetries ?? 8;
+    super(clock, send, options);
   }
 
   start(): void {
     this.arm();
   }
 
-  handle(p: Packet): void {
+  protected onPacket(p: Packet): void {
     switch (p.opcode) {
       case Opcode.OACK:
         if (this.state !== 'start') return; // a repeated OACK: our DATA 1 is on its way or will be resent
@@ -246,13 +268,6 @@ export class TestWriter implements PacketHandler {
         return;
       case Opcode.ACK:
         this.onAck(p.block);
-        return;
-      case Opcode.ERROR:
-        if (this.state === 'start' || this.state === 'transferring') {
-          this.error = { code: p.code, message: p.message };
-          this.state = 'error';
-          this.disarm();
-        }
         return;
       default:
         return;
@@ -302,13 +317,7 @@ export class TestWriter implements PacketHandler {
     this.arm();
   }
 
-  private onTimeout(): void {
-    if (this.state !== 'transferring' && this.state !== 'start') return;
-    this.retries++;
-    if (this.retries > this.maxRetries) {
-      this.state = 'failed';
-      return;
-    }
+  protected retransmit(): void {
     if (this.state === 'start') {
       // No OACK / ACK 0 yet: repeat the request, as real clients do.
       this.send(encodeRequest(Opcode.WRQ, 'upload', 'octet'));
@@ -317,18 +326,5 @@ export class TestWriter implements PacketHandler {
     }
     this.next = this.base;
     this.sendWindow();
-  }
-
-  private arm(): void {
-    this.disarm();
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = undefined;
-      this.onTimeout();
-    }, this.timeoutMs);
-  }
-
-  private disarm(): void {
-    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
-    this.timer = undefined;
   }
 }
