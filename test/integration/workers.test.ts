@@ -211,6 +211,8 @@ describe('worker threads', () => {
     await until(() => blocks.size === 8, 10_000, 'every reader under way');
     assert.equal(new Set(workerByPort(gw).values()).size, 2, 'transfers on both workers');
     const stopping = gw.stop(20_000);
+    // The drain reaches each worker as a message that nothing acknowledges: give it a moment to land
+    // (no assertion depends on this wait's length, only on the workers having the message).
     await sleep(50);
     const refused = await tftpGet('drain.bin', { port: gw.port, timeoutMs: 2000 });
     assert.deepEqual(refused.error, { code: 0, message: 'Server shutting down' });
