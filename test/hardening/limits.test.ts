@@ -202,6 +202,8 @@ describe('limits', () => {
       assert.ok(await drained(gw, 5000), 'session reaped');
       const elapsed = Date.now() - t0;
       assert.ok(elapsed < 2500, `reaped after ${elapsed} ms`);
+      // The ERROR left as the session ended: wait for it to arrive, then it must be the last packet.
+      await peer.next(2000, (r) => r.packet.opcode === Opcode.ERROR);
       const packets = peer.received.map((r) => r.packet);
       await peer.close();
       const last = packets[packets.length - 1];
