@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { startS3Proxy, type S3Proxy } from '../../bench/lib/proxy.js';
-import { decodePacket, encodeAck, encodeRequest, Opcode } from '../../src/protocol/packet.js';
+import { encodeAck, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
 import { TransferError } from '../../src/errors.js';
 import { BlockCache } from '../../src/storage/block-cache.js';
 import { CachedObjectSource } from '../../src/storage/object-source.js';
@@ -12,6 +11,7 @@ import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { startTestGateway } from '../support/gateway.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
+import { UdpPeer } from '../support/udp-peer.js';
 
 const KiB = 1024;
 
@@ -263,51 +263,36 @@ describe('gateway read path', () => {
     const old = randomBytes(512 * KiB);
     await putObject(s3, bucket, 'moving.img', old);
     const gw = await startTestGateway(s3, bucket, ['--range-size', '64KiB', '--read-ahead', '0']);
-    const socket = dgram.createSocket('udp4');
+    const peer = await UdpPeer.open();
     try {
-      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-      const inbox: Buffer[] = [];
-      let wake: (() => void) | undefined;
-      socket.on('message', (msg) => {
-        inbox.push(msg);
-        wake?.();
-      });
-      const next = async (): Promise<Buffer> => {
-        const deadline = Date.now() + 5000;
-        while (inbox.length === 0) {
-          if (Date.now() > deadline) throw new Error('no packet');
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, 50);
-          });
-        }
-        return inbox.shift()!;
+      const next = async (): Promise<Packet> => {
+        const got = await peer.next(5000);
+        if (!got) throw new Error('no packet');
+        return got.packet;
       };
-      socket.send(encodeRequest(Opcode.RRQ, 'moving.img', 'octet', new Map([['blksize', '1024']])), gw.port, '127.0.0.1');
-      const oack = decodePacket(await next());
-      assert.ok(oack.ok && oack.packet.opcode === Opcode.OACK);
-      socket.send(encodeAck(0), gw.port, '127.0.0.1');
+      peer.send(encodeRequest(Opcode.RRQ, 'moving.img', 'octet', new Map([['blksize', '1024']])), gw.port);
+      assert.equal((await next()).opcode, Opcode.OACK);
+      peer.send(encodeAck(0), gw.port);
       const received: Buffer[] = [];
       let error: { code: number; message: string } | undefined;
       for (let expected = 1; expected <= 512; expected++) {
-        const p = decodePacket(await next());
-        assert.ok(p.ok);
-        if (p.packet.opcode === Opcode.ERROR) {
-          error = { code: p.packet.code, message: p.packet.message };
+        const packet = await next();
+        if (packet.opcode === Opcode.ERROR) {
+          error = { code: packet.code, message: packet.message };
           break;
         }
-        assert.equal(p.packet.opcode, Opcode.DATA);
-        if (p.packet.opcode !== Opcode.DATA) break;
+        assert.equal(packet.opcode, Opcode.DATA);
+        if (packet.opcode !== Opcode.DATA) break;
         // The replacing PUT can outlast the session's retransmission timeout: a resent block is not news.
-        if (p.packet.block === expected - 1) {
+        if (packet.block === expected - 1) {
           expected--;
           continue;
         }
-        assert.equal(p.packet.block, expected);
-        received.push(Buffer.from(p.packet.data));
+        assert.equal(packet.block, expected);
+        received.push(Buffer.from(packet.data));
         // After the first block the object is replaced: the next range must not come from it.
         if (expected === 1) await putObject(s3, bucket, 'moving.img', randomBytes(512 * KiB));
-        socket.send(encodeAck(expected), gw.port, '127.0.0.1');
+        peer.send(encodeAck(expected), gw.port);
       }
       assert.ok(error, 'the transfer ends with an ERROR');
       assert.equal(error.code, 0);
@@ -315,7 +300,7 @@ describe('gateway read path', () => {
       assert.ok(got.length >= 1024 && got.length <= 64 * KiB, `received ${got.length} bytes`);
       assert.ok(got.equals(old.subarray(0, got.length)), 'everything sent came from the old version');
     } finally {
-      socket.close();
+      await peer.close();
       await gw.stop();
     }
   });

@@ -9,7 +9,8 @@ import { encodeAck, encodeData, encodeError, encodeOack, encodeRequest, Opcode }
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { mulberry32 as seededRandom } from '../support/prng.js';
 import { getObject, putObject, testS3, type TestS3 } from '../support/s3.js';
-import { drained, get, put, sha, wait } from './helpers.js';
+import { sleep } from '../support/wait.js';
+import { drained, get, put, sha } from './helpers.js';
 
 const SEED = 0x5eed_f022;
 const DATAGRAMS = 100_000;
@@ -147,14 +148,14 @@ describe(`fuzz: ${DATAGRAMS} hostile datagrams through the real server socket (s
       for (let sent = 0; sent < count; ) {
         for (let i = 0; i < 250 && sent < count; i++, sent++) sockets[sent % sockets.length]!.send(next(), gw.port, '127.0.0.1');
         await nextTurn();
-        for (let spins = 0; spins < 200 && sent - ((await seen()) - base) > 1500; spins++) await wait(1);
+        for (let spins = 0; spins < 200 && sent - ((await seen()) - base) > 1500; spins++) await sleep(1);
       }
     };
     try {
       // Warm up (code paths, the cache holding the image), then take the baseline.
       assert.equal(sha((await get(gw.port, 'boot/image.bin', { options: { blksize: '1468', windowsize: '8' } })).data), sha(image));
       await blast(2000);
-      await wait(500);
+      await sleep(500);
       assert.ok(await drained(gw, 10_000));
       const baseline = heapAfterGc();
 
@@ -184,7 +185,7 @@ describe(`fuzz: ${DATAGRAMS} hostile datagrams through the real server socket (s
       const received = await gw.gateway.metricValues('tftp_gateway_packets_received_total');
       const total = received.reduce((n, v) => n + v.value, 0);
       assert.ok(total >= DATAGRAMS * 0.9, `the server saw ${total} datagrams`);
-      await wait(200);
+      await sleep(200);
       const afterHeap = heapAfterGc();
       const grown = afterHeap - baseline;
       assert.ok(grown < 16 * MiB, `heap grew by ${(grown / MiB).toFixed(1)} MiB (baseline ${(baseline / MiB).toFixed(1)} MiB) after ${fuzzMs} ms of fuzz, ${transfers} valid round trips`);

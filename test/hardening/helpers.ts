@@ -1,123 +1,23 @@
-import dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
-import { decodePacket, encodeAck, encodeData, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
+import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import type { TestGateway } from '../support/gateway.js';
+import { tftpGet, type ClientResult } from '../support/tftp-client.js';
+import { UdpPeer } from '../support/udp-peer.js';
+import { eventually } from '../support/wait.js';
 
 export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-export const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A UDP peer bound to a chosen loopback address (127.0.0.0/8 is all local on Linux), for client rules. */
-export class Peer {
-  private queue: { packet: Packet; port: number; size: number }[] = [];
-  private waiter: (() => void) | undefined;
-  /** Every datagram received, with its size (amplification accounting). */
-  readonly received: { packet: Packet | undefined; size: number; at: number }[] = [];
+/**
+ * A UDP peer bound to a chosen loopback address (127.0.0.0/8 is all local on Linux, for client
+ * rules), sending to the gateway on 127.0.0.1.
+ */
+export const openPeer = (bind = '127.0.0.1'): Promise<UdpPeer> => UdpPeer.open(bind, '127.0.0.1');
 
-  private constructor(readonly socket: dgram.Socket) {
-    socket.on('message', (msg, rinfo) => {
-      const d = decodePacket(msg);
-      this.received.push({ packet: d.ok ? d.packet : undefined, size: msg.length, at: Date.now() });
-      if (!d.ok) return;
-      this.queue.push({ packet: d.packet, port: rinfo.port, size: msg.length });
-      this.waiter?.();
-    });
-  }
-
-  static async open(bind = '127.0.0.1'): Promise<Peer> {
-    const socket = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => socket.bind(0, bind, resolve));
-    return new Peer(socket);
-  }
-
-  get address(): string {
-    return this.socket.address().address;
-  }
-
-  private readonly pending = new Set<Promise<void>>();
-
-  /** Sends; `close` waits for sends still queued (closing right after send would cancel them). */
-  send(buf: Buffer, port: number, host = '127.0.0.1'): void {
-    const sent = new Promise<void>((resolve) => this.socket.send(buf, port, host, () => resolve()));
-    this.pending.add(sent);
-    void sent.then(() => this.pending.delete(sent));
-  }
-
-  async next(timeoutMs: number): Promise<{ packet: Packet; port: number; size: number } | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
-    }
-    return this.queue.shift();
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.pending]);
-    try {
-      this.socket.close();
-    } catch {
-      // closed already
-    }
-  }
-}
-
-export interface Outcome {
-  readonly data: Buffer;
-  readonly oack: Map<string, string> | undefined;
-  readonly error: { code: number; message: string } | undefined;
-}
+export type Outcome = ClientResult;
 
 /** RRQ from `bind`: window-1 reader (honours a windowsize the server grants). */
-export async function get(port: number, name: string, opts: { bind?: string; options?: Record<string, string>; timeoutMs?: number } = {}): Promise<Outcome> {
-  const peer = await Peer.open(opts.bind);
-  try {
-    peer.send(encodeRequest(Opcode.RRQ, name, 'octet', new Map(Object.entries(opts.options ?? {}))), port);
-    const chunks: Buffer[] = [];
-    let oack: Map<string, string> | undefined;
-    let blksize = 512;
-    let windowsize = 1;
-    let expected = 1;
-    let since = 0;
-    let serverPort = port;
-    for (;;) {
-      const got = await peer.next(opts.timeoutMs ?? 3000);
-      if (!got) throw new Error(`timed out waiting for block ${expected}`);
-      serverPort = got.port;
-      const p = got.packet;
-      if (p.opcode === Opcode.ERROR) return { data: Buffer.concat(chunks), oack, error: { code: p.code, message: p.message } };
-      if (p.opcode === Opcode.OACK) {
-        oack = new Map(p.options);
-        blksize = Number(oack.get('blksize') ?? 512);
-        windowsize = Number(oack.get('windowsize') ?? 1);
-        peer.send(encodeAck(0), serverPort);
-        continue;
-      }
-      if (p.opcode !== Opcode.DATA) continue;
-      if (p.block !== (expected & 0xffff)) {
-        peer.send(encodeAck((expected - 1) & 0xffff), serverPort);
-        since = 0;
-        continue;
-      }
-      chunks.push(Buffer.from(p.data));
-      const last = p.data.length < blksize;
-      if (last || ++since >= windowsize) {
-        peer.send(encodeAck(expected & 0xffff), serverPort);
-        since = 0;
-      }
-      expected++;
-      if (last) return { data: Buffer.concat(chunks), oack, error: undefined };
-    }
-  } finally {
-    await peer.close();
-  }
+export function get(port: number, name: string, opts: { bind?: string; options?: Record<string, string>; timeoutMs?: number } = {}): Promise<Outcome> {
+  return tftpGet(name, { port, host: '127.0.0.1', ...opts });
 }
 
 /** WRQ from `bind`: sends windows of `window` blocks (RFC 7440 when the server grants windowsize). */
@@ -127,7 +27,7 @@ export async function put(
   data: Buffer,
   opts: { bind?: string; options?: Record<string, string>; timeoutMs?: number; beforeLastBlock?: () => Promise<void> } = {},
 ): Promise<Outcome> {
-  const peer = await Peer.open(opts.bind);
+  const peer = await openPeer(opts.bind);
   try {
     peer.send(encodeRequest(Opcode.WRQ, name, 'octet', new Map(Object.entries(opts.options ?? {}))), port);
     const first = await peer.next(opts.timeoutMs ?? 3000);
@@ -197,8 +97,7 @@ export function refusalLogs(gw: TestGateway): Record<string, unknown>[] {
 
 /** Waits (bounded) until the gateway's session table is empty. */
 export async function drained(gw: TestGateway, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (gw.gateway.dispatcher.activeSessions > 0 && Date.now() < deadline) await wait(20);
+  await eventually(() => gw.gateway.dispatcher.activeSessions === 0, timeoutMs);
   await gw.gateway.dispatcher.settled();
   return gw.gateway.dispatcher.activeSessions === 0;
 }

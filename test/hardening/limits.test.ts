@@ -5,13 +5,15 @@ import { encodeAck, encodeData, encodeRequest, ErrorCode, Opcode } from '../../s
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { UNSOLICITED_ERRORS_BURST } from '../../src/policy/limits.js';
-import { drained, get, Peer, refusalLogs, refused, sha, wait } from './helpers.js';
+import type { UdpPeer } from '../support/udp-peer.js';
+import { sleep, until } from '../support/wait.js';
+import { drained, get, openPeer, refusalLogs, refused, sha } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
 /** Opens a session that stays in the OACK state (the request asks for an option, no ACK follows). */
-async function holdSession(port: number, bind: string, name = 'big.bin'): Promise<Peer> {
-  const peer = await Peer.open(bind);
+async function holdSession(port: number, bind: string, name = 'big.bin'): Promise<UdpPeer> {
+  const peer = await openPeer(bind);
   peer.send(encodeRequest(Opcode.RRQ, name, 'octet', new Map([['blksize', '1024']])), port);
   const first = await peer.next(3000);
   assert.equal(first?.packet.opcode, Opcode.OACK, 'session opened');
@@ -36,7 +38,7 @@ describe('limits', () => {
 
   test('session caps: overall and per client, refused with ERROR 0 "Server busy", counted and logged', async () => {
     const gw = await startTestGateway(s3, bucket, ['--max-sessions', '3', '--max-sessions-per-client', '2']);
-    const peers: Peer[] = [];
+    const peers: UdpPeer[] = [];
     try {
       peers.push(await holdSession(gw.port, '127.0.0.1'), await holdSession(gw.port, '127.0.0.1'));
       const third = await get(gw.port, 'small.bin', { bind: '127.0.0.1' });
@@ -60,17 +62,22 @@ describe('limits', () => {
   test('rate limit: a flooding client is held to its bucket, others are served, replies are bounded', async () => {
     const gw = await startTestGateway(s3, bucket, ['--rate-limit', '2', '--rate-burst', '4', '--log-level', 'info']);
     // 40 requests from one address (40 ports, so none replaces another).
-    const flood = await Promise.all(Array.from({ length: 40 }, () => Peer.open('127.0.0.5')));
+    const flood = await Promise.all(Array.from({ length: 40 }, () => openPeer('127.0.0.5')));
     try {
       for (const [i, p] of flood.entries()) p.send(encodeRequest(Opcode.RRQ, `nope-${i}`, 'octet'), gw.port);
       // Four requests were admitted (ERROR 1: no such file), 36 refused, at most one "busy" answered.
       const errorsSoFar = (): { code: number }[] =>
         flood.flatMap((p) => p.received.map((r) => r.packet)).filter((p) => p?.opcode === Opcode.ERROR) as { code: number }[];
-      // Wait for every request to be decided (the admitted ones need an S3 round trip each).
-      const decided = Date.now() + 10_000;
-      while ((errorsSoFar().filter((p) => p.code === ErrorCode.FileNotFound).length < 4 || (await refused(gw, 'rate-limited')) < 36) && Date.now() < decided) {
-        await wait(10);
-      }
+      // Wait for every request to be decided (the admitted ones need an S3 round trip each) and
+      // the "busy" answer to arrive; what is counted after that must be exact.
+      await until(
+        async () =>
+          errorsSoFar().filter((p) => p.code === ErrorCode.FileNotFound).length >= 4 &&
+          errorsSoFar().some((p) => p.code === ErrorCode.NotDefined) &&
+          (await refused(gw, 'rate-limited')) >= 36,
+        10_000,
+        'four ERROR 1, one "busy" and 36 refusals',
+      );
       const answers = errorsSoFar();
       assert.equal(answers.filter((p) => p.code === ErrorCode.FileNotFound).length, 4);
       assert.equal(answers.filter((p) => p.code === ErrorCode.NotDefined).length, 1);
@@ -78,8 +85,8 @@ describe('limits', () => {
       assert.ok(refusalLogs(gw).filter((l) => l.refused === 'rate-limited').length <= 1, 'logged at info at most once a second');
       const other = await get(gw.port, 'small.bin', { bind: '127.0.0.6' });
       assert.equal(other.data.toString(), 'small');
-      // The bucket refills at the configured rate.
-      await wait(600);
+      // The bucket refills at the configured rate (2/s: a token within 600 ms).
+      await sleep(600);
       const again = await get(gw.port, 'small.bin', { bind: '127.0.0.5' });
       assert.equal(again.data.toString(), 'small');
     } finally {
@@ -97,10 +104,12 @@ describe('limits', () => {
       // Without options (RFC 1350): one 512-byte block, the window is 1 until the client answers.
       const plain = encodeRequest(Opcode.RRQ, 'big.bin', 'octet');
       for (const request of [withOptions, plain]) {
-        const victim = await Peer.open('127.0.0.7');
+        const victim = await openPeer('127.0.0.7');
         victim.send(request, gw.port);
-        await wait(100 + 200 * (retries + 2));
-        assert.ok(await drained(gw, 3000), 'the session gave up');
+        // The session is open once its first packet arrives; then it retries (100 ms, then 200 ms
+        // each) until it gives up.
+        assert.ok(await victim.next(3000), 'the request was answered');
+        assert.ok(await drained(gw, 100 + 200 * (retries + 2) + 3000), 'the session gave up');
         const got = victim.received;
         await victim.close();
         const bytes = got.reduce((n, r) => n + r.size, 0);
@@ -122,22 +131,28 @@ describe('limits', () => {
 
   test('unsolicited ERRORs (stray packets, malformed requests) are capped per address', async () => {
     const gw = await startTestGateway(s3, bucket, ['--log-level', 'info']);
-    const peer = await Peer.open('127.0.0.8');
+    const peer = await openPeer('127.0.0.8');
     try {
       // 300 stray ACKs and 300 truncated requests: 8 bytes in, ~25 bytes out each if all were answered.
       for (let i = 0; i < 300; i++) {
         peer.send(encodeAck(i), gw.port);
         peer.send(Buffer.from([0, 1, 0x41]), gw.port);
       }
-      await wait(400);
-      const errors = peer.received.filter((r) => r.packet?.opcode === Opcode.ERROR).length;
-      assert.ok(errors >= 20, `some are answered (${errors})`);
-      assert.ok(errors <= UNSOLICITED_ERRORS_BURST + 20, `at most a burst and the rate are answered (${errors} of 600)`);
-      // Another address is answered as usual.
-      const other = await Peer.open('127.0.0.9');
+      await peer.flush();
+      // Another address is answered as usual; its answer also tells that the gateway has read what
+      // came before it on its socket.
+      const other = await openPeer('127.0.0.9');
       other.send(encodeAck(1), gw.port);
       assert.equal((await other.next(1000))?.packet.opcode, Opcode.ERROR);
       await other.close();
+      // Every ERROR the gateway sent (but the one to the other address) has arrived.
+      const errorsSent = async (): Promise<number> =>
+        (await gw.gateway.metricValues('tftp_gateway_errors_sent_total')).reduce((n, v) => n + v.value, 0);
+      const errorsHere = (): number => peer.received.filter((r) => r.packet?.opcode === Opcode.ERROR).length;
+      await until(async () => errorsHere() === (await errorsSent()) - 1, 2000, 'every ERROR sent to arrive');
+      const errors = errorsHere();
+      assert.ok(errors >= 20, `some are answered (${errors})`);
+      assert.ok(errors <= UNSOLICITED_ERRORS_BURST + 20, `at most a burst and the rate are answered (${errors} of 600)`);
     } finally {
       await peer.close();
       await gw.stop();
@@ -146,7 +161,7 @@ describe('limits', () => {
 
   test('refusing the timeout option keeps the adaptive timer: a lost block is resent in well under the asked 2 s', async () => {
     const measure = async (gw: TestGateway): Promise<number> => {
-      const peer = await Peer.open();
+      const peer = await openPeer();
       try {
         peer.send(encodeRequest(Opcode.RRQ, 'big.bin', 'octet', new Map([['blksize', '512'], ['timeout', '2']])), gw.port);
         const oack = await peer.next(3000);
@@ -179,7 +194,7 @@ describe('limits', () => {
   test('a stalled read (client pinned timeout=255, then vanished) is reaped at --stall-timeout', async () => {
     const gw = await startTestGateway(s3, bucket, ['--stall-timeout', '1']);
     try {
-      const peer = await Peer.open();
+      const peer = await openPeer();
       peer.send(encodeRequest(Opcode.RRQ, 'big.bin', 'octet', new Map([['timeout', '255']])), gw.port);
       const oack = await peer.next(3000);
       peer.send(encodeAck(0), oack!.port);
@@ -187,6 +202,8 @@ describe('limits', () => {
       assert.ok(await drained(gw, 5000), 'session reaped');
       const elapsed = Date.now() - t0;
       assert.ok(elapsed < 2500, `reaped after ${elapsed} ms`);
+      // The ERROR left as the session ended: wait for it to arrive, then it must be the last packet.
+      await peer.next(2000, (r) => r.packet.opcode === Opcode.ERROR);
       const packets = peer.received.map((r) => r.packet);
       await peer.close();
       const last = packets[packets.length - 1];
@@ -203,7 +220,7 @@ describe('limits', () => {
     if (s3.kind !== 'rgw') return t.skip('needs Ceph RGW (ListMultipartUploads)');
     const gw = await startTestGateway(s3, bucket, ['--stall-timeout', '2', '--allow-write', '--upload-part-size', '5MiB']);
     try {
-      const peer = await Peer.open();
+      const peer = await openPeer();
       peer.send(encodeRequest(Opcode.WRQ, 'stalled.bin', 'octet', new Map([['blksize', '1468'], ['windowsize', '32']])), gw.port);
       const oack = await peer.next(3000);
       assert.equal(oack?.packet.opcode, Opcode.OACK);

@@ -4,8 +4,8 @@ import { encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { S3FaultProxy } from '../support/s3-fault-proxy.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
-import { until } from '../observability/helpers.js';
-import { get, Peer, refusalLogs, wait } from './helpers.js';
+import { eventually, sleep } from '../support/wait.js';
+import { get, openPeer, refusalLogs } from './helpers.js';
 
 /** Names that try to leave the served tree (or smuggle bytes); every one must be refused. */
 const ATTACKS: readonly string[] = [
@@ -70,7 +70,7 @@ describe('path attacks', () => {
       // path inside the tree, which a write may then create).
       for (const op of index === 0 ? ([Opcode.RRQ, Opcode.WRQ] as const) : ([Opcode.RRQ] as const)) {
         for (const name of ATTACKS) {
-          const peer = await Peer.open();
+          const peer = await openPeer();
           try {
             peer.send(encodeRequest(op, name, 'octet'), gw.port);
             requests++;
@@ -89,8 +89,8 @@ describe('path attacks', () => {
         }
       }
       // A NUL inside the name ends it on the wire; what follows is read as the mode and refused.
-      const nul = await Peer.open();
-      nul.socket.send(Buffer.concat([Buffer.from([0, 1]), Buffer.from('secret\0.txt\0octet\0', 'latin1')]), gw.port, '127.0.0.1');
+      const nul = await openPeer();
+      nul.send(Buffer.concat([Buffer.from([0, 1]), Buffer.from('secret\0.txt\0octet\0', 'latin1')]), gw.port);
       const nulAnswer = await nul.next(2000);
       await nul.close();
       requests++;
@@ -98,8 +98,9 @@ describe('path attacks', () => {
 
       // Log lines are written asynchronously (worker threads hand them to the main thread): wait
       // for them, then check there is exactly one per request.
-      await until(() => refusalLogs(gw).length - logsBefore >= requests, 2000, 'the refusal log lines').catch(() => undefined);
-      await wait(50);
+      await eventually(() => refusalLogs(gw).length - logsBefore >= requests, 2000);
+      // A line logged twice would come just after the first: give it that moment to show.
+      await sleep(50);
       const lines = refusalLogs(gw).slice(logsBefore);
       assert.equal(lines.length, requests, 'each refusal is logged exactly once');
       assert.ok(gw.logs.every((l) => l.msg !== 'transfer started' || !String(l.key ?? '').startsWith('secret')));

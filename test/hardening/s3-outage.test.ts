@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { httpGet, scrape, until } from '../observability/helpers.js';
+import { httpGet, scrape } from '../observability/helpers.js';
+import { until } from '../support/wait.js';
 import { CLIENT_NAMES, describeRun, download, sha256, upload, type ClientName, type DownloadResult, type RunResult } from '../support/clients.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { S3FaultProxy, type ProxyMode } from '../support/s3-fault-proxy.js';

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { ErrorCode } from '../../src/protocol/packet.js';
+import { encodeData, encodeError, encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { tftpGet, tftpPut } from '../support/tftp-client.js';
+import { UdpPeer } from '../support/udp-peer.js';
+import { eventually } from '../support/wait.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -108,38 +110,28 @@ describe('gateway against a real S3-compatible server', () => {
 
   test('an upload abandoned mid-transfer leaves no object and no multipart parts', async (t) => {
     if (s3.kind !== 'rgw') return t.skip('needs Ceph RGW (multipart abort semantics)');
-    const { default: dgram } = await import('node:dgram');
-    const { encodeRequest, encodeData, encodeError, Opcode } = await import('../../src/protocol/packet.js');
-    const socket = dgram.createSocket('udp4');
-    await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
-    let serverPort = 0;
-    let lastAck = -1;
-    socket.on('message', (msg, rinfo) => {
-      serverPort = rinfo.port;
-      if (msg.readUInt16BE(0) === 4) lastAck = msg.readUInt16BE(2);
-    });
-    socket.send(encodeRequest(Opcode.WRQ, 'up/abandoned', 'octet', new Map([['blksize', '1468']])), gw.port, '127.0.0.1');
-    const block = randomBytes(1468);
-    const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-    // The OACK tells the transfer's port.
-    const oackDeadline = Date.now() + 3000;
-    while (serverPort === 0 && Date.now() < oackDeadline) await wait(1);
-    assert.notEqual(serverPort, 0, 'the WRQ was answered');
-    // 12 MiB: past two 5 MiB parts, so lib-storage has created a multipart upload and sent a part.
-    for (let n = 1; n <= 8600; n++) {
-      socket.send(encodeData(n & 0xffff, block), serverPort, '127.0.0.1');
-      const deadline = Date.now() + 2000;
-      while (lastAck !== (n & 0xffff) && Date.now() < deadline) await wait(1);
-      assert.equal(lastAck, n & 0xffff, `ACK ${n}`);
+    const peer = await UdpPeer.open();
+    try {
+      peer.send(encodeRequest(Opcode.WRQ, 'up/abandoned', 'octet', new Map([['blksize', '1468']])), gw.port);
+      // The OACK tells the transfer's port.
+      const oack = await peer.next(3000);
+      assert.equal(oack?.packet.opcode, Opcode.OACK, 'the WRQ was answered');
+      const serverPort = oack.port;
+      const block = randomBytes(1468);
+      // 12 MiB: past two 5 MiB parts, so lib-storage has created a multipart upload and sent a part.
+      for (let n = 1; n <= 8600; n++) {
+        peer.send(encodeData(n & 0xffff, block), serverPort);
+        const ack = await peer.next(2000, (r) => r.packet.opcode !== Opcode.ACK || r.packet.block === (n & 0xffff));
+        assert.deepEqual(ack?.packet, { opcode: Opcode.ACK, block: n & 0xffff }, `ACK ${n}`);
+      }
+      // The test means something only if there is a multipart upload to abort.
+      await eventually(async () => (await listUploads(s3, bucket)) > 0, 5000);
+      assert.equal(await listUploads(s3, bucket), 1, 'a multipart upload is in progress before the client gives up');
+      peer.send(encodeError(0, 'user cancelled'), serverPort);
+    } finally {
+      await peer.close();
     }
-    // The test means something only if there is a multipart upload to abort.
-    const uploadDeadline = Date.now() + 5000;
-    while ((await listUploads(s3, bucket)) === 0 && Date.now() < uploadDeadline) await wait(20);
-    assert.equal(await listUploads(s3, bucket), 1, 'a multipart upload is in progress before the client gives up');
-    await new Promise<void>((resolve) => socket.send(encodeError(0, 'user cancelled'), serverPort, '127.0.0.1', () => resolve()));
-    socket.close();
-    const deadline = Date.now() + 5000;
-    while (gw.gateway.dispatcher.activeSessions > 0 && Date.now() < deadline) await wait(10);
+    await eventually(() => gw.gateway.dispatcher.activeSessions === 0, 5000);
     assert.equal(gw.gateway.dispatcher.activeSessions, 0, 'the ERROR ended the session');
     await gw.gateway.dispatcher.settled();
     assert.equal(await getObject(s3, bucket, 'images/up/abandoned'), undefined);

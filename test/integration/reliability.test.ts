@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { rawExchange, tftpGet, tftpPut } from '../support/tftp-client.js';
+import { UdpPeer } from '../support/udp-peer.js';
 
 /**
  * Issue 9 on real sockets and a real S3 server: per-transfer refusals and end-of-session ERRORs
@@ -86,23 +86,17 @@ describe('stop: transfers aborted at the drain deadline are told', () => {
         const bucket = await s3.createBucket();
         await putObject(s3, bucket, 'big.bin', randomBytes(200_000));
         const gw = await startTestGateway(s3, bucket, ['--port-mode', mode]);
-        const socket = dgram.createSocket('udp4');
-        const got: Buffer[] = [];
-        socket.on('message', (m) => got.push(m));
-        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+        const peer = await UdpPeer.open();
         try {
-          socket.send(encodeRequest(Opcode.RRQ, 'big.bin', 'octet', new Map([['blksize', '1024']])), gw.port, '127.0.0.1');
-          const deadline = Date.now() + 3000;
-          while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-          assert.equal(got[0]?.readUInt16BE(0), Opcode.OACK, 'session open');
+          peer.send(encodeRequest(Opcode.RRQ, 'big.bin', 'octet', new Map([['blksize', '1024']])), gw.port);
+          assert.equal((await peer.next(3000))?.packet.opcode, Opcode.OACK, 'session open');
           await gw.stop(0);
-          const until = Date.now() + 1000;
-          while (got.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-          const last = got[got.length - 1]!;
-          assert.equal(last.readUInt16BE(0), Opcode.ERROR, `last packet: opcode ${last.readUInt16BE(0)}`);
-          assert.match(last.subarray(4).toString('latin1'), /Server shutting down/);
+          // The session is not acknowledged, so the next packet it sends is the one that ends it.
+          const last = await peer.next(1000);
+          assert.equal(last?.packet.opcode, Opcode.ERROR, `last packet: ${JSON.stringify(last?.packet)}`);
+          assert.match(last.packet.opcode === Opcode.ERROR ? last.packet.message : '', /Server shutting down/);
         } finally {
-          socket.close();
+          await peer.close();
         }
       } finally {
         await s3.cleanup();

@@ -12,6 +12,14 @@ let silent: net.Server;
 const held: net.Socket[] = [];
 let gw: TestGateway;
 
+// The gateway's S3 deadlines in this test (the defaults, spelled out so the bound below follows them).
+const METADATA_TIMEOUT_MS = 1500; // one HeadObject attempt
+const RETRY_BUDGET_MS = 4000; // the whole lookup, retries included
+// An answer must come within the budget; the margin covers scheduling and the ERROR's trip.
+const ANSWER_BOUND_MS = RETRY_BUDGET_MS + 750;
+// The client waits twice as long, so a gateway that overran the budget is measured, not timed out.
+const CLIENT_TIMEOUT_MS = 2 * RETRY_BUDGET_MS;
+
 before(async () => {
   silent = net.createServer((socket) => {
     held.push(socket);
@@ -24,7 +32,12 @@ before(async () => {
     region: 'us-east-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
   } as unknown as TestS3;
-  gw = await startTestGateway(fakeS3, 'silent-bucket', ['--s3-request-timeout-ms', '300', '--s3-max-attempts', '2']);
+  gw = await startTestGateway(fakeS3, 'silent-bucket', [
+    '--s3-request-timeout-ms', '300',
+    '--s3-max-attempts', '2',
+    '--s3-metadata-timeout-ms', String(METADATA_TIMEOUT_MS),
+    '--s3-retry-budget-ms', String(RETRY_BUDGET_MS),
+  ]);
 });
 
 after(async () => {
@@ -35,9 +48,9 @@ after(async () => {
 
 test('a store that never answers fails the request promptly with an ERROR, and the session ends', async () => {
   const started = Date.now();
-  const got = await tftpGet('boot/any.img', { port: gw.port, timeoutMs: 8000 });
+  const got = await tftpGet('boot/any.img', { port: gw.port, timeoutMs: CLIENT_TIMEOUT_MS });
   const took = Date.now() - started;
   assert.equal(got.error?.code, ErrorCode.NotDefined, JSON.stringify(got.error));
-  assert.ok(took < 8000, `answered after ${took} ms`);
+  assert.ok(took < ANSWER_BOUND_MS, `answered after ${took} ms: more than the ${RETRY_BUDGET_MS} ms retry budget (+ margin)`);
   assert.equal(gw.gateway.dispatcher.activeSessions, 0);
 });

@@ -6,7 +6,8 @@ import { CLIENT_NAMES, describeRun, download, sha256, upload, type ClientName, t
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { getObject, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
-import { finishedLine, hasIpv6Loopback, ipv6Endpoint, logMark, RawPeer, specFor, startedLine, toNetascii } from './helpers.js';
+import { UdpPeer } from '../support/udp-peer.js';
+import { finishedLine, hasIpv6Loopback, ipv6Endpoint, logMark, expectPacket, receiveFile, specFor, startedLine, toNetascii } from './helpers.js';
 import { GATEWAY_FLAGS, MiB } from './matrix.js';
 
 /**
@@ -133,15 +134,15 @@ describe('interop: modes, address families, ports and the PXE size probe', () =>
 
   describe('per-transfer ports (--port-mode per-transfer)', () => {
     test('the gateway really answers from a new port', async () => {
-      const peer = await RawPeer.open('127.0.0.1');
+      const peer = await UdpPeer.open('127.0.0.1');
       try {
         peer.send(encodeRequest(Opcode.RRQ, 'm/513.bin', 'octet'), perTransfer.port);
-        const first = await peer.next(3000, 'DATA 1');
+        const first = await expectPacket(peer, 3000, 'DATA 1');
         assert.equal(first.packet.opcode, Opcode.DATA);
         assert.notEqual(first.port, perTransfer.port, 'DATA comes from a fresh transfer port');
         peer.send(encodeError(0, 'done'), first.port);
       } finally {
-        peer.close();
+        await peer.close();
       }
     });
 
@@ -169,22 +170,22 @@ describe('interop: modes, address families, ports and the PXE size probe', () =>
       test(`second request from ${samePort ? 'the same' : 'a new'} client port`, { timeout: 30_000 }, async () => {
         const key = 'm/1mib.bin';
         const mark = logMark(gw);
-        const probe = await RawPeer.open('127.0.0.1');
-        const fetcher = samePort ? probe : await RawPeer.open('127.0.0.1');
+        const probe = await UdpPeer.open('127.0.0.1');
+        const fetcher = samePort ? probe : await UdpPeer.open('127.0.0.1');
         try {
           probe.send(encodeRequest(Opcode.RRQ, key, 'octet', new Map([['tsize', '0'], ['blksize', '1468']])), gw.port);
-          const oack = await probe.next(3000, 'OACK to the probe');
+          const oack = await expectPacket(probe, 3000, 'OACK to the probe');
           assert.equal(oack.packet.opcode, Opcode.OACK, `got ${JSON.stringify(oack.packet)}`);
           assert.equal(oack.port, gw.port, 'single-port mode answers from the listening port');
           assert.deepEqual([...oack.packet.options], [['tsize', String(MiB)], ['blksize', '1468']]);
           probe.send(encodeError(ErrorCode.OptionRefused, 'size probe only'), oack.port);
 
           fetcher.send(encodeRequest(Opcode.RRQ, key, 'octet', new Map([['blksize', '1468']])), gw.port);
-          const oack2 = await fetcher.next(3000, 'OACK to the real request');
+          const oack2 = await expectPacket(fetcher, 3000, 'OACK to the real request');
           assert.equal(oack2.packet.opcode, Opcode.OACK, `got ${JSON.stringify(oack2.packet)}`);
           assert.deepEqual([...oack2.packet.options], [['blksize', '1468']], 'no tsize when not asked');
           fetcher.send(encodeAck(0), oack2.port);
-          const data = await fetcher.receive(oack2.port, 1468);
+          const data = await receiveFile(fetcher, oack2.port, 1468);
           assert.equal(sha256(data), sha256(mib));
 
           const starts = gw.logs.slice(mark).filter((l) => l.msg === 'transfer started' && l.key === key);
@@ -192,8 +193,8 @@ describe('interop: modes, address families, ports and the PXE size probe', () =>
           assert.equal((await finishedLine(gw, mark, starts[0]!)).result, 'size-probe', 'the probe counts as a size probe, not a failure');
           assert.equal((await finishedLine(gw, mark, starts[1]!)).result, 'ok');
         } finally {
-          probe.close();
-          fetcher.close();
+          await probe.close();
+          await fetcher.close();
         }
       });
     }

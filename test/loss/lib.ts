@@ -8,7 +8,10 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { download, upload, type ClientName, type RunResult, type TransferSpec } from '../support/clients.js';
 import type { TestGateway } from '../support/gateway.js';
 import { LossyRelay, type LossProfile, type RelayStats } from '../support/lossy-relay.js';
+import { encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { getObject, type TestS3 } from '../support/s3.js';
+import { rawExchange } from '../support/tftp-client.js';
+import { until } from '../support/wait.js';
 
 /**
  * The loss suite's machinery (issue 9), shared by test/loss/suite.test.ts and bench/loss.ts:
@@ -151,8 +154,16 @@ export async function startTftpd(files: ReadonlyMap<string, Buffer>): Promise<Tf
   const child = spawn(binary, ['-L', '-c', '-s', dir, '-a', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  await new Promise((r) => setTimeout(r, 300));
-  if (child.exitCode !== null) throw new Error(`in.tftpd exited with ${child.exitCode}: ${stderr}`);
+  // Ready once it answers: a request for a name that does not exist gets an ERROR.
+  const probe = encodeRequest(Opcode.RRQ, 'readiness-probe-that-does-not-exist', 'octet');
+  await until(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`in.tftpd exited with ${child.exitCode}: ${stderr}`);
+      return (await rawExchange(port, probe, 200))?.opcode === Opcode.ERROR;
+    },
+    10_000,
+    'in.tftpd to answer',
+  );
   return {
     port,
     dir,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { describe, test } from 'node:test';
 import { LossyRelay, type LossProfile } from '../support/lossy-relay.js';
+import { until } from '../support/wait.js';
 
 /**
  * The lossy relay's own guarantees, which the loss suite's comparison rests on: the fate of the
@@ -48,7 +49,8 @@ async function exchange(profile: LossProfile, seed: number, count: number, echoE
     client.send(b, relay.port, '127.0.0.1');
     await new Promise((r) => setTimeout(r, 1));
   }
-  await new Promise((r) => setTimeout(r, 200));
+  // Every datagram the relay let through (some held back by a delay) has reached the server.
+  await until(() => relay.stats.up.seen === count && got.length >= relay.stats.up.forwarded, 5000, 'the forwarded datagrams to arrive');
   const stats = { up: { ...relay.stats.up }, down: { ...relay.stats.down } };
   await relay.close();
   client.close();

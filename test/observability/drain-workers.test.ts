@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
-import { controlledPut, httpGet, scrape, slowGet, spawnGateway, until, type GatewayProcess } from './helpers.js';
+import { controlledPut, httpGet, scrape, slowGet, exitOf, spawnDrainGateway, type GatewayProcess } from './helpers.js';
+import { until } from '../support/wait.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -26,28 +27,7 @@ describe('graceful drain of the real process with worker threads', () => {
   });
 
   test('SIGTERM: both workers refuse new requests, finish their transfers, the process exits 0', async () => {
-    const gw = await spawnGateway(
-      [
-        '--workers', '2',
-        '--listen', '127.0.0.1:0',
-        '--http-listen', '127.0.0.1:0',
-        '--s3-bucket', bucket,
-        '--s3-endpoint', s3.endpoint,
-        '--s3-region', s3.region,
-        '--s3-force-path-style',
-        '--s3-checksum', 'when-required',
-        '--allow-write',
-        '--upload-part-size', '5MiB',
-        '--cache-size', '64MiB',
-        '--range-size', '1MiB',
-        '--drain-timeout', '30',
-      ],
-      {
-        AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-        AWS_EC2_METADATA_DISABLED: 'true',
-      },
-    );
+    const gw = await spawnDrainGateway(s3, bucket, 30, ['--workers', '2']);
     children.push(gw);
     assert.equal(gw.lines.find((l) => l.msg === 'tftp-gateway listening')?.workers, 2);
     const blocks = new Map<number, number>();
@@ -79,10 +59,7 @@ describe('graceful drain of the real process with worker threads', () => {
       assert.equal(sha((await getObject(s3, bucket, `up/drain-${i}.bin`))!), sha(bodies[i]!));
     }
     if (s3.kind === 'rgw') assert.equal(await listUploads(s3, bucket), 0);
-    let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([gw.exited, new Promise<string>((r) => (timer = setTimeout(() => r('still running'), 20_000)))]);
-    clearTimeout(timer);
-    assert.equal(code, 0);
+    assert.equal(await exitOf(gw, 20_000), 0);
     assert.equal(gw.lines.at(-1)?.msg, 'tftp-gateway stopped');
     const finished = gw.lines.filter((l) => l.msg === 'transfer finished');
     assert.equal(finished.length, 8 + 2);

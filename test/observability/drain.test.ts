@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
-import { controlledPut, httpGet, scrape, slowGet, spawnGateway, until, type GatewayProcess } from './helpers.js';
+import { controlledPut, httpGet, scrape, slowGet, exitOf, spawnDrainGateway, type GatewayProcess } from './helpers.js';
+import { until } from '../support/wait.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -19,37 +20,9 @@ describe('graceful drain of the real process', () => {
   const children: GatewayProcess[] = [];
 
   const start = async (drainTimeoutS: number): Promise<GatewayProcess> => {
-    const gw = await spawnGateway(
-      [
-        '--listen', '127.0.0.1:0',
-        '--http-listen', '127.0.0.1:0',
-        '--s3-bucket', bucket,
-        '--s3-endpoint', s3.endpoint,
-        '--s3-region', s3.region,
-        '--s3-force-path-style',
-        '--s3-checksum', 'when-required',
-        '--allow-write',
-        '--upload-part-size', '5MiB',
-        '--cache-size', '64MiB',
-        '--range-size', '1MiB',
-        '--drain-timeout', String(drainTimeoutS),
-      ],
-      {
-        AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-        AWS_EC2_METADATA_DISABLED: 'true',
-      },
-    );
+    const gw = await spawnDrainGateway(s3, bucket, drainTimeoutS);
     children.push(gw);
     return gw;
-  };
-
-  /** Bounded wait for the process to exit. */
-  const exitOf = async (gw: GatewayProcess, ms: number): Promise<number | string> => {
-    let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([gw.exited, new Promise<string>((r) => (timer = setTimeout(() => r('still running'), ms)))]);
-    clearTimeout(timer);
-    return code;
   };
 
   /** The signal must land while a multipart upload exists in S3, or "leaves nothing" proves little. */

@@ -1,28 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { decodePacket, encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
+import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { Gateway, type GatewayDeps } from '../../src/server/gateway.js';
-import { testWorkers } from '../support/gateway.js';
+import { s3Flags, testWorkers } from '../support/gateway.js';
 import type { TestS3 } from '../support/s3.js';
+import { UdpPeer, type Received } from '../support/udp-peer.js';
+import { sleep, until } from '../support/wait.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-export const wait = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it returns true, at most `timeoutMs`. */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await wait(10);
-  }
-}
 
 export interface HttpAnswer {
   readonly status: number;
@@ -128,69 +117,41 @@ export async function slowGet(
   filename: string,
   opts: { blksize?: number; ackDelayMs: number; timeoutMs?: number; onBlock?: (block: number) => void; options?: Record<string, string> },
 ): Promise<SlowGetResult> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const peer = await UdpPeer.open();
   const timeoutMs = opts.timeoutMs ?? 5000;
-  const queue: { msg: Buffer; port: number }[] = [];
-  let wake: (() => void) | undefined;
-  socket.on('message', (msg, rinfo) => {
-    queue.push({ msg, port: rinfo.port });
-    wake?.();
-  });
-  const next = async (): Promise<{ msg: Buffer; port: number } | undefined> => {
-    const deadline = Date.now() + timeoutMs;
-    while (queue.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      wake = undefined;
-    }
-    return queue.shift();
-  };
   try {
     const options = new Map<string, string>(Object.entries(opts.options ?? {}));
     if (opts.blksize !== undefined) options.set('blksize', String(opts.blksize));
-    socket.send(encodeRequest(Opcode.RRQ, filename, 'octet', options), port, '127.0.0.1');
+    peer.send(encodeRequest(Opcode.RRQ, filename, 'octet', options), port);
     let blksize = 512;
     let expected = 1;
     const chunks: Buffer[] = [];
     for (;;) {
-      const got = await next();
+      const got = await peer.next(timeoutMs);
       if (!got) throw new Error(`slowGet ${filename}: timed out waiting for block ${expected}`);
-      const d = decodePacket(got.msg);
-      if (!d.ok) continue;
-      const p = d.packet;
+      const p = got.packet;
       if (p.opcode === Opcode.ERROR) return { data: Buffer.concat(chunks), error: { code: p.code, message: p.message } };
       if (p.opcode === Opcode.OACK) {
         blksize = Number(new Map(p.options).get('blksize') ?? 512);
-        socket.send(encodeAck(0), got.port, '127.0.0.1');
+        peer.send(encodeAck(0), got.port);
         continue;
       }
       if (p.opcode !== Opcode.DATA) continue;
       if (p.block !== (expected & 0xffff)) {
-        socket.send(encodeAck((expected - 1) & 0xffff), got.port, '127.0.0.1');
+        peer.send(encodeAck((expected - 1) & 0xffff), got.port);
         continue;
       }
       chunks.push(Buffer.from(p.data));
       opts.onBlock?.(expected);
       const last = p.data.length < blksize;
-      if (!last && opts.ackDelayMs > 0) await wait(opts.ackDelayMs);
-      if (last) {
-        // The final ACK must leave before the socket closes (a send still queued is dropped by close).
-        await new Promise<void>((resolve) => socket.send(encodeAck(expected & 0xffff), got.port, '127.0.0.1', () => resolve()));
-        return { data: Buffer.concat(chunks), error: undefined };
-      }
-      socket.send(encodeAck(expected & 0xffff), got.port, '127.0.0.1');
+      if (!last && opts.ackDelayMs > 0) await sleep(opts.ackDelayMs);
+      peer.send(encodeAck(expected & 0xffff), got.port);
+      // The final ACK leaves before the socket closes (`close` waits for it).
+      if (last) return { data: Buffer.concat(chunks), error: undefined };
       expected++;
     }
   } finally {
-    socket.close();
+    await peer.close();
   }
 }
 
@@ -205,50 +166,30 @@ export async function controlledPut(
   data: Buffer,
   opts: { blksize: number; blockDelayMs?: number; stallAfter?: number; timeoutMs?: number; onAcked?: (bytes: number) => void },
 ): Promise<{ outcome: 'ok' | 'stalled' | 'error'; error?: { code: number; message: string } }> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const peer = await UdpPeer.open();
   const timeoutMs = opts.timeoutMs ?? 5000;
   let serverPort = 0;
-  let lastAck = -1;
-  let error: { code: number; message: string } | undefined;
-  let oackBlksize: number | undefined;
-  let wake: (() => void) | undefined;
-  socket.on('message', (msg, rinfo) => {
-    const d = decodePacket(msg);
-    if (!d.ok) return;
-    serverPort = rinfo.port;
-    if (d.packet.opcode === Opcode.ACK) lastAck = d.packet.block;
-    if (d.packet.opcode === Opcode.OACK) {
-      oackBlksize = Number(new Map(d.packet.options).get('blksize') ?? 512);
-      lastAck = 0;
-    }
-    if (d.packet.opcode === Opcode.ERROR) error = { code: d.packet.code, message: d.packet.message };
-    wake?.();
-  });
-  /** Waits until `block` is acknowledged or an ERROR came, at most `ms`. */
-  const acked = async (block: number, ms: number): Promise<boolean> => {
-    const deadline = Date.now() + ms;
-    while (lastAck !== block && error === undefined) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      wake = undefined;
-    }
-    return lastAck === block;
+  /**
+   * Waits at most `ms` for the acknowledgement of `block` (an OACK acknowledges block 0) or an
+   * ERROR; other packets (duplicate ACKs) are passed over.
+   */
+  const acked = async (block: number, ms: number): Promise<Received | undefined> => {
+    const got = await peer.next(ms, ({ packet: p }) =>
+      p.opcode === Opcode.ERROR || (p.opcode === Opcode.ACK && p.block === block) || (block === 0 && p.opcode === Opcode.OACK),
+    );
+    if (got) serverPort = got.port;
+    return got;
   };
+  const failed = (r: Received | undefined): { code: number; message: string } | undefined =>
+    r?.packet.opcode === Opcode.ERROR ? { code: r.packet.code, message: r.packet.message } : undefined;
   try {
     const options = new Map([['blksize', String(opts.blksize)], ['tsize', String(data.length)]]);
-    socket.send(encodeRequest(Opcode.WRQ, filename, 'octet', options), port, '127.0.0.1');
-    await acked(0, timeoutMs);
-    if (error) return { outcome: 'error', error };
-    if (lastAck !== 0) throw new Error(`controlledPut ${filename}: no answer to the WRQ`);
-    const blksize = oackBlksize ?? 512;
+    peer.send(encodeRequest(Opcode.WRQ, filename, 'octet', options), port);
+    const first = await acked(0, timeoutMs);
+    if (!first) throw new Error(`controlledPut ${filename}: no answer to the WRQ`);
+    const refused = failed(first);
+    if (refused) return { outcome: 'error', error: refused };
+    const blksize = first.packet.opcode === Opcode.OACK ? Number(new Map(first.packet.options).get('blksize') ?? 512) : 512;
     const blocks = Math.floor(data.length / blksize) + 1;
     for (let n = 1; n <= blocks; n++) {
       const done = (n - 1) * blksize;
@@ -256,17 +197,19 @@ export async function controlledPut(
       if (opts.stallAfter !== undefined && done >= opts.stallAfter) return { outcome: 'stalled' };
       const payload = data.subarray((n - 1) * blksize, Math.min(data.length, n * blksize));
       for (let attempt = 0; ; attempt++) {
-        socket.send(encodeData(n & 0xffff, payload), serverPort, '127.0.0.1');
+        peer.send(encodeData(n & 0xffff, payload), serverPort);
         // The last ACK comes once the object is stored; others may wait on S3 backpressure.
-        if (await acked(n & 0xffff, n === blocks ? timeoutMs * 2 : timeoutMs)) break;
+        const got = await acked(n & 0xffff, n === blocks ? timeoutMs * 2 : timeoutMs);
+        const error = failed(got);
         if (error) return { outcome: 'error', error };
+        if (got) break;
         if (attempt >= 3) throw new Error(`controlledPut ${filename}: no ACK for block ${n}`);
       }
-      if (opts.blockDelayMs) await wait(opts.blockDelayMs);
+      if (opts.blockDelayMs) await sleep(opts.blockDelayMs);
     }
     return { outcome: 'ok' };
   } finally {
-    socket.close();
+    await peer.close();
   }
 }
 
@@ -343,6 +286,39 @@ export async function spawnGateway(args: readonly string[], env: Record<string, 
   };
 }
 
+/**
+ * The real CLI against the test S3 server as the drain tests run it: HTTP on, writes on (5 MiB
+ * parts, so an upload past 10 MiB is multipart), `--drain-timeout drainTimeoutS`, plus `extra` flags.
+ */
+export function spawnDrainGateway(s3: TestS3, bucket: string, drainTimeoutS: number, extra: readonly string[] = []): Promise<GatewayProcess> {
+  return spawnGateway(
+    [
+      '--listen', '127.0.0.1:0',
+      '--http-listen', '127.0.0.1:0',
+      ...s3Flags(s3, bucket),
+      '--allow-write',
+      '--upload-part-size', '5MiB',
+      '--cache-size', '64MiB',
+      '--range-size', '1MiB',
+      '--drain-timeout', String(drainTimeoutS),
+      ...extra,
+    ],
+    {
+      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    },
+  );
+}
+
+/** The process's exit code (or signal), or 'still running' after `ms`. */
+export async function exitOf(gw: GatewayProcess, ms: number): Promise<number | string> {
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([gw.exited, new Promise<string>((r) => (timer = setTimeout(() => r('still running'), ms)))]);
+  clearTimeout(timer);
+  return code;
+}
+
 export interface StartedGateway {
   readonly gateway: Gateway;
   readonly port: number;
@@ -366,11 +342,7 @@ export async function startGateway(
     [
       '--listen', '127.0.0.1:0',
       '--http-listen', '127.0.0.1:0',
-      '--s3-bucket', bucket,
-      '--s3-endpoint', s3.endpoint,
-      '--s3-region', s3.region,
-      '--s3-force-path-style',
-      '--s3-checksum', 'when-required',
+      ...s3Flags(s3, bucket),
       '--cache-size', '64MiB',
       '--range-size', '1MiB',
       '--log-level', 'info',

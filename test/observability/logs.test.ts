@@ -6,7 +6,8 @@ import { emfRecord } from '../../src/metrics/emf.js';
 import { createLogger, sanitize, sanitizeOptions } from '../../src/server/logger.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
-import { slowGet, startGateway, until, type StartedGateway } from './helpers.js';
+import { slowGet, startGateway, type StartedGateway } from './helpers.js';
+import { until } from '../support/wait.js';
 
 /** Every string in a log line, however deep. */
 function strings(value: unknown, out: string[] = []): string[] {

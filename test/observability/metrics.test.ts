@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { encodeAck, encodeError, encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { rawExchange, tftpGet, tftpPut } from '../support/tftp-client.js';
-import { controlledPut, delta, httpGet, scrape, slowGet, until, wait, type Exposition } from './helpers.js';
+import { UdpPeer } from '../support/udp-peer.js';
+import { controlledPut, delta, httpGet, scrape, slowGet, type Exposition } from './helpers.js';
+import { until } from '../support/wait.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -175,21 +176,21 @@ describe('metrics after real transfers', () => {
     assert.equal((await tftpPut('boot/small.bin', randomBytes(10), { port: gw.port })).error?.code, ErrorCode.FileExists);
 
     // A client that gives up with an ERROR mid-transfer.
-    const socket = dgram.createSocket('udp4');
-    await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
-    const firstData = new Promise<number>((resolve) => socket.once('message', (_m, rinfo) => resolve(rinfo.port)));
-    socket.send(encodeRequest(Opcode.RRQ, 'boot/medium.bin', 'octet', new Map()), gw.port, '127.0.0.1');
-    const serverPort = await firstData;
-    socket.send(encodeAck(1), serverPort, '127.0.0.1');
-    await wait(20);
-    socket.send(encodeError(0, 'user cancelled'), serverPort, '127.0.0.1');
+    const quitter = await UdpPeer.open();
+    quitter.send(encodeRequest(Opcode.RRQ, 'boot/medium.bin', 'octet', new Map()), gw.port);
+    const first = await quitter.next(3000);
+    assert.equal(first?.packet.opcode, Opcode.DATA);
+    quitter.send(encodeAck(1), first.port);
+    // DATA 2 shows the ACK was taken; then the client quits.
+    assert.ok(await quitter.next(3000, (r) => r.packet.opcode === Opcode.DATA && r.packet.block === 2), 'DATA 2');
+    quitter.send(encodeError(0, 'user cancelled'), first.port);
     // A client that stops answering: retransmissions (--retries 2), then a timeout and ERROR 0.
-    const silent = dgram.createSocket('udp4');
-    await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
-    silent.send(encodeRequest(Opcode.RRQ, 'boot/small.bin', 'octet', new Map()), gw.port, '127.0.0.1');
+    const silent = await UdpPeer.open();
+    silent.send(encodeRequest(Opcode.RRQ, 'boot/small.bin', 'octet', new Map()), gw.port);
+    assert.ok(await silent.next(3000), 'the silent client\'s session opened');
     await settled();
-    socket.close();
-    silent.close();
+    await quitter.close();
+    await silent.close();
 
     // Junk (ignored, counted) and an ACK from a stranger (ERROR 5).
     assert.equal(await rawExchange(gw.port, Buffer.from([0xff, 0xff, 1, 2]), 300), undefined);

@@ -15,7 +15,8 @@ import { startPrometheus, type PromAnswer, type PrometheusServer } from '../supp
 import { internalError, S3FaultProxy, slowDown } from '../support/s3-fault-proxy.js';
 import { getObject, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
-import { controlledPut, REPO_ROOT, scrape, slowGet, startGateway, until, type Exposition, type StartedGateway } from './helpers.js';
+import { controlledPut, REPO_ROOT, scrape, slowGet, startGateway, type Exposition, type StartedGateway } from './helpers.js';
+import { until } from '../support/wait.js';
 import { parsePromql } from './promql.js';
 
 const JOB = 'tftp-gateway';

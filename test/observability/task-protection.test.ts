@@ -6,7 +6,8 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { TaskProtection } from '../../src/ops/task-protection.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
-import { slowGet, startGateway, until, wait } from './helpers.js';
+import { slowGet, startGateway } from './helpers.js';
+import { sleep, until } from '../support/wait.js';
 
 interface AgentCall {
   readonly method: string;
@@ -88,19 +89,18 @@ describe('scale-in protection against a local stand-in for the ECS agent', () =>
     assert.equal(agent.calls[0]!.url, '/api/task-id/task-protection/v1/state');
     assert.deepEqual(agent.calls[0]!.body, { ProtectionEnabled: true, ExpiresInMinutes: 30 });
 
-    // Idle, then busy again within the debounce: nothing is sent.
+    // Idle for 60 ms, then busy again within the debounce: nothing is sent for that idle spell...
     protection.update(0);
-    await wait(60);
+    await sleep(60);
     protection.update(1);
-    await wait(200);
-    assert.equal(agent.calls.length, 1);
-    // Idle for good: one disable after the debounce.
+    // ...so after idling for good, the next call is the one disable, a whole debounce after this
+    // idle (a disable from the first spell would come ~90 ms in and be caught here, or be a 3rd call).
     const idleAt = Date.now();
     protection.update(0);
     await until(() => !protection!.isProtected, 2000, 'unprotected');
-    assert.equal(agent.calls.length, 2);
+    assert.equal(agent.calls.length, 2, JSON.stringify(agent.bodies()));
     assert.deepEqual(agent.calls[1]!.body, { ProtectionEnabled: false });
-    assert.ok(agent.calls[1]!.at - idleAt >= 140, 'disabled only after the debounce');
+    assert.ok(agent.calls[1]!.at - idleAt >= 140, `disabled ${agent.calls[1]!.at - idleAt} ms after going idle for good (debounce 150 ms)`);
     assert.ok(lines.some((l) => l.msg === 'scale-in protection enabled'));
     assert.ok(lines.some((l) => l.msg === 'scale-in protection disabled'));
   });

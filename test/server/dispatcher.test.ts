@@ -10,7 +10,7 @@ import type { PreparedTransfer } from '../../src/app/requests.js';
 import { reportTransfers, type TransferFinished } from '../../src/server/transfer-report.js';
 import { TransferError } from '../../src/errors.js';
 import type { ReadSource } from '../../src/session/types.js';
-import { ackBytes, dataBytes, errorBytes, MemorySink, MemorySource, seededBytes, VirtualClock } from '../support/fake-network.js';
+import { ackBytes, dataBytes, errorBytes, MemorySink, MemorySource, seededBytes, VirtualClock } from '../support/fake/index.js';
 import { VirtualUdp, type VirtualSocket } from '../support/virtual-udp.js';
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Opcode, type Packet } from '../../src/protocol/packet.js';
-import { ackBytes, FakeNetwork, MemorySink, MemorySource, mulberry32, VirtualClock } from '../support/fake-network.js';
+import { ackBytes, FakeNetwork, MemorySink, MemorySource, mulberry32, VirtualClock } from '../support/fake/index.js';
 
 describe('VirtualClock', () => {
   test('fires timers in time order, FIFO among equals, and counts pending ones by tag', async () => {

@@ -15,7 +15,7 @@ import {
   type PacketHandler,
   type ReadHarness,
   type VirtualClock,
-} from '../support/fake-network.js';
+} from '../support/fake/index.js';
 
 /** Blocks the session put on the wire, in order (absolute numbers are not on the wire: 16-bit). */
 function dataSent(h: ReadHarness): number[] {

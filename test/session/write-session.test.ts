@@ -12,7 +12,7 @@ import {
   TEST_POLICY,
   writeHarness,
   type WriteHarness,
-} from '../support/fake-network.js';
+} from '../support/fake/index.js';
 
 type AckPacket = Extract<Packet, { opcode: Opcode.ACK }>;
 

@@ -9,6 +9,11 @@ export function testWorkers(): string {
   return process.env.TFTPGW_TEST_WORKERS ?? '1';
 }
 
+/** The flags that point a gateway at the test S3 server's `bucket` (path style, checksums only when required). */
+export function s3Flags(s3: TestS3, bucket: string): string[] {
+  return ['--s3-bucket', bucket, '--s3-endpoint', s3.endpoint, '--s3-region', s3.region, '--s3-force-path-style', '--s3-checksum', 'when-required'];
+}
+
 export interface TestGateway {
   readonly gateway: Gateway;
   /** UDP port of the first listen address. */
@@ -31,11 +36,7 @@ export async function startTestGateway(s3: TestS3, bucket: string, flags: readon
     [
       '--listen', '127.0.0.1:0',
       '--http-listen', 'off',
-      '--s3-bucket', bucket,
-      '--s3-endpoint', s3.endpoint,
-      '--s3-region', s3.region,
-      '--s3-force-path-style',
-      '--s3-checksum', 'when-required',
+      ...s3Flags(s3, bucket),
       '--cache-size', '256MiB',
       '--log-level', 'debug',
       // TFTPGW_TEST_WORKERS=2 runs the suites on worker threads; a test's own --workers wins.

@@ -9,3 +9,11 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Deterministic pseudo-random bytes. */
+export function seededBytes(seed: number, length: number): Buffer {
+  const rng = mulberry32(seed);
+  const out = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) out[i] = Math.floor(rng() * 256);
+  return out;
+}

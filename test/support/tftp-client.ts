@@ -1,5 +1,5 @@
-import dgram from 'node:dgram';
-import { decodePacket, encodeAck, encodeData, encodeError, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
+import { encodeAck, encodeData, encodeError, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
+import { UdpPeer } from './udp-peer.js';
 
 /**
  * A small, strict TFTP client for integration tests (window 1 or RFC 7440 windows, options,
@@ -7,6 +7,8 @@ import { decodePacket, encodeAck, encodeData, encodeError, encodeRequest, Opcode
  */
 export interface ClientOptions {
   readonly host?: string;
+  /** Local address to send from (any 127.0.0.0/8 address is local on Linux; default: `host`). */
+  readonly bind?: string;
   readonly port: number;
   readonly options?: Record<string, string>;
   readonly mode?: 'octet' | 'netascii';
@@ -20,49 +22,13 @@ export interface ClientResult {
   readonly error: { code: number; message: string } | undefined;
 }
 
-class Inbox {
-  private queue: { packet: Packet; port: number; address: string }[] = [];
-  private waiter: (() => void) | undefined;
-  constructor(readonly socket: dgram.Socket) {
-    socket.on('message', (msg, rinfo) => {
-      const d = decodePacket(msg);
-      if (!d.ok) return;
-      this.queue.push({ packet: d.packet, port: rinfo.port, address: rinfo.address });
-      this.waiter?.();
-    });
-  }
-  async next(timeoutMs: number): Promise<{ packet: Packet; port: number; address: string } | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
-    }
-    return this.queue.shift();
-  }
-}
-
-async function openSocket(host: string): Promise<dgram.Socket> {
-  const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  await new Promise<void>((resolve) => socket.bind(0, host, resolve));
-  return socket;
-}
-
 export async function tftpGet(filename: string, opts: ClientOptions): Promise<ClientResult> {
   const host = opts.host ?? '127.0.0.1';
   const timeoutMs = opts.timeoutMs ?? 3000;
-  const socket = await openSocket(host);
-  const inbox = new Inbox(socket);
+  const peer = await UdpPeer.open(opts.bind ?? host, host);
   try {
     const options = new Map(Object.entries(opts.options ?? {}));
-    socket.send(encodeRequest(Opcode.RRQ, filename, opts.mode ?? 'octet', options), opts.port, host);
+    peer.send(encodeRequest(Opcode.RRQ, filename, opts.mode ?? 'octet', options), opts.port);
     const blksize = Number(opts.options?.blksize ?? 512);
     const chunks: Buffer[] = [];
     let expected = 1;
@@ -72,7 +38,7 @@ export async function tftpGet(filename: string, opts: ClientOptions): Promise<Cl
     let windowsize = 1;
     let sinceAck = 0;
     for (;;) {
-      const got = await inbox.next(timeoutMs);
+      const got = await peer.next(timeoutMs);
       if (!got) throw new Error(`timed out waiting for block ${expected}`);
       serverPort ??= got.port;
       const p = got.packet;
@@ -81,14 +47,14 @@ export async function tftpGet(filename: string, opts: ClientOptions): Promise<Cl
         oack = new Map(p.options);
         effectiveBlksize = Number(oack.get('blksize') ?? 512);
         windowsize = Number(oack.get('windowsize') ?? 1);
-        socket.send(encodeAck(0), serverPort, host);
+        peer.send(encodeAck(0), serverPort);
         continue;
       }
       if (p.opcode !== Opcode.DATA) continue;
       if (oack === undefined) effectiveBlksize = 512;
       void blksize;
       if (p.block !== (expected & 0xffff)) {
-        socket.send(encodeAck((expected - 1) & 0xffff), serverPort, host);
+        peer.send(encodeAck((expected - 1) & 0xffff), serverPort);
         sinceAck = 0;
         continue;
       }
@@ -96,30 +62,28 @@ export async function tftpGet(filename: string, opts: ClientOptions): Promise<Cl
       const last = p.data.length < effectiveBlksize;
       sinceAck++;
       if (last) {
-        // Wait until the final ACK has left the socket before the `finally` closes it.
-        await new Promise<void>((resolve) => socket.send(encodeAck(expected & 0xffff), serverPort!, host, () => resolve()));
+        peer.send(encodeAck(expected & 0xffff), serverPort); // `close` lets it leave first
         return { data: Buffer.concat(chunks), oack, error: undefined };
       }
       if (sinceAck >= windowsize) {
-        socket.send(encodeAck(expected & 0xffff), serverPort, host);
+        peer.send(encodeAck(expected & 0xffff), serverPort);
         sinceAck = 0;
       }
       expected++;
     }
   } finally {
-    socket.close();
+    await peer.close();
   }
 }
 
 export async function tftpPut(filename: string, data: Buffer, opts: ClientOptions): Promise<ClientResult> {
   const host = opts.host ?? '127.0.0.1';
   const timeoutMs = opts.timeoutMs ?? 3000;
-  const socket = await openSocket(host);
-  const inbox = new Inbox(socket);
+  const peer = await UdpPeer.open(opts.bind ?? host, host);
   try {
     const options = new Map(Object.entries(opts.options ?? {}));
-    socket.send(encodeRequest(Opcode.WRQ, filename, opts.mode ?? 'octet', options), opts.port, host);
-    let first = await inbox.next(timeoutMs);
+    peer.send(encodeRequest(Opcode.WRQ, filename, opts.mode ?? 'octet', options), opts.port);
+    let first = await peer.next(timeoutMs);
     if (!first) throw new Error('no answer to WRQ');
     const serverPort = first.port;
     let oack: Map<string, string> | undefined;
@@ -136,8 +100,8 @@ export async function tftpPut(filename: string, data: Buffer, opts: ClientOption
       const payload = data.subarray((block - 1) * blksize, Math.min(data.length, block * blksize));
       let attempts = 0;
       for (;;) {
-        socket.send(encodeData(block & 0xffff, payload), serverPort, host);
-        const got = await inbox.next(block === blocks ? timeoutMs * 3 : timeoutMs);
+        peer.send(encodeData(block & 0xffff, payload), serverPort);
+        const got = await peer.next(block === blocks ? timeoutMs * 3 : timeoutMs);
         if (got?.packet.opcode === Opcode.ERROR) {
           return { data, oack, error: { code: got.packet.code, message: got.packet.message } };
         }
@@ -148,19 +112,18 @@ export async function tftpPut(filename: string, data: Buffer, opts: ClientOption
     first = undefined;
     return { data, oack, error: undefined };
   } finally {
-    socket.close();
+    await peer.close();
   }
 }
 
 /** Sends one raw datagram and returns the first answer (or undefined after `timeoutMs`). */
 export async function rawExchange(port: number, payload: Buffer, timeoutMs = 1000, host = '127.0.0.1'): Promise<Packet | undefined> {
-  const socket = await openSocket(host);
-  const inbox = new Inbox(socket);
+  const peer = await UdpPeer.open(host);
   try {
-    socket.send(payload, port, host);
-    return (await inbox.next(timeoutMs))?.packet;
+    peer.send(payload, port);
+    return (await peer.next(timeoutMs))?.packet;
   } finally {
-    socket.close();
+    await peer.close();
   }
 }
 

@@ -1,5 +1,5 @@
 import type { DatagramSocket, Peer, TransferSocketFactory } from '../../src/server/transport.js';
-import type { VirtualClock } from './fake-network.js';
+import type { VirtualClock } from './fake/clock.js';
 
 /** One datagram as it left a socket. */
 export interface WireDatagram {
