@@ -33,6 +33,8 @@ if [ "${TFTPGW_TEST_S3:-rgw}" = rgw ]; then
 fi
 
 npx tsc -p tsconfig.json --noEmit
+# Lint (typescript-eslint, type-checked rules) on full runs; a run of chosen files skips it.
+if [ $# -eq 0 ]; then npx eslint .; fi
 # Every suite folder under test/ (bash expands the globs: Node 20 does not).
 shopt -s nullglob
 files=(test/*/*.test.ts)

@@ -43,14 +43,14 @@ describe('limits', () => {
       peers.push(await holdSession(gw.port, '127.0.0.1'), await holdSession(gw.port, '127.0.0.1'));
       const third = await get(gw.port, 'small.bin', { bind: '127.0.0.1' });
       assert.equal(third.error?.code, ErrorCode.NotDefined);
-      assert.match(third.error!.message, /busy/i);
+      assert.match(third.error.message, /busy/i);
       assert.equal(await refused(gw, 'client-busy'), 1);
       // Another client is not held back by the first one's cap...
       peers.push(await holdSession(gw.port, '127.0.0.2'));
       // ...but the overall cap holds for everyone.
       const fourth = await get(gw.port, 'small.bin', { bind: '127.0.0.3' });
       assert.equal(fourth.error?.code, ErrorCode.NotDefined);
-      assert.match(fourth.error!.message, /busy/i);
+      assert.match(fourth.error.message, /busy/i);
       assert.equal(await refused(gw, 'busy'), 1);
       assert.deepEqual(refusalLogs(gw).map((l) => l.refused), ['client-busy', 'busy']);
     } finally {
@@ -67,7 +67,7 @@ describe('limits', () => {
       for (const [i, p] of flood.entries()) p.send(encodeRequest(Opcode.RRQ, `nope-${i}`, 'octet'), gw.port);
       // Four requests were admitted (ERROR 1: no such file), 36 refused, at most one "busy" answered.
       const errorsSoFar = (): { code: number }[] =>
-        flood.flatMap((p) => p.received.map((r) => r.packet)).filter((p) => p?.opcode === Opcode.ERROR) as { code: number }[];
+        flood.flatMap((p) => p.received.map((r) => r.packet)).filter((p) => p?.opcode === Opcode.ERROR);
       // Wait for every request to be decided (the admitted ones need an S3 round trip each) and
       // the "busy" answer to arrive; what is counted after that must be exact.
       await until(
@@ -166,7 +166,7 @@ describe('limits', () => {
         peer.send(encodeRequest(Opcode.RRQ, 'big.bin', 'octet', new Map([['blksize', '512'], ['timeout', '2']])), gw.port);
         const oack = await peer.next(3000);
         assert.equal(oack?.packet.opcode, Opcode.OACK);
-        peer.send(encodeAck(0), oack!.port);
+        peer.send(encodeAck(0), oack.port);
         const first = await peer.next(3000);
         assert.equal(first?.packet.opcode, Opcode.DATA);
         const t0 = Date.now();
@@ -224,7 +224,7 @@ describe('limits', () => {
       peer.send(encodeRequest(Opcode.WRQ, 'stalled.bin', 'octet', new Map([['blksize', '1468'], ['windowsize', '32']])), gw.port);
       const oack = await peer.next(3000);
       assert.equal(oack?.packet.opcode, Opcode.OACK);
-      const port = oack!.port;
+      const port = oack.port;
       const block = randomBytes(1468);
       // 11 MiB: lib-storage starts a multipart upload once it holds two parts; then the client goes silent.
       let n = 0;

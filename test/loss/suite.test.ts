@@ -121,7 +121,7 @@ describe('loss suite: Debian clients through a seeded lossy relay, gateway vs tf
         const d = pairs.get(key(c, seed))!;
         const t = limit(() => runTransfer(servers, 'tftpd-hpa', c, seed, 0.05, TAG));
         const g = limit(() => runTransfer(servers, 'gateway', c, seed, 0.05, TAG));
-        jobs.push(Promise.all([t, g]).then(([tftpdRun, gatewayRun]) => d.resolve({ c, seed, tftpd: tftpdRun, gateway: gatewayRun }), d.reject));
+        jobs.push(Promise.all([t, g]).then(([tftpdRun, gatewayRun]) => d.resolve({ c, seed, tftpd: tftpdRun, gateway: gatewayRun }), (err: unknown) => d.reject(err)));
       }
       // The 20% runs go in after the long 5% cases: they wait for the gateway to give up when they fail.
       if (c.client === 'atftp' && c.op === 'get') {
@@ -168,7 +168,7 @@ describe('loss suite: Debian clients through a seeded lossy relay, gateway vs tf
           } while (Date.now() < deadline);
         }
         d.resolve({ o, sessionEnded, gatewayResult, errorsUp: o.relay.up.errors, errorsDown: o.relay.down.errors, objectLeft, multipartLeft });
-      }, d.reject);
+      }, (err: unknown) => d.reject(err));
   }
 
   after(async () => {
@@ -186,7 +186,7 @@ describe('loss suite: Debian clients through a seeded lossy relay, gateway vs tf
           t.diagnostic(describeVerdict(p));
           const v = verdict(p);
           const gwLine = p.gateway.correct ? undefined : finishedLine(gw, p.gateway.relayPorts, c.op);
-          const why = gwLine ? ` gateway logged result=${String(gwLine.result)}, retransmits=${String(gwLine.retransmits)}${gwLine.detail ? `, detail=${String(gwLine.detail)}` : ''}` : '';
+          const why = gwLine ? ` gateway logged result=${String(gwLine.result)}, retransmits=${String(gwLine.retransmits)}${gwLine.detail ? `, detail=${JSON.stringify(gwLine.detail)}` : ''}` : '';
           assert.ok(v === 'ok' || v === 'reference failed too', `${describeVerdict(p)}${why}`);
         });
       }

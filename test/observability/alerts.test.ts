@@ -60,7 +60,7 @@ interface Run {
 function promtool(args: readonly string[], cwd = REPO_ROOT): Promise<Run> {
   return new Promise((resolve, reject) => {
     execFile('promtool', args, { cwd, timeout: 30_000, killSignal: 'SIGKILL', maxBuffer: 8 << 20 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') return reject(err); // spawn failure or timeout
+      if (err && typeof err.code !== 'number') return reject(new Error(`promtool: ${err.message}`, { cause: err })); // spawn failure or timeout
       resolve({ code: typeof err?.code === 'number' ? err.code : 0, output: `${stdout}${stderr}` });
     });
   });

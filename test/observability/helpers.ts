@@ -240,7 +240,7 @@ export async function spawnGateway(args: readonly string[], env: Record<string, 
   let err = '';
   let partial = '';
   const lines: Record<string, unknown>[] = [];
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     out += chunk;
     partial += chunk;
     let nl = partial.indexOf('\n');
@@ -255,7 +255,7 @@ export async function spawnGateway(args: readonly string[], env: Record<string, 
       nl = partial.indexOf('\n');
     }
   });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
   // 'close', not 'exit': by then stdout has been read to its end.
   const exited = new Promise<number | string>((resolve) => child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   let done = false;

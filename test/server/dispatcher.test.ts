@@ -171,7 +171,6 @@ function autoRead(peer: TestPeer, blksize = 512): { readonly data: Buffer; done:
   const blocks: Buffer[] = [];
   const state = { done: false, get data() { return Buffer.concat(blocks); } };
   peer.socket.onMessage((msg, from) => {
-    peer.socket.received.length; // recorded by deliver
     const d = decodePacket(msg);
     if (!d.ok) return;
     const p = d.packet;

@@ -345,7 +345,7 @@ describe('ReadSession: giving up and errors', () => {
     assert.equal(h.ends[0]!.result, 'timeout');
     assert.equal(h.ends[0]!.errorSent, 0);
     const sent = h.net.sent('toClient');
-    assert.deepEqual(sent, [...Array(TEST_POLICY.maxRetries + 1).fill('DATA 1'), 'ERROR 0']);
+    assert.deepEqual(sent, [...Array<string>(TEST_POLICY.maxRetries + 1).fill('DATA 1'), 'ERROR 0']);
     const times = h.net.fromServer().map((e) => e.time);
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
     assert.deepEqual(gaps, [200, 400, 800, 1600, 2000, 2000]);

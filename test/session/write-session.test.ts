@@ -106,7 +106,7 @@ describe('WriteSession: completion', () => {
     const finalAcks = h.net.fromServer(Opcode.ACK).filter((e) => (e.packet as AckPacket).block === 4);
     assert.equal(finalAcks.length, 1);
     assert.ok(h.sink.finishedAt !== undefined);
-    assert.ok(finalAcks[0]!.time >= h.sink.finishedAt!, `final ACK at ${finalAcks[0]!.time}, finish at ${h.sink.finishedAt}`);
+    assert.ok(finalAcks[0]!.time >= h.sink.finishedAt, `final ACK at ${finalAcks[0]!.time}, finish at ${h.sink.finishedAt}`);
     // The client resent the last DATA meanwhile; the session said nothing until the object was stored.
     const lastDatas = h.net.fromClient(Opcode.DATA).filter((e) => (e.packet as { block: number }).block === 4);
     assert.ok(lastDatas.length >= 2, 'the client never retransmitted during completion');
@@ -366,7 +366,7 @@ describe('WriteSession: limits, errors and timeouts', () => {
     assertAborted(h, 'timeout', 0);
     const sent = h.net.sent('toClient');
     // Two re-ACKs, then silence until the retry budget is spent (the sender owns recovery).
-    assert.deepEqual(sent, ['ACK 0', 'ACK 1', 'ACK 2', ...Array(Math.min(2, TEST_POLICY.maxRetries)).fill('ACK 2'), 'ERROR 0']);
+    assert.deepEqual(sent, ['ACK 0', 'ACK 1', 'ACK 2', ...Array<string>(Math.min(2, TEST_POLICY.maxRetries)).fill('ACK 2'), 'ERROR 0']);
     assert.equal(h.ends[0]!.timeouts, TEST_POLICY.maxRetries + 1);
   });
 

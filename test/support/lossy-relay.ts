@@ -137,7 +137,7 @@ export class LossyRelay {
 
   private peerFor(rinfo: dgram.RemoteInfo): Peer {
     const id = `${rinfo.address}:${rinfo.port}`;
-    let peer = this.peers.get(id);
+    const peer = this.peers.get(id);
     if (peer) return peer;
     const upstream = dgram.createSocket('udp4');
     upstream.bind(0, '127.0.0.1', () => this.upstreamPorts.push(upstream.address().port));

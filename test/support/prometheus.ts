@@ -102,7 +102,7 @@ export async function startPrometheus(opts: { jobs: readonly ScrapeJob[]; ruleFi
       { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir } },
     );
     let log = '';
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
       if (log.length < 200_000) log += c;
     });
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));

@@ -54,7 +54,7 @@ export class VirtualUdp {
 
   /** @internal */
   emit(from: VirtualSocket, segments: readonly Buffer[], to: Peer, done?: (err: Error | null) => void): void {
-    const bytes = Buffer.concat(segments as Buffer[]);
+    const bytes = Buffer.concat(segments);
     this.clock.schedule(
       () => {
         const d: WireDatagram = { time: this.clock.now(), from: from.local, to, bytes };

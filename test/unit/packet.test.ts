@@ -400,7 +400,7 @@ function checkWellFormed(buf: Buffer, r: DecodeResult): void {
       assert.ok(typeof p.mode === 'string' && p.mode.length > 0 && p.mode === p.mode.toLowerCase() && !p.mode.includes('\0'));
       assert.ok(p.options instanceof Map);
       assert.ok(p.options.size <= 32);
-      for (const [k, v] of p.options) {
+      for (const [k, v] of p.options as ReadonlyMap<string, unknown>) {
         assert.ok(k.length > 0 && k === k.toLowerCase() && !k.includes('\0'));
         assert.ok(typeof v === 'string' && !v.includes('\0'));
       }
@@ -421,7 +421,7 @@ function checkWellFormed(buf: Buffer, r: DecodeResult): void {
     case Opcode.OACK:
       assert.ok(p.options instanceof Map);
       assert.ok(p.options.size <= 32);
-      for (const [k, v] of p.options) {
+      for (const [k, v] of p.options as ReadonlyMap<string, unknown>) {
         assert.ok(k === k.toLowerCase() && !k.includes('\0'));
         assert.ok(typeof v === 'string' && !v.includes('\0'));
       }

@@ -96,7 +96,7 @@ export interface MemorySinkOptions {
   /** The nth write (1-based) rejects with `error`. */
   readonly failWrite?: { readonly nth: number; readonly error: unknown };
   /** finish() rejects with this. */
-  readonly failFinish?: unknown;
+  readonly failFinish?: Error;
 }
 
 /** An in-memory UploadSink recording every call. */
@@ -150,7 +150,7 @@ export class MemorySink implements UploadSink {
     if (delay <= 0 || !this.clock) return settle();
     const clock = this.clock;
     return new Promise<void>((resolve, reject) => {
-      clock.schedule(() => settle().then(resolve, reject), delay, 'storage');
+      clock.schedule(() => void settle().then(resolve, reject), delay, 'storage');
     });
   }
 }

@@ -126,7 +126,7 @@ export class FakeNetwork {
     send: (segments) => {
       if (this.serverEnded) this.sentAfterEnd++;
       // Copy now: the segments may be views into storage buffers.
-      this.toClient.send(Buffer.concat(segments as Buffer[]));
+      this.toClient.send(Buffer.concat(segments));
     },
   };
 
