@@ -1,5 +1,5 @@
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import type { TransferResult } from '../session/types.js';
+import type { TransferStats } from '../session/types.js';
 import { sanitize, type Logger } from './logger.js';
 import type { Peer } from './transport.js';
 
@@ -36,7 +36,7 @@ export interface TransferStarted {
 }
 
 /** A transfer that ended, with its stats: emitted exactly once per started transfer. */
-export interface TransferFinished {
+export interface TransferFinished extends TransferStats {
   readonly id: number;
   readonly client: Peer;
   readonly operation: TransferOperation;
@@ -45,17 +45,6 @@ export interface TransferFinished {
   readonly mode: 'octet' | 'netascii';
   /** The options as negotiated (the OACK's contents). */
   readonly options: Readonly<Record<string, string>>;
-  readonly result: TransferResult;
-  /** Payload bytes carried (wire form) in the transfer's direction. */
-  readonly bytes: number;
-  readonly blocks: number;
-  readonly retransmits: number;
-  readonly timeouts: number;
-  readonly durationMs: number;
-  /** Why it ended, for the log (never sent to the client; not sanitised). */
-  readonly detail?: string;
-  /** TFTP error code sent to the client, if any. */
-  readonly errorSent?: number;
   readonly worker?: number;
 }
 
