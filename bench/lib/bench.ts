@@ -141,8 +141,6 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   fs.chmodSync(filesDir, 0o755);
   const image = randomBytes(opts.imageBytes);
   fs.writeFileSync(path.join(filesDir, IMAGE), image, { mode: 0o644 });
-  // The orchestrator (client-side stream checks) shares the clients' core.
-  if (opts.pinSelf !== false) await run(['taskset', '-a', '-p', '-c', clientCore, String(process.pid)], 5000);
 
   let s3: S3Backend | undefined;
   const servers: TftpServer[] = [];
@@ -158,6 +156,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   };
   try {
     s3 = await startS3(opts.s3, dir, log);
+    // The orchestrator (client-side stream checks) shares the clients' core. Pinned only now: the
+    // S3 daemons started above must not inherit that affinity (in a 100-client storm, Ceph's
+    // daemons starved on the clients' core stopped answering and every transfer failed).
+    if (opts.pinSelf !== false) await run(['taskset', '-a', '-p', '-c', clientCore, String(process.pid)], 5000);
     const bucket = `bench-${randomBytes(4).toString('hex')}`;
     log(`S3 (${s3.kind}) at ${s3.endpoint}: uploading a ${fmt(opts.imageBytes / MiB, 0)} MiB image to ${bucket}`);
     await uploadFiles(s3, bucket, new Map([[IMAGE, image]]));
