@@ -138,6 +138,8 @@ export class GatewayMetrics {
     name: 'tftp_gateway_draining',
     help: '1 while the gateway drains after SIGTERM (new requests refused), else 0',
     registers: [this.registry],
+    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
+    aggregator: 'first',
   });
   readonly cacheHits = new Counter({
     name: 'tftp_gateway_cache_hits_total',
@@ -160,6 +162,8 @@ export class GatewayMetrics {
     name: 'tftp_gateway_cache_bytes',
     help: 'Bytes held by the block cache',
     registers: [this.registry],
+    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
+    aggregator: 'first',
     collect: (): void => this.cacheBytes.set(this.cacheBytesSource()),
   });
 
@@ -178,6 +182,8 @@ export class GatewayMetrics {
     name: 'tftp_gateway_s3_reachable',
     help: '1 while S3 answers; 0 after an S3 call failed with an outage-type error (5xx, throttling, timeout, connection), until one succeeds',
     registers: [this.registry],
+    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
+    aggregator: 'first',
   });
   /** Read at scrape time for the stale-objects gauge. */
   staleObjectsSource: () => number = () => 0;
@@ -185,6 +191,8 @@ export class GatewayMetrics {
     name: 'tftp_gateway_stale_objects',
     help: 'Objects currently served from stale metadata (S3 failed to confirm them)',
     registers: [this.registry],
+    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
+    aggregator: 'first',
     collect: (): void => this.staleObjects.set(this.staleObjectsSource()),
   });
 

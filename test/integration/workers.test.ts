@@ -101,6 +101,11 @@ describe('worker threads', () => {
       // Every transfer took up every range once: a hit or a miss each, whichever worker it was on.
       const lookups = (await metric(gw, 'tftp_gateway_cache_hits_total')) + (await metric(gw, 'tftp_gateway_cache_misses_total'));
       assert.ok(lookups >= 16 * ranges, `cache lookups ${lookups}`);
+      // Gauges the main thread owns are its value, not a sum over threads (each worker had a 1).
+      assert.equal(await metric(gw, 'tftp_gateway_s3_reachable'), 1);
+      assert.equal(await metric(gw, 'tftp_gateway_draining'), 0);
+      const cacheBytes = await metric(gw, 'tftp_gateway_cache_bytes');
+      assert.ok(cacheBytes >= body.length && cacheBytes <= ranges * 512 * KiB, `cache bytes ${cacheBytes}: the one cache, counted once`);
     } finally {
       await gw.stop();
     }
