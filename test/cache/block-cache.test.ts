@@ -9,7 +9,7 @@ import { BlockCache } from '../../src/storage/block-cache.js';
 import { CachedObjectSource } from '../../src/storage/object-source.js';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { startTestGateway } from '../support/gateway.js';
-import { putObject, testS3, type TestS3 } from '../support/s3.js';
+import { putObject, testS3, type TestS3, withBucket } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
 import { UdpPeer } from '../support/udp-peer.js';
 
@@ -229,14 +229,9 @@ describe('block cache against a real S3-compatible server', () => {
 describe('gateway read path', () => {
   let s3: TestS3;
   let bucket: string;
-
-  before(async () => {
-    s3 = await testS3();
-    bucket = await s3.createBucket();
-  });
-
-  after(async () => {
-    await s3?.cleanup();
+  withBucket((store, name) => {
+    s3 = store;
+    bucket = name;
   });
 
   test('a storm of clients on a cold object costs one S3 read of it', async () => {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { slowGet, controlledPut } from '../observability/helpers.js';
 import { sleep, until } from '../support/wait.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
+import { getObject, listUploads, putObject, type TestS3, withBucket } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
 
 const KiB = 1024;
@@ -37,13 +37,9 @@ function workerByPort(gw: TestGateway): Map<number, number> {
 describe('worker threads', () => {
   let s3: TestS3;
   let bucket: string;
-
-  before(async () => {
-    s3 = await testS3();
-    bucket = await s3.createBucket();
-  });
-  after(async () => {
-    await s3?.cleanup();
+  withBucket((store, name) => {
+    s3 = store;
+    bucket = name;
   });
 
   test('flow affinity: each client transfer runs start to end on one worker, and both workers serve', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
@@ -116,4 +117,19 @@ export async function getObject(s3: TestS3, bucket: string, key: string): Promis
 export async function listUploads(s3: TestS3, bucket: string): Promise<number> {
   const out = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
   return out.Uploads?.length ?? 0;
+}
+
+/**
+ * Registers, in the enclosing suite, a test S3 with a fresh bucket before its tests and the
+ * store's clean-up after them; `set` receives both.
+ */
+export function withBucket(set: (s3: TestS3, bucket: string) => void): void {
+  let s3: TestS3 | undefined;
+  before(async () => {
+    s3 = await testS3();
+    set(s3, await s3.createBucket());
+  });
+  after(async () => {
+    await s3?.cleanup();
+  });
 }
