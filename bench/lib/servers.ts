@@ -165,7 +165,6 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     '--log-level', 'info',
     ...(opts.extraFlags ?? []),
   ]);
-  let listening: string;
   const proc = new ManagedProcess('gateway', argv, {
     cwd: REPO,
     env: {
@@ -177,13 +176,11 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
       NODE_NO_WARNINGS: '1',
     },
   });
-  try {
-    listening = await proc.waitForLine(/tftp-gateway listening/, 30_000);
+  const listening = await readyOrStopped(proc, async () => {
+    const line = await proc.waitForLine(/tftp-gateway listening/, 30_000);
     await waitForTftp(port, 10_000);
-  } catch (err) {
-    await proc.stop();
-    throw err;
-  }
+    return line;
+  });
   const metricsText = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(5000) });
     return res.text();
@@ -200,43 +197,38 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
   };
 }
 
+/** Waits for `ready`; a process that never gets there is stopped before the error goes on. */
+async function readyOrStopped<T>(proc: ManagedProcess, ready: () => Promise<T>): Promise<T> {
+  try {
+    return await ready();
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+}
+
 /** Debian's tftpd-hpa in the foreground on a loopback port, serving `dir` from local disk. */
 export async function startTftpdHpa(dir: string, core?: string): Promise<TftpServer> {
   const binary = '/usr/sbin/in.tftpd';
   if (!fs.existsSync(binary)) throw new Error('tftpd-hpa is not installed (/usr/sbin/in.tftpd): apt-get install tftpd-hpa');
   const port = await freeUdpPort();
   const proc = new ManagedProcess('tftpd-hpa', pinned(core, [binary, '-L', '-s', dir, '-a', `127.0.0.1:${port}`, '-B', '65464']));
-  try {
-    await waitForTftp(port, 10_000);
-  } catch (err) {
-    await proc.stop();
-    throw err;
-  }
+  await readyOrStopped(proc, () => waitForTftp(port, 10_000));
   return { name: 'tftpd-hpa', port, process: proc, stop: () => proc.stop() };
 }
 
 /** bench/latency-proxy.ts in front of `s3` (a process of its own, on any core). */
 export async function startLatencyProxy(s3: S3Backend, delayMs: number, core?: string): Promise<{ endpoint: string; stop(): Promise<void> }> {
   const proc = new ManagedProcess('latency-proxy', pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/latency-proxy.ts'), s3.host, String(s3.port), String(delayMs)]), { cwd: REPO });
-  try {
-    const line = await proc.waitForLine(/latency proxy listening on \d+/, 20_000);
-    return { endpoint: `http://127.0.0.1:${/(\d+)\s*$/.exec(line)![1]}`, stop: () => proc.stop() };
-  } catch (err) {
-    await proc.stop();
-    throw err;
-  }
+  const line = await readyOrStopped(proc, () => proc.waitForLine(/latency proxy listening on \d+/, 20_000));
+  return { endpoint: `http://127.0.0.1:${/(\d+)\s*$/.exec(line)![1]}`, stop: () => proc.stop() };
 }
 
 /** bench/node-floor.ts (the least a Node server does per lock-step block) on the gateway's Node. */
 export async function startNodeFloor(dir: string, core?: string): Promise<TftpServer> {
   const port = await freeUdpPort();
   const proc = new ManagedProcess('node-floor', pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/node-floor.ts'), dir, String(port)]), { cwd: REPO });
-  try {
-    await waitForTftp(port, 20_000);
-  } catch (err) {
-    await proc.stop();
-    throw err;
-  }
+  await readyOrStopped(proc, () => waitForTftp(port, 20_000));
   return { name: 'node-floor', port, process: proc, stop: () => proc.stop() };
 }
 
@@ -274,11 +266,6 @@ export async function startAtftpd(binary: string, dir: string, core?: string): P
     'atftpd',
     pinned(core, [binary, '--daemon', '--no-fork', '--port', String(port), '--bind-address', '127.0.0.1', '--user', 'root.root', '--logfile', '/dev/null', '--maxthread', '1000', dir]),
   );
-  try {
-    await waitForTftp(port, 10_000);
-  } catch (err) {
-    await proc.stop();
-    throw err;
-  }
+  await readyOrStopped(proc, () => waitForTftp(port, 10_000));
   return { name: 'atftpd', port, process: proc, stop: () => proc.stop() };
 }
