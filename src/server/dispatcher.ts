@@ -467,14 +467,7 @@ export class Dispatcher {
         key: prepared.key,
         mode: prepared.mode,
         options: Object.fromEntries(prepared.oack),
-        result: stats.result,
-        bytes: stats.bytes,
-        blocks: stats.blocks,
-        retransmits: stats.retransmits,
-        timeouts: stats.timeouts,
-        durationMs: stats.durationMs,
-        ...(stats.detail !== undefined ? { detail: stats.detail } : {}),
-        ...(stats.errorSent !== undefined ? { errorSent: stats.errorSent } : {}),
+        ...stats,
         ...(this.options.worker !== undefined ? { worker: this.options.worker } : {}),
       });
       if (prepared.kind === 'write' && stats.result === 'ok' && !this.draining) this.linger(entry, stats.blocks, prepared.options.timeoutMs);
