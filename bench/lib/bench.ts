@@ -21,6 +21,7 @@ import {
 } from './report.js';
 import {
   ensureAtftpd,
+  readFromStore,
   REPO,
   startAtftpd,
   startGateway,
@@ -120,6 +121,10 @@ export interface ColdResult {
   /** Cold again, straight from S3 with no added latency: what the store's own speed allows. */
   readonly direct?: TransferRun;
   readonly s3BytesFetched: number;
+  /** The gateway's CPU-seconds during the cold transfer (all its threads). */
+  readonly coldCpuSeconds?: number;
+  /** The image read from the store alone (through the proxy, on the gateway's core, bytes discarded). */
+  readonly storeAlone?: { readonly bytes: number; readonly seconds: number };
 }
 
 export interface BenchResults extends Omit<RowInputs, 'cacheBytes'> {
@@ -129,6 +134,9 @@ export interface BenchResults extends Omit<RowInputs, 'cacheBytes'> {
 }
 
 const IMAGE = 'image.bin';
+/** Another object, read once by each cold case's gateway before the image (see the cold case). */
+const WARMUP = 'warmup.bin';
+const WARMUP_BYTES = 4 * MiB;
 
 /** Runs every case and returns the measurements; starts and always stops everything it needs. */
 export async function runBench(opts: BenchOptions): Promise<BenchResults> {
@@ -140,6 +148,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   fs.mkdirSync(filesDir, { mode: 0o755 });
   fs.chmodSync(filesDir, 0o755);
   const image = randomBytes(opts.imageBytes);
+  const warmup = randomBytes(WARMUP_BYTES);
   fs.writeFileSync(path.join(filesDir, IMAGE), image, { mode: 0o644 });
 
   let s3: S3Backend | undefined;
@@ -162,7 +171,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     if (opts.pinSelf !== false) await run(['taskset', '-a', '-p', '-c', clientCore, String(process.pid)], 5000);
     const bucket = `bench-${randomBytes(4).toString('hex')}`;
     log(`S3 (${s3.kind}) at ${s3.endpoint}: uploading a ${fmt(opts.imageBytes / MiB, 0)} MiB image to ${bucket}`);
-    await uploadFiles(s3, bucket, new Map([[IMAGE, image]]));
+    await uploadFiles(s3, bucket, new Map([[IMAGE, image], [WARMUP, warmup]]));
     const s3Ready = s3;
     const gatewayOpts = (endpoint: string) => ({
       s3Endpoint: endpoint,
@@ -186,8 +195,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     let gateway: GatewayServer = await startGateway(gatewayOpts(s3.endpoint));
     servers.push(gateway);
 
-    const once = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number): Promise<TransferRun> => {
-      const out: ClientOutcome = await runClient({ client, port, file: IMAGE, blksize, windowsize, expected: image, timeoutMs: opts.transferTimeoutMs, core: clientCore });
+    const once = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number, file = IMAGE): Promise<TransferRun> => {
+      const expected = file === WARMUP ? warmup : image;
+      const out: ClientOutcome = await runClient({ client, port, file, blksize, windowsize, expected, timeoutMs: opts.transferTimeoutMs, core: clientCore });
       return { server, client, blksize, windowsize, bytes: out.bytes, seconds: out.seconds, ok: out.ok, ...(out.error ? { error: out.error } : {}) };
     };
     const best = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number): Promise<TransferRun> => {
@@ -273,10 +283,17 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     const cold: ColdResult[] = [];
     const proxy = await startLatencyProxy(s3, opts.latencyMs, allCores());
     try {
+      const storeAlone = await readFromStore(s3, proxy.endpoint, bucket, IMAGE, image.length, serverCore);
+      log(`  the store alone, through the proxy, on the gateway's core: ${storeAlone ? `${fmt(mbps(storeAlone.bytes, storeAlone.seconds))} MB/s` : 'FAILED'}`);
       for (const [blksize, windowsize] of opts.coldCases) {
         gateway = await startGateway(gatewayOpts(proxy.endpoint));
         servers.push(gateway);
+        // A freshly started process first compiles its packet and S3 paths: one transfer of another
+        // object first, so the cold row measures a cold cache, not a cold process.
+        await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
+        const cpuBefore = gateway.process.cpuSeconds();
         const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+        const cpuAfter = gateway.process.cpuSeconds();
         const fetched = await gateway.s3BytesFetched();
         let w: TransferRun | undefined;
         for (let i = 0; i < Math.max(1, opts.repeats); i++) {
@@ -289,11 +306,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         // be bound by the store's CPU rather than its latency; this row tells which.
         gateway = await startGateway(gatewayOpts(s3.endpoint));
         servers.push(gateway);
+        await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
         const direct = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
         await stop(gateway);
-        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched });
+        const coldCpuSeconds = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined;
+        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, ...(coldCpuSeconds !== undefined ? { coldCpuSeconds } : {}), ...(storeAlone ? { storeAlone } : {}) });
         log(
-          `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s, warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
+          `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s (gateway CPU ${coldCpuSeconds !== undefined ? fmt(coldCpuSeconds, 2) : '?'} s in ${fmt(c.seconds, 2)} s), warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
         );
       }
     } finally {
@@ -414,6 +433,33 @@ export function buildRows(inp: RowInputs): Row[] {
         gateway: showSpeed(c.direct),
         reference: `${showSpeed(c.warm)} warm`,
         ratio: ratio(speed(c.direct), speed(c.warm)),
+        target: '(attribution)',
+        met: undefined,
+      });
+    }
+    if (c.coldCpuSeconds !== undefined && c.cold.ok) {
+      // Near 1.0: the cold transfer kept the gateway's one core busy (fetching and sending).
+      rows.push({
+        case: `cold +${c.latencyMs} ms: gateway CPU-s per second, bs ${c.blksize} w ${c.windowsize}`,
+        gateway: fmt(c.coldCpuSeconds, 2),
+        reference: `${fmt(c.cold.seconds, 2)} s`,
+        ratio: c.coldCpuSeconds / c.cold.seconds,
+        target: '(attribution)',
+        met: undefined,
+      });
+    }
+  }
+  const alone = inp.cold.find((c) => c.storeAlone)?.storeAlone;
+  if (alone) {
+    // What the store gives one core with nothing else to do: a cold transfer on that core fetches
+    // and sends, so it stays under this; warm rows above it mean the target needs a faster store.
+    const storeSpeed = mbps(alone.bytes, alone.seconds);
+    for (const c of inp.cold) {
+      rows.push({
+        case: `store alone +${c.latencyMs} ms vs warm, bs ${c.blksize} w ${c.windowsize}`,
+        gateway: `${fmt(storeSpeed)} MB/s`,
+        reference: `${showSpeed(c.warm)} warm`,
+        ratio: ratio(storeSpeed, speed(c.warm)),
         target: '(attribution)',
         met: undefined,
       });

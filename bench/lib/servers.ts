@@ -224,6 +224,25 @@ export async function startLatencyProxy(s3: S3Backend, delayMs: number, core?: s
   return { endpoint: `http://127.0.0.1:${/(\d+)\s*$/.exec(line)![1]}`, stop: () => proc.stop() };
 }
 
+/** bench/store-read.ts pinned to `core`: how fast the store alone delivers `key` there (undefined if it failed). */
+export async function readFromStore(s3: S3Backend, endpoint: string, bucket: string, key: string, size: number, core?: string): Promise<{ bytes: number; seconds: number } | undefined> {
+  const argv = pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/store-read.ts'), endpoint, bucket, key, String(size)]);
+  const out = await run(argv, 120_000, {
+    cwd: REPO,
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+      AWS_REGION: s3.region,
+    },
+  });
+  const line = /\{"bytes":\d+,"seconds":[0-9.e+-]+\}/.exec(out.output)?.[0];
+  if (out.code !== 0 || !line) return undefined;
+  const result = JSON.parse(line) as { bytes: number; seconds: number };
+  return result.bytes === size ? result : undefined;
+}
+
 /** bench/node-floor.ts (the least a Node server does per lock-step block) on the gateway's Node. */
 export async function startNodeFloor(dir: string, core?: string): Promise<TftpServer> {
   const port = await freeUdpPort();
