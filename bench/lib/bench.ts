@@ -291,10 +291,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         // A freshly started process first compiles its packet and S3 paths: one transfer of another
         // object first, so the cold row measures a cold cache, not a cold process.
         await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
+        const fetchedBefore = await gateway.s3BytesFetched();
         const cpuBefore = gateway.process.cpuSeconds();
         const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
         const cpuAfter = gateway.process.cpuSeconds();
-        const fetched = await gateway.s3BytesFetched();
+        const fetched = (await gateway.s3BytesFetched()) - fetchedBefore;
         let w: TransferRun | undefined;
         for (let i = 0; i < Math.max(1, opts.repeats); i++) {
           const r = await once('gateway', gateway.port, 'atftp', blksize, windowsize);

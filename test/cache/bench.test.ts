@@ -165,7 +165,12 @@ describe('benchmark, tiny run', () => {
     assert.ok(hpaStorm.cpuSecondsPerGB !== undefined && hpaStorm.cpuSecondsPerGB > 0.05, `tftpd-hpa CPU-s per GB: ${hpaStorm.cpuSecondsPerGB}`);
     assert.ok(results.rows.some((r) => r.case.startsWith('storm 4: server CPU-s per GB')));
     assert.ok(results.cold[0]!.cold.ok && results.cold[0]!.warm.ok);
+    // The cold transfer alone (not the warm-up object read before it) reads the image once.
     assert.equal(results.cold[0]!.s3BytesFetched, 300 * 1024 + 17);
+    // Attribution: the gateway's CPU during the cold transfer, and the store read alone, whole.
+    assert.ok(results.cold[0]!.coldCpuSeconds !== undefined && results.cold[0]!.coldCpuSeconds > 0, 'gateway CPU in the cold transfer');
+    assert.equal(results.cold[0]!.storeAlone?.bytes, 300 * 1024 + 17);
+    assert.ok(results.rows.some((r) => r.case === 'store alone +20 ms vs warm, bs 1468 w 4' && r.ratio !== undefined && r.ratio > 0));
     assert.ok(results.peakRssBytes !== undefined && results.peakRssBytes > 10 * MiB);
     const row = results.rows.find((r) => r.case === 'storm 4: aggregate vs tftpd-hpa');
     assert.ok(row && row.ratio !== undefined && row.ratio > 0);
