@@ -7,23 +7,20 @@
  * node --import tsx bench/store-read.ts ENDPOINT BUCKET KEY SIZE  (prints {"bytes":N,"seconds":S})
  * Credentials and region come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION.
  */
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { s3Client } from './lib/servers.js';
 
 const LANES = 4;
 const PART = 2 * 1024 * 1024;
 
 const [endpoint, bucket, key, sizeText] = process.argv.slice(2);
-if (!endpoint || !bucket || !key || !sizeText) {
-  process.stderr.write('usage: store-read ENDPOINT BUCKET KEY SIZE\n');
+const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_REGION: region = 'us-east-1' } = process.env;
+if (!endpoint || !bucket || !key || !sizeText || !accessKeyId || !secretAccessKey) {
+  process.stderr.write('usage: store-read ENDPOINT BUCKET KEY SIZE (with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set)\n');
   process.exit(2);
 }
 const size = Number(sizeText);
-const client = new S3Client({
-  endpoint,
-  forcePathStyle: true,
-  requestChecksumCalculation: 'WHEN_REQUIRED',
-  responseChecksumValidation: 'WHEN_REQUIRED',
-});
+const client = s3Client({ endpoint, region, credentials: { accessKeyId, secretAccessKey } });
 
 let next = 0;
 let bytes = 0;

@@ -6,6 +6,7 @@ import { describeAccessPolicy } from './policy/from-config.js';
 import { loadGatewaySetup } from './server/compose.js';
 import { Gateway } from './server/gateway.js';
 import { closeLogs, createLogger } from './server/logger.js';
+import { errorMessage } from './errors.js';
 
 /** Grace after the drain deadline for aborting uploads and closing (100 s + 12 s + log close < 120 s). */
 const STOP_GRACE_MS = 12_000;
@@ -48,7 +49,7 @@ async function serve(argv: readonly string[]): Promise<void> {
   try {
     gateway = await Gateway.start(config, { logger });
   } catch (err) {
-    logger.fatal({ err: err instanceof Error ? err.message : String(err) }, 'could not start');
+    logger.fatal({ err: errorMessage(err) }, 'could not start');
     process.exitCode = 1;
     return;
   }

@@ -54,3 +54,14 @@ export function tftpErrorFor(err: unknown): WireError {
       return { code: ErrorCode.NotDefined, message: 'Storage error' };
   }
 }
+
+/** The message of anything thrown (an Error's message, else its string form), for logs and problems. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** An exception's message and stack, for an error log line. */
+export function faultDetail(err: unknown): { message: string; stack?: string } {
+  if (err instanceof Error) return { message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) };
+  return { message: String(err) };
+}

@@ -83,7 +83,7 @@ export async function startS3(kind: 'rgw' | 's3rver' | 'env' | ExternalS3, dir: 
   };
 }
 
-export function s3Client(s3: S3Backend): S3Client {
+export function s3Client(s3: Pick<S3Backend, 'endpoint' | 'region' | 'credentials'>): S3Client {
   return new S3Client({
     endpoint: s3.endpoint,
     region: s3.region,
@@ -167,14 +167,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
   ]);
   const proc = new ManagedProcess('gateway', argv, {
     cwd: REPO,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_ACCESS_KEY_ID: opts.s3.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: opts.s3.credentials.secretAccessKey,
-      AWS_REGION: opts.s3.region,
-      NODE_NO_WARNINGS: '1',
-    },
+    env: { ...s3ProcessEnv(opts.s3), NODE_NO_WARNINGS: '1' },
   });
   const listening = await readyOrStopped(proc, async () => {
     const line = await proc.waitForLine(/tftp-gateway listening/, 30_000);
@@ -227,20 +220,27 @@ export async function startLatencyProxy(s3: S3Backend, delayMs: number, core?: s
 /** bench/store-read.ts pinned to `core`: how fast the store alone delivers `key` there (undefined if it failed). */
 export async function readFromStore(s3: S3Backend, endpoint: string, bucket: string, key: string, size: number, core?: string): Promise<{ bytes: number; seconds: number } | undefined> {
   const argv = pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/store-read.ts'), endpoint, bucket, key, String(size)]);
-  const out = await run(argv, 120_000, {
-    cwd: REPO,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-      AWS_REGION: s3.region,
-    },
-  });
-  const line = /\{"bytes":\d+,"seconds":[0-9.e+-]+\}/.exec(out.output)?.[0];
-  if (out.code !== 0 || !line) return undefined;
-  const result = JSON.parse(line) as { bytes: number; seconds: number };
-  return result.bytes === size ? result : undefined;
+  const proc = new ManagedProcess('store-read', argv, { cwd: REPO, env: s3ProcessEnv(s3) });
+  try {
+    const line = await proc.waitForLine(/^\{"bytes":/, 120_000);
+    const result = JSON.parse(line) as { bytes: number; seconds: number };
+    return result.bytes === size ? result : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await proc.stop();
+  }
+}
+
+/** The environment of a child process that talks to `s3`: its credentials, and no instance metadata. */
+function s3ProcessEnv(s3: S3Backend): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+    AWS_REGION: s3.region,
+  };
 }
 
 /** bench/node-floor.ts (the least a Node server does per lock-step block) on the gateway's Node. */

@@ -18,6 +18,12 @@ function flushCounts(counts: number[], add: (index: number, n: number) => void):
   }
 }
 
+/**
+ * For gauges the main thread owns (cache, S3 calls, drain): with worker threads, /metrics takes the
+ * main thread's value instead of summing every thread's.
+ */
+const MAIN_THREAD_GAUGE = { aggregator: 'first' } as const;
+
 export class GatewayMetrics {
   readonly registry = new Registry();
 
@@ -161,8 +167,7 @@ export class GatewayMetrics {
     name: 'tftp_gateway_draining',
     help: '1 while the gateway drains after SIGTERM (new requests refused), else 0',
     registers: [this.registry],
-    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
-    aggregator: 'first',
+    ...MAIN_THREAD_GAUGE,
   });
   readonly cacheHits = new Counter({
     name: 'tftp_gateway_cache_hits_total',
@@ -185,8 +190,7 @@ export class GatewayMetrics {
     name: 'tftp_gateway_cache_bytes',
     help: 'Bytes held by the block cache',
     registers: [this.registry],
-    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
-    aggregator: 'first',
+    ...MAIN_THREAD_GAUGE,
     collect: (): void => this.cacheBytes.set(this.cacheBytesSource()),
   });
 
@@ -205,8 +209,7 @@ export class GatewayMetrics {
     name: 'tftp_gateway_s3_reachable',
     help: '1 while S3 answers; 0 after an S3 call failed with an outage-type error (5xx, throttling, timeout, connection), until one succeeds',
     registers: [this.registry],
-    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
-    aggregator: 'first',
+    ...MAIN_THREAD_GAUGE,
   });
   /** Read at scrape time for the stale-objects gauge. */
   staleObjectsSource: () => number = () => 0;
@@ -214,8 +217,7 @@ export class GatewayMetrics {
     name: 'tftp_gateway_stale_objects',
     help: 'Objects currently served from stale metadata (S3 failed to confirm them)',
     registers: [this.registry],
-    // Owned by the main thread (cache, S3 calls, drain): with workers, /metrics takes its value, not a sum.
-    aggregator: 'first',
+    ...MAIN_THREAD_GAUGE,
     collect: (): void => this.staleObjects.set(this.staleObjectsSource()),
   });
 

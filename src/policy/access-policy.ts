@@ -1,4 +1,4 @@
-import { TransferError, type TransferErrorCode } from '../errors.js';
+import { errorMessage, TransferError, type TransferErrorCode } from '../errors.js';
 import { keyUnder, normalisePrefix, relativePathFor } from './keys.js';
 import { Cidr, CidrList, splitList } from './cidr.js';
 import type { ClientAddress } from './client-address.js';
@@ -120,7 +120,7 @@ export function resolveRequest(options: AccessPolicyOptions, rawName: string, op
     relative = relativePathFor(mappedName, options.maxNameLength);
     key = keyUnder(prefix, relative);
   } catch (err) {
-    throw new PolicyRefusal('invalid-path', 'INVALID_PATH', err instanceof Error ? err.message : String(err));
+    throw new PolicyRefusal('invalid-path', 'INVALID_PATH', errorMessage(err));
   }
   if (operation === 'write' && !writeLocationAllowed(options, relative)) {
     throw new PolicyRefusal('write-location', 'ACCESS_DENIED', 'path is outside --write-prefixes');

@@ -4,6 +4,7 @@ import { parseClientPrefixes, parseWritePrefixes, type AccessPolicyOptions } fro
 import { CidrList } from './cidr.js';
 import { normalisePrefix } from './keys.js';
 import { MapFileError, parseMapRules, type MapRule } from './map-rules.js';
+import { errorMessage } from '../errors.js';
 
 /** Longest file name accepted (S3 keys are at most 1024 bytes too). */
 export const MAX_NAME_LENGTH = 1024;
@@ -45,7 +46,7 @@ export function accessPolicyFromConfig(config: AccessPolicyConfig): AccessPolicy
       mapRules = parseMapRules(fs.readFileSync(mapFile, 'utf8'));
     } catch (err) {
       if (err instanceof MapFileError) problems.push(...err.problems.map((p) => `--map-file ${mapFile}: ${p}`));
-      else problems.push(`--map-file: cannot read '${mapFile}': ${err instanceof Error ? err.message : String(err)}`);
+      else problems.push(`--map-file: cannot read '${mapFile}': ${errorMessage(err)}`);
     }
   }
   const readAllow = config.readAllow ? CidrList.parse(config.readAllow, problems, '--read-allow') : undefined;

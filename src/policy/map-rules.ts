@@ -1,3 +1,5 @@
+import { errorMessage } from '../errors.js';
+
 /**
  * tftp-hpa-style file name remapping (`--map-file`, tftpd(8) "FILENAME REMAPPING"), pure.
  *
@@ -164,7 +166,7 @@ export function parseMapRules(text: string): MapRule[] {
     try {
       regex = new RegExp(translateRegex(regexText), flags.caseInsensitive ? 'i' : '');
     } catch (err) {
-      problems.push(`${where}: bad regular expression: ${err instanceof Error ? err.message : String(err)}`);
+      problems.push(`${where}: bad regular expression: ${errorMessage(err)}`);
       continue;
     }
     rules.push({ line: n + 1, flags, regex, replacement: replacement ?? '', source: line.trim() });

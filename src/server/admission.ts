@@ -1,4 +1,4 @@
-import { tftpErrorFor, TransferError } from '../errors.js';
+import { errorMessage, tftpErrorFor, TransferError } from '../errors.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { PolicyRefusal } from '../policy/access-policy.js';
 import type { ClientLimiter } from '../policy/limits.js';
@@ -88,7 +88,7 @@ export class Refusals {
   openFailed(request: OpeningRequest, err: unknown): void {
     const reason = refusalReason(err);
     this.logger.info(
-      { client: request.client.address, port: request.client.port, op: request.operation, file: request.filename, refused: reason, detail: errorText(err) },
+      { client: request.client.address, port: request.client.port, op: request.operation, file: request.filename, refused: reason, detail: errorMessage(err) },
       'request refused',
     );
     this.whileOpening(request, reason, err);
@@ -120,8 +120,4 @@ function refusalReason(err: unknown): string {
   if (err instanceof PolicyRefusal) return err.reason;
   if (err instanceof TransferError) return err.code.toLowerCase().replace(/_/g, '-');
   return 'storage-error';
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

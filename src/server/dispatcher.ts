@@ -10,7 +10,8 @@ import { sanitize, sanitizeOptions, type Logger } from './logger.js';
 import type { PreparedTransfer } from '../app/requests.js';
 import { AdmissionChecks, Refusals, type OpeningRequest } from './admission.js';
 import { TransferChannels, type TransferChannel } from './channel.js';
-import { faultDetail, TransferEvents, type TransferOperation, type TransferProgress } from './transfer-report.js';
+import { faultDetail } from '../errors.js';
+import { TransferEvents, type TransferOperation, type TransferProgress } from './transfer-report.js';
 import type { DatagramSocket, Peer, TransferSocketFactory } from './transport.js';
 
 export interface DispatcherOptions {
@@ -48,15 +49,13 @@ export interface ListenEndpoint {
   readonly id: number;
 }
 
-type Operation = TransferOperation;
-
 interface SessionEntry extends OpeningRequest {
   /** Key in the session table: the client's ip:port on a listening socket (per-transfer: plus a sequence). */
   readonly key: string;
   /** The client's ip:port on the listening socket it wrote to. */
   readonly clientKey: string;
   readonly client: Peer;
-  readonly operation: Operation;
+  readonly operation: TransferOperation;
   /** The request's bytes: an identical retransmitted request is recognised by them. */
   readonly requestBytes: Buffer;
   readonly filename: string;
@@ -307,7 +306,7 @@ export class Dispatcher {
       existing.session?.repeatFirst();
       return;
     }
-    const operation: Operation = request.opcode === Opcode.RRQ ? 'read' : 'write';
+    const operation: TransferOperation = request.opcode === Opcode.RRQ ? 'read' : 'write';
     const clientAddress = parseClientAddress(from.address);
     const rateLimited = this.admission.rateLimited(clientAddress);
     if (rateLimited) {

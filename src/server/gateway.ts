@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { within } from '../bounded-wait.js';
 import { configSource, type GatewayConfig } from '../config/config.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
 import { createMetricsServer } from '../ops/http.js';
@@ -351,9 +351,7 @@ export class Gateway {
     const active = this.dispatcher.activeSessions;
     if (active > 0) {
       this.logger.info({ active, drainMs }, 'draining transfers');
-      const deadline = new AbortController();
-      await Promise.race([this.dispatcher.whenIdle(), sleep(drainMs, undefined, { signal: deadline.signal }).catch(() => undefined)]);
-      deadline.abort();
+      await within(this.dispatcher.whenIdle(), drainMs, undefined);
     }
     if (this.dispatcher.activeSessions > 0) {
       this.logger.warn({ active: this.dispatcher.activeSessions }, 'drain deadline reached: aborting transfers');

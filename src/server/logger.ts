@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { within } from '../bounded-wait.js';
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
@@ -48,7 +48,6 @@ export function writeLine(logger: Logger, line: string): void {
  */
 export async function closeLogs(logger: Logger, timeoutMs = 5000): Promise<void> {
   const destination = destinations.get(logger);
-  const deadline = new AbortController();
   const closed = new Promise<void>((resolve) => {
     try {
       if (destination) {
@@ -62,8 +61,7 @@ export async function closeLogs(logger: Logger, timeoutMs = 5000): Promise<void>
       resolve();
     }
   });
-  await Promise.race([closed, sleep(timeoutMs, undefined, { ref: false, signal: deadline.signal }).catch(() => undefined)]);
-  deadline.abort();
+  await within(closed, timeoutMs, undefined, { ref: false });
 }
 
 /** Client-supplied text made safe for a log line: control bytes escaped, length bounded. */

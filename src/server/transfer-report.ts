@@ -199,9 +199,3 @@ export function reportTransfers(
   logTransfers(events, logger);
   metrics.transferBytesInFlight = () => counted.countInFlight(progress());
 }
-
-/** An exception's message and stack, for an error log line. */
-export function faultDetail(err: unknown): { message: string; stack?: string } {
-  if (err instanceof Error) return { message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) };
-  return { message: String(err) };
-}

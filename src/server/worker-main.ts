@@ -17,6 +17,7 @@ import { RequestOpener } from '../app/requests.js';
 import { UdpTransferSocketFactory } from './transport.js';
 import { MainLink, RemoteCache, RemoteStore } from './worker-client.js';
 import type { MainToWorker, WorkerInit } from './worker-protocol.js';
+import { errorMessage } from '../errors.js';
 
 const port = parentPort;
 if (!port) throw new Error('worker-main runs as a worker thread only');
@@ -153,6 +154,6 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   flushLogs();
-  link.post({ t: 'startFailed', message: err instanceof Error ? err.message : String(err) });
+  link.post({ t: 'startFailed', message: errorMessage(err) });
   port.close();
 });

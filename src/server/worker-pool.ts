@@ -6,7 +6,7 @@ import type { ConfigSource, GatewayConfig } from '../config/config.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { parseClientAddress } from '../policy/client-address.js';
 import { createSharedLimitMemory, SharedClientLimits } from '../policy/shared-limits.js';
-import { TransferError } from '../errors.js';
+import { errorMessage, TransferError } from '../errors.js';
 import type { UploadSink } from '../session/types.js';
 import type { BlockCache, RangeEntry } from '../storage/block-cache.js';
 import type { ObjectInfo, S3ObjectStore } from '../storage/s3-store.js';
@@ -105,7 +105,7 @@ async function assertPortFree(host: string, port: number): Promise<void> {
 
 function wire(err: unknown): WireFailure {
   if (err instanceof TransferError) return { code: err.code, message: err.message };
-  return { code: 'STORAGE_ERROR', message: err instanceof Error ? err.message : String(err) };
+  return { code: 'STORAGE_ERROR', message: errorMessage(err) };
 }
 
 /** The worker thread's module: the compiled .js next to this file, or the .ts source under tsx. */

@@ -1,6 +1,6 @@
 import { absoluteBlock, wireBlock } from '../protocol/blocks.js';
 import { encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
-import { tftpErrorFor, TransferError } from '../errors.js';
+import { errorMessage, tftpErrorFor, TransferError } from '../errors.js';
 import { SessionBase, type SessionDeps } from './session-base.js';
 import type { ReadSource, TransferResult } from './types.js';
 
@@ -302,7 +302,7 @@ export class ReadSession extends SessionBase {
         this.contained(() => {
           this.loading = false;
           const wire = tftpErrorFor(err);
-          const detail = err instanceof Error ? err.message : String(err);
+          const detail = errorMessage(err);
           this.fail(resultFor(err), wire.code, wire.message, detail);
         }),
     );

@@ -1,7 +1,7 @@
 import { absoluteBlock } from '../protocol/blocks.js';
 import { NetasciiDecoder } from '../protocol/netascii.js';
 import { encodeAck, encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
-import { tftpErrorFor, TransferError } from '../errors.js';
+import { errorMessage, tftpErrorFor, TransferError } from '../errors.js';
 import { SessionBase, type SessionDeps } from './session-base.js';
 import type { TransferResult, UploadSink } from './types.js';
 
@@ -207,7 +207,7 @@ export class WriteSession extends SessionBase {
   private failFromStorage(err: unknown): void {
     if (this.isEnded) return;
     const wire = tftpErrorFor(err);
-    const detail = err instanceof Error ? err.message : String(err);
+    const detail = errorMessage(err);
     let result: TransferResult = 'storage-error';
     if (err instanceof TransferError) {
       if (err.code === 'EXISTS') result = 'exists';

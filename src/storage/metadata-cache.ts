@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { within } from '../bounded-wait.js';
 import { LRUCache } from 'lru-cache';
 import { TransferError } from '../errors.js';
 import { outageCause, type OutageCause } from './s3-errors.js';
@@ -223,7 +223,5 @@ function settle<T>(work: Promise<T>): Promise<Outcome<T>> {
 
 /** The outcome of `work` if it settles within `ms`, else 'late' (the work goes on). */
 function settleWithin<T>(work: Promise<T>, ms: number): Promise<Outcome<T>> {
-  const deadline = new AbortController();
-  const late = sleep<Outcome<T>>(ms, { kind: 'late' }, { signal: deadline.signal }).catch((): Outcome<T> => ({ kind: 'late' }));
-  return Promise.race([settle(work), late]).finally(() => deadline.abort());
+  return within<Outcome<T>, Outcome<T>>(settle(work), ms, { kind: 'late' });
 }

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, S3Client, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
+import { within } from '../bounded-wait.js';
 import { TransferError } from '../errors.js';
 import type { UploadSink } from '../session/types.js';
 import { CallDeadline } from './deadline.js';
@@ -321,15 +322,14 @@ class MultipartSink implements UploadSink {
     // settles. The wait is bounded: a drain must end even if lib-storage never settles (a part
     // upload stuck past its own timeout); then its own abort is asked for, and the bucket's
     // lifecycle rule removes whatever parts remain.
-    const deadline = new AbortController();
-    const settled = await Promise.race([
+    const settled = await within(
       this.done.then(
         () => true,
         () => true,
       ),
-      sleep(ABORT_WAIT_MS, false, { signal: deadline.signal }).catch(() => false),
-    ]);
-    deadline.abort();
+      ABORT_WAIT_MS,
+      false,
+    );
     if (!settled) await this.upload.abort().catch(() => undefined);
   }
 }
