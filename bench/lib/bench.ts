@@ -29,6 +29,7 @@ import {
   startNodeFloor,
   startS3,
   startTftpdHpa,
+  type StoreRead,
   uploadFiles,
   type ExternalS3,
   type GatewayServer,
@@ -124,7 +125,7 @@ export interface ColdResult {
   /** The gateway's CPU-seconds during the cold transfer (all its threads). */
   readonly coldCpuSeconds?: number;
   /** The image read from the store alone (through the proxy, on the gateway's core, bytes discarded). */
-  readonly storeAlone?: { readonly bytes: number; readonly seconds: number };
+  readonly storeAlone?: StoreRead;
 }
 
 export interface BenchResults extends Omit<RowInputs, 'cacheBytes'> {
@@ -284,7 +285,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     const proxy = await startLatencyProxy(s3, opts.latencyMs, allCores());
     try {
       const storeAlone = await readFromStore(s3, proxy.endpoint, bucket, IMAGE, image.length, serverCore);
-      log(`  the store alone, through the proxy, on the gateway's core: ${storeAlone ? `${fmt(mbps(storeAlone.bytes, storeAlone.seconds))} MB/s` : 'FAILED'}`);
+      log(
+        `  the store alone, through the proxy, on the gateway's core: ${storeAlone ? `${fmt(mbps(storeAlone.bytes, storeAlone.seconds))} MB/s (passes: ${storeAlone.passes.map((s) => `${fmt(s, 3)} s`).join(', ')})` : 'FAILED'}`,
+      );
       for (const [blksize, windowsize] of opts.coldCases) {
         gateway = await startGateway(gatewayOpts(proxy.endpoint));
         servers.push(gateway);

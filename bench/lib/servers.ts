@@ -217,14 +217,21 @@ export async function startLatencyProxy(s3: S3Backend, delayMs: number, core?: s
   return { endpoint: `http://127.0.0.1:${/(\d+)\s*$/.exec(line)![1]}`, stop: () => proc.stop() };
 }
 
+/** What bench/store-read.ts measured: the faster pass, and every pass's seconds. */
+export interface StoreRead {
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly passes: readonly number[];
+}
+
 /** bench/store-read.ts pinned to `core`: how fast the store alone delivers `key` there (undefined if it failed). */
-export async function readFromStore(s3: S3Backend, endpoint: string, bucket: string, key: string, size: number, core?: string): Promise<{ bytes: number; seconds: number } | undefined> {
+export async function readFromStore(s3: S3Backend, endpoint: string, bucket: string, key: string, size: number, core?: string): Promise<StoreRead | undefined> {
   const argv = pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/store-read.ts'), endpoint, bucket, key, String(size)]);
   const proc = new ManagedProcess('store-read', argv, { cwd: REPO, env: s3ProcessEnv(s3) });
   try {
     const line = await proc.waitForLine(/^\{"bytes":/, 120_000);
-    const result = JSON.parse(line) as { bytes: number; seconds: number };
-    return result.bytes === size ? result : undefined;
+    const result = JSON.parse(line) as StoreRead;
+    return result.bytes === size && result.passes.length > 0 ? result : undefined;
   } catch {
     return undefined;
   } finally {

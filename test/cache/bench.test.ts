@@ -170,6 +170,7 @@ describe('benchmark, tiny run', () => {
     // Attribution: the gateway's CPU during the cold transfer, and the store read alone, whole.
     assert.ok(results.cold[0]!.coldCpuSeconds !== undefined && results.cold[0]!.coldCpuSeconds > 0, 'gateway CPU in the cold transfer');
     assert.equal(results.cold[0]!.storeAlone?.bytes, 300 * 1024 + 17);
+    assert.equal(results.cold[0]!.storeAlone?.passes.length, 2, 'both passes reported');
     assert.ok(results.rows.some((r) => r.case === 'store alone +20 ms vs warm, bs 1468 w 4' && r.ratio !== undefined && r.ratio > 0));
     assert.ok(results.peakRssBytes !== undefined && results.peakRssBytes > 10 * MiB);
     const row = results.rows.find((r) => r.case === 'storm 4: aggregate vs tftpd-hpa');
