@@ -204,6 +204,8 @@ export interface TransferOutcome {
   readonly relay: { up: RelayStats; down: RelayStats };
   /** Local ports the relay used towards the server (the gateway logs the client as 127.0.0.1:port). */
   readonly relayPorts: readonly number[];
+  /** One line per datagram the relay saw: time, direction, packet, fate. */
+  readonly trace: readonly string[];
   /** Upload with wrong bytes stored: were they exactly the DATA the client put on the wire? */
   readonly storedIsWhatClientSent?: boolean;
   /** The client's last words, for failures. */
@@ -224,12 +226,16 @@ export async function runTransfer(servers: Servers, server: Server, c: LossCase,
   // that stored the wrong bytes from a client that sent them (curl re-sends DATA 1 with block 2's
   // bytes when an OACK is repeated).
   const wire = new Map<number, Buffer>();
-  const onDatagram = c.op === 'put'
-    ? ({ dir, msg, fate }: { dir: 'up' | 'down'; msg: Buffer; fate: string }): void => {
-        if (dir === 'up' && fate !== 'dropped' && msg.length >= 4 && msg.readUInt16BE(0) === 3 && !wire.has(msg.readUInt16BE(2))) wire.set(msg.readUInt16BE(2), Buffer.from(msg.subarray(4)));
-      }
-    : undefined;
-  const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, up: lossProfile(loss), down: lossProfile(loss), ...(onDatagram ? { onDatagram } : {}) });
+  // Every datagram the relay saw, with its fate: printed when a seed fails, to show which packets
+  // were lost (the relay decides by each direction's datagram index, so two servers that send a
+  // different sequence lose different packets).
+  const trace: string[] = [];
+  const t0 = performance.now();
+  const onDatagram = ({ dir, msg, fate }: { dir: 'up' | 'down'; msg: Buffer; fate: string }): void => {
+    trace.push(`${(performance.now() - t0).toFixed(0).padStart(7)} ms ${dir.padEnd(4)} ${packetLabel(msg).padEnd(12)} ${fate}`);
+    if (c.op === 'put' && dir === 'up' && fate !== 'dropped' && msg.length >= 4 && msg.readUInt16BE(0) === 3 && !wire.has(msg.readUInt16BE(2))) wire.set(msg.readUInt16BE(2), Buffer.from(msg.subarray(4)));
+  };
+  const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, up: lossProfile(loss), down: lossProfile(loss), onDatagram });
   const ep = { host: '127.0.0.1', port: relay.port };
   try {
     const spec: TransferSpec = { ...c.spec, timeoutMs: capMs };
@@ -265,6 +271,7 @@ export async function runTransfer(servers: Servers, server: Server, c: LossCase,
       ms: r.durationMs,
       relay: { up: { ...relay.stats.up }, down: { ...relay.stats.down } },
       relayPorts: [...relay.upstreamPorts],
+      trace,
       ...(storedIsWhatClientSent !== undefined ? { storedIsWhatClientSent } : {}),
       detail: capped
         ? `capped at ${capMs / 1000} s`
@@ -348,6 +355,19 @@ export function describeVerdict(p: Pair): string {
   const v = verdict(p);
   const g = p.gateway;
   return `${caseLabel(p.c)} seed ${p.seed}: ${v} — tftpd-hpa ${cell(p.tftpd)}${p.tftpd.correct ? '' : ` (${p.tftpd.detail || 'no output'})`}, gateway ${cell(g)}${g.correct ? '' : ` (${g.detail || 'no output'})`}`;
+}
+
+/** A datagram as a trace shows it: its type, and the block of a DATA or ACK. */
+function packetLabel(msg: Buffer): string {
+  if (msg.length < 2) return 'short';
+  const op = msg.readUInt16BE(0);
+  const name = ['?', 'RRQ', 'WRQ', 'DATA', 'ACK', 'ERROR', 'OACK'][op] ?? `op ${op}`;
+  return (op === 3 || op === 4) && msg.length >= 4 ? `${name} ${msg.readUInt16BE(2)}` : name;
+}
+
+/** Both servers' datagram traces of one seed, side by side in time order each (for a failed verdict). */
+export function pairTraces(p: Pair): string {
+  return [`tftpd-hpa (${cell(p.tftpd)}):`, ...p.tftpd.trace, `gateway (${cell(p.gateway)}):`, ...p.gateway.trace].join('\n');
 }
 
 export function cell(o: TransferOutcome): string {

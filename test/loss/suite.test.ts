@@ -14,6 +14,7 @@ import {
   finishedLine,
   limiter,
   multipartUploadsFor,
+  pairTraces,
   reportTable,
   runTransfer,
   SEEDS_20PCT,
@@ -187,6 +188,7 @@ describe('loss suite: Debian clients through a seeded lossy relay, gateway vs tf
           const v = verdict(p);
           const gwLine = p.gateway.correct ? undefined : finishedLine(gw, p.gateway.relayPorts, c.op);
           const why = gwLine ? ` gateway logged result=${String(gwLine.result)}, retransmits=${String(gwLine.retransmits)}${gwLine.detail ? `, detail=${JSON.stringify(gwLine.detail)}` : ''}` : '';
+          if (v !== 'ok' && v !== 'reference failed too') t.diagnostic(pairTraces(p));
           assert.ok(v === 'ok' || v === 'reference failed too', `${describeVerdict(p)}${why}`);
         });
       }
