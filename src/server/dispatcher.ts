@@ -408,6 +408,7 @@ export class Dispatcher {
             netascii: prepared.mode === 'netascii',
             maxBytes: this.options.maxUploadSize,
             onStored: () => this.opener.uploaded(prepared.key),
+            classicSender: request.options.size === 0,
           });
     entry.session = session;
     entry.transferId = ++this.transferIds;

@@ -12,9 +12,16 @@ export interface WriteSessionDeps extends SessionDeps {
   readonly maxBytes: number;
   /** Called once the object is stored, just before the final ACK goes out (cache invalidation). */
   readonly onStored?: () => void;
+  /**
+   * The WRQ carried no options: an RFC 1350 sender, typically the BSD loop (tftp-hpa's uploader),
+   * which ignores a repeated ACK (RFC 1123's Sorcerer's Apprentice rule) and restarts its own
+   * retransmission timer on every packet it receives. Re-ACKs then delay its resend of a lost
+   * block, so they stop after QUIET_AFTER_REACKS.
+   */
+  readonly classicSender?: boolean;
 }
 
-/** Timeouts in the data phase answered with a re-ACK before the receiver waits silently. */
+/** Timeouts in the data phase answered with a re-ACK before waiting silently for a classic sender. */
 const QUIET_AFTER_REACKS = 2;
 
 type WriteState = 'receiving' | 'completing';
@@ -51,6 +58,7 @@ export class WriteSession extends SessionBase {
   private backlog: Promise<void> | undefined;
   private readonly maxBytes: number;
   private readonly onStored: (() => void) | undefined;
+  private readonly classicSender: boolean;
   private lastAckSentAt = 0;
 
   constructor(deps: WriteSessionDeps) {
@@ -58,6 +66,7 @@ export class WriteSession extends SessionBase {
     this.sink = deps.sink;
     this.maxBytes = deps.maxBytes;
     this.onStored = deps.onStored;
+    this.classicSender = deps.classicSender ?? false;
     this.blksize = deps.options.blksize;
     this.windowsize = deps.options.windowsize;
     this.decoder = deps.netascii ? new NetasciiDecoder() : undefined;
@@ -221,13 +230,15 @@ export class WriteSession extends SessionBase {
     if (this.state === 'completing' || this.ackHeld) return; // storage has the ball
     if (!this.countTimeout()) return;
     this.lastStray = undefined;
-    // The sender owns recovery. Our OACK / ACK 0 is never resent on our timer: a sender that did
-    // not get it repeats its WRQ (answered in onRepeatedRequest), and one that got it and lost its
-    // DATA 1 resends that; a repeated OACK is harmful (curl 7.88 then sends block 2's bytes as
-    // DATA 1). In the data phase, after two unanswered re-ACKs we go quiet, because some senders
-    // (tftp-hpa) restart their own retransmission timer on every packet they receive and would
-    // never resend the lost block. Either way the give-up time still runs.
-    if (this.lastAcked <= 0 || this.retries > QUIET_AFTER_REACKS) {
+    // The sender owns recovery; our re-ACKs (backing off, as tftpd-hpa's) only shorten it: a sender
+    // that lost our ACK, or whose DATA was lost and that answers a repeated ACK by resending (atftp,
+    // curl), goes on at once. Our OACK is never resent on our timer: a repeated OACK is harmful
+    // (curl 7.88 then sends block 2's bytes as DATA 1), and a sender that did not get it repeats
+    // its WRQ (answered in onRepeatedRequest). A plain ACK 0 is resent: a client that lost it
+    // otherwise waits for its own timer (tftp-hpa: 5 s) for every copy lost. A classic sender gets
+    // two re-ACKs, then silence: it ignores repeated ACKs and restarts its timer on each, so more
+    // would only postpone its resend. Either way the give-up time still runs.
+    if (this.lastAcked < 0 || (this.classicSender && this.retries > QUIET_AFTER_REACKS)) {
       this.armTimer();
       return;
     }

@@ -26,7 +26,8 @@ export const KiB = 1024;
 
 /**
  * The seeds, fixed: every one is run and reported, none is ever replaced by another. The same list
- * for every client and direction (a seed names a drop pattern by datagram index, see LossyRelay).
+ * for every client and direction (a seed names which TFTP packets are lost: the relay keys its
+ * decisions by packet, see LossyRelay's keyBy 'packet').
  */
 export const SEEDS_5PCT: readonly number[] = [101, 202, 303, 404, 505, 606, 707, 808, 909, 1010];
 /** At 20% loss, gateway only: completes or fails cleanly. */
@@ -227,15 +228,14 @@ export async function runTransfer(servers: Servers, server: Server, c: LossCase,
   // bytes when an OACK is repeated).
   const wire = new Map<number, Buffer>();
   // Every datagram the relay saw, with its fate: printed when a seed fails, to show which packets
-  // were lost (the relay decides by each direction's datagram index, so two servers that send a
-  // different sequence lose different packets).
+  // were lost and how each server recovered.
   const trace: string[] = [];
   const t0 = performance.now();
   const onDatagram = ({ dir, msg, fate }: { dir: 'up' | 'down'; msg: Buffer; fate: string }): void => {
     trace.push(`${(performance.now() - t0).toFixed(0).padStart(7)} ms ${dir.padEnd(4)} ${packetLabel(msg).padEnd(12)} ${fate}`);
     if (c.op === 'put' && dir === 'up' && fate !== 'dropped' && msg.length >= 4 && msg.readUInt16BE(0) === 3 && !wire.has(msg.readUInt16BE(2))) wire.set(msg.readUInt16BE(2), Buffer.from(msg.subarray(4)));
   };
-  const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, up: lossProfile(loss), down: lossProfile(loss), onDatagram });
+  const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, keyBy: 'packet', up: lossProfile(loss), down: lossProfile(loss), onDatagram });
   const ep = { host: '127.0.0.1', port: relay.port };
   try {
     const spec: TransferSpec = { ...c.spec, timeoutMs: capMs };

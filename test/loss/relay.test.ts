@@ -6,7 +6,8 @@ import { until } from '../support/wait.js';
 
 /**
  * The lossy relay's own guarantees, which the loss suite's comparison rests on: the fate of the
- * n-th datagram in a direction depends only on (seed, direction, n); counters add up; delay with
+ * n-th datagram in a direction depends only on (seed, direction, n), or keyed by packet only on
+ * (seed, direction, packet, copy); counters add up; delay with
  * jitter keeps order and stays within its bounds.
  */
 
@@ -80,6 +81,54 @@ describe('lossy relay', () => {
     assert.equal(a.stats.up.seen, 300);
     assert.equal(a.stats.up.forwarded + a.stats.up.dropped, a.stats.up.seen);
     assert.equal(a.got.length, a.stats.up.forwarded);
+  });
+
+  test("keyed by packet, a packet's first copy has the same fate whatever other datagrams came first", async () => {
+    /** Sends DATA 1..count (each block `copies(block)` times in a row); the fate of each copy, by "block/copy". */
+    const run = async (count: number, copies: (block: number) => number): Promise<Map<string, string>> => {
+      const server = await socket();
+      const client = await socket();
+      const fates = new Map<string, string>();
+      const seen = new Map<number, number>();
+      const relay = await LossyRelay.start({
+        target: { host: '127.0.0.1', port: server.address().port },
+        seed: 707,
+        keyBy: 'packet',
+        up: { loss: 0.1 },
+        down: { loss: 0.1 },
+        onDatagram: ({ msg, fate }) => {
+          const block = msg.readUInt16BE(2);
+          const copy = seen.get(block) ?? 0;
+          seen.set(block, copy + 1);
+          fates.set(`${block}/${copy}`, fate);
+        },
+      });
+      try {
+        for (let block = 1; block <= count; block++) {
+          for (let c = 0; c < copies(block); c++) {
+            const b = Buffer.alloc(8);
+            b.writeUInt16BE(3, 0);
+            b.writeUInt16BE(block, 2);
+            client.send(b, relay.port, '127.0.0.1');
+          }
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        await until(() => relay.stats.up.seen === [...Array(count).keys()].reduce((n, i) => n + copies(i + 1), 0), 5000, 'every datagram to reach the relay');
+      } finally {
+        await relay.close();
+        client.close();
+        server.close();
+      }
+      return fates;
+    };
+    const once = await run(300, () => 1);
+    const repeated = await run(300, (block) => (block % 7 === 0 ? 2 : 1));
+    const firstCopies = (m: Map<string, string>): string[] => [...m].filter(([k]) => k.endsWith('/0')).map(([k, f]) => `${k} ${f}`);
+    assert.deepEqual(firstCopies(repeated), firstCopies(once), 'extra copies of some blocks do not move the losses onto other blocks');
+    assert.ok(firstCopies(once).filter((f) => f.endsWith('dropped')).length > 10, 'about 10% of the first copies are dropped');
+    // A second copy is a packet of its own, with its own fate (not always the first copy's).
+    const seconds = [...repeated].filter(([k]) => k.endsWith('/1'));
+    assert.ok(seconds.some(([k, f]) => f !== repeated.get(k.replace('/1', '/0'))), 'copies have independent fates');
   });
 
   test('delay with jitter keeps order and stays within delay ± jitter', async () => {

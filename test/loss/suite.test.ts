@@ -34,8 +34,10 @@ import {
  * The loss suite (issue 9). Debian's four clients (tftp-hpa, atftp, curl, busybox), downloads and
  * uploads, through a seeded lossy relay dropping 5% of the datagrams each way, against the gateway
  * (single-port, defaults plus --allow-write) and against tftpd-hpa (`in.tftpd -L -c -s DIR`) as the
- * reference: one relay per transfer, the same seed for both servers (the relay's decision about the
- * n-th datagram in a direction depends only on seed, direction and n). The rule, per seed: every
+ * reference: one relay per transfer, the same seed for both servers. The relay keys its decisions by
+ * TFTP packet (seed, direction, opcode, block, which copy), so both servers lose the same packets
+ * even when a timer race adds a datagram on one side (keyed by datagram index, seed 707 of curl's
+ * upload once lost DATA 6 in front of one server and DATA 7 in front of the other). The rule, per seed: every
  * transfer tftpd-hpa completes, the gateway completes with the right bytes (uploads read back from
  * the bucket) and is not slower than tftpd-hpa beyond the clock-noise tolerance in lib.ts. Every
  * seed is run and reported; none is ever re-rolled. Each (client, direction, seed) is its own test,

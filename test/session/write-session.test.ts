@@ -265,6 +265,28 @@ describe('WriteSession: duplicates and loss', () => {
     assert.deepEqual(acksSent(h), [0, 0, 1, 2]);
   });
 
+  test('lost ACK 0 (no options), twice: resent on our timer before a slow client repeats its WRQ', async () => {
+    // tftp-hpa's uploader waits 5 s before it repeats its WRQ; tftpd-hpa resends ACK 0 on its own timer.
+    const data = seededBytes(134, 600);
+    const h = await transfer(writeHarness(data, { toClient: { drop: firstMatches(isAck(0), 2) }, client: { timeoutMs: 5000 } }));
+    assertOk(h, data);
+    assert.equal(h.net.fromClient(Opcode.WRQ).length, 0, 'the client never had to repeat its WRQ');
+    assert.deepEqual(acksSent(h), [0, 0, 0, 1, 2]);
+    assert.ok(h.clock.now() < 5000, `done at ${h.clock.now()} ms, before the client's own timer`);
+  });
+
+  test('a lost DATA: a sender that asked for options keeps getting re-ACKs (backing off), a classic one gets two', async () => {
+    const data = seededBytes(135, 5 * 512 + 7);
+    const reacks = async (request: Record<string, string> | undefined): Promise<number> => {
+      const h = await transfer(writeHarness(data, { ...(request ? { request } : {}), toServer: { drop: firstMatches(isData(3)) }, client: { timeoutMs: 3000 } }));
+      assertOk(h, data);
+      return acksSent(h).filter((b) => b === 2).length - 1;
+    };
+    // TEST_POLICY: 200 ms, doubling; the client resends DATA 3 after 3 s.
+    assert.ok((await reacks({ blksize: '512' })) >= 3, 'option-aware sender (atftp, curl): re-ACKs until it resends');
+    assert.equal(await reacks(undefined), 2, 'classic sender (tftp-hpa): two re-ACKs, then quiet');
+  });
+
   test('lost DATA inside a window: the sender restarts after the last good block', async () => {
     const data = seededBytes(133, 16 * 512 + 3);
     const h = await transfer(writeHarness(data, { request: { windowsize: '8' }, toServer: { drop: firstMatches(isData(5)) } }));

@@ -8,13 +8,19 @@ import dgram from 'node:dgram';
  * looks like a single-port server to the client; requests (RRQ/WRQ) always go to the server's
  * listening port, everything else to the port the server last answered from.
  *
- * Determinism: every decision about the n-th datagram in a direction (drop it? send it twice? hold
- * it back?) is a pure function of (seed, direction, n, which decision) — a hash, not a shared PRNG
- * stream. So two servers behind two relays with the same seed face the same pattern by datagram
- * index: if the 17th datagram the client sends is dropped in front of tftpd-hpa, the 17th is
- * dropped in front of the gateway too, whatever happened in the other direction. (Once the two
- * servers send different packets — different retransmission timing — the same index no longer
- * means the same TFTP packet; the pattern is the same, the traffic is not.)
+ * Determinism: every decision about a datagram (drop it? send it twice? hold it back?) is a pure
+ * function of (seed, direction, the datagram's key, which decision) — a hash, not a shared PRNG
+ * stream. The key is chosen by `keyBy`:
+ * - 'index' (default): the n-th datagram in the direction. If the 17th datagram the client sends is
+ *   dropped in front of tftpd-hpa, the 17th is dropped in front of the gateway too, whatever
+ *   happened in the other direction. Once the two servers send different packets (different
+ *   retransmission timing) the same index no longer means the same TFTP packet.
+ * - 'packet': the TFTP packet itself: opcode, block (DATA and ACK) and which copy of that packet it
+ *   is in this direction (the first DATA 7, the second ACK 3, ...). The first copy of DATA 7 has the
+ *   same fate in front of either server, however many other datagrams came before it: a timer race
+ *   (a client and a server retransmitting in the same millisecond) adds a datagram but does not move
+ *   the losses onto other packets. What two servers are compared on is then how each recovers from
+ *   the same lost packets.
  *
  * Delay: each kept datagram is delivered `delayMs + jitter` after it arrived. The jitter is a
  * seeded function of the arrival time (per direction: a value in [-jitterMs, +jitterMs] at knots
@@ -48,6 +54,8 @@ export interface RelayOptions {
   readonly up: LossProfile;
   /** Server → client. */
   readonly down: LossProfile;
+  /** What a decision is keyed by (see the class comment). Default 'index'. */
+  readonly keyBy?: 'index' | 'packet';
   /** Upstream sockets (clients) at most; the oldest is closed past it. */
   readonly maxClients?: number;
   /** Called for every datagram that arrives, with its fate (for traces while debugging a seed). */
@@ -78,6 +86,8 @@ interface Lane {
   readonly queue: { due: number; msg: Buffer; send: (m: Buffer) => void }[];
   timer: NodeJS.Timeout | undefined;
   lastDue: number;
+  /** keyBy 'packet': copies seen so far of each (opcode, block). */
+  readonly copies: Map<number, number>;
 }
 
 interface Peer {
@@ -102,7 +112,7 @@ export class LossyRelay {
     socket: dgram.Socket,
   ) {
     this.socket = socket;
-    const lane = (dir: Direction): Lane => ({ dir, profile: options[dir], stats: this.stats[dir], held: undefined, queue: [], timer: undefined, lastDue: 0 });
+    const lane = (dir: Direction): Lane => ({ dir, profile: options[dir], stats: this.stats[dir], held: undefined, queue: [], timer: undefined, lastDue: 0, copies: new Map() });
     this.lanes = { up: lane('up'), down: lane('down') };
     socket.on('message', (msg, rinfo) => this.fromClient(msg, rinfo));
     socket.on('error', () => undefined);
@@ -116,6 +126,14 @@ export class LossyRelay {
 
   get port(): number {
     return this.socket.address().port;
+  }
+
+  /**
+   * The key of a TFTP packet for keyBy 'packet': opcode, block (DATA, ACK) and copy number (0 for
+   * the first copy of that packet in its direction), mixed into one 32-bit word.
+   */
+  static packetKey(msg: Buffer, copy: number): number {
+    return hash32(0x706b7420, packetId(msg), copy);
   }
 
   /** Uniform [0, 1) for decision `what` about datagram `n` in `dir`: depends on nothing else. */
@@ -173,7 +191,8 @@ export class LossyRelay {
     const { profile, stats } = lane;
     const n = stats.seen++;
     if (msg.length >= 2 && msg.readUInt16BE(0) === 5) stats.errors++;
-    const roll = (what: number): number => LossyRelay.decision(this.options.seed, lane.dir, n, what);
+    const key = this.options.keyBy === 'packet' ? this.packetKeyOf(lane, msg) : n;
+    const roll = (what: number): number => LossyRelay.decision(this.options.seed, lane.dir, key, what);
     const trace = this.options.onDatagram;
     if (roll(DECISION.loss) < profile.loss) {
       stats.dropped++;
@@ -211,6 +230,13 @@ export class LossyRelay {
       lane.held = undefined;
       emit(held.msg, held.send, false);
     }
+  }
+
+  private packetKeyOf(lane: Lane, msg: Buffer): number {
+    const id = packetId(msg);
+    const copy = lane.copies.get(id) ?? 0;
+    lane.copies.set(id, copy + 1);
+    return LossyRelay.packetKey(msg, copy);
   }
 
   /** Sends now, or after the lane's delay (FIFO: never before a datagram that arrived earlier). */
@@ -258,6 +284,13 @@ export class LossyRelay {
     this.peers.clear();
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
   }
+}
+
+/** Which TFTP packet a datagram is, whatever its copy: opcode and, for DATA and ACK, block. */
+function packetId(msg: Buffer): number {
+  const opcode = msg.length >= 2 ? msg.readUInt16BE(0) : 0x10000;
+  const block = (opcode === 3 || opcode === 4) && msg.length >= 4 ? msg.readUInt16BE(2) : 0;
+  return opcode * 0x10000 + block;
 }
 
 function closePeer(peer: Peer): void {

@@ -130,6 +130,8 @@ export function writeHarness(
     sink,
     netascii: options.netascii ?? false,
     maxBytes: options.maxBytes ?? Number.MAX_SAFE_INTEGER,
+    // As the dispatcher decides: a WRQ without options comes from an RFC 1350 sender.
+    classicSender: Object.keys(options.request ?? {}).length === 0,
   });
   const client = new TestWriter(w.clock.tagged('client'), (b) => w.net.clientSend(b), wire, options.client ?? {});
   return { ...connect(w, oack, session, client), session, sink, client };
