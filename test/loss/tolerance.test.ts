@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { clientRepeats, slowerThanAllowed } from './lib.js';
+
+/** The loss suite's comparison rule on its own (seed 808 of curl's download, as the relay traced it). */
+const trace = [
+  '     25 ms up   RRQ          dropped',
+  '   5231 ms up   RRQ          forwarded',
+  '   5236 ms down OACK         forwarded',
+  '   5236 ms up   ACK 0        forwarded',
+  '   5236 ms down DATA 1       forwarded',
+  '   5236 ms up   ACK 1        forwarded',
+  '   5240 ms down DATA 1       forwarded',
+  '   5241 ms up   ACK 1        forwarded',
+];
+
+test('client repeats: packets the client sent again, not the server', () => {
+  assert.equal(clientRepeats(trace), 2);
+  assert.equal(clientRepeats([]), 0);
+});
+
+test("curl's whole-second timer: one second of slack for each packet it sent again, other clients none", () => {
+  // curl repeated its lost RRQ after 5.2 s against tftpd-hpa and 6.2 s against the gateway.
+  assert.equal(slowerThanAllowed(6300, 5300, 'curl', 1), false);
+  assert.equal(slowerThanAllowed(6300, 5300, 'curl', 0), true);
+  assert.equal(slowerThanAllowed(6300, 5300, 'atftp', 1), true);
+  assert.equal(slowerThanAllowed(5800, 5300), false, '× 1.05 + 0.5 s for any client');
+});
