@@ -6,7 +6,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { download, upload, type ClientName, type RunResult, type TransferSpec } from '../support/clients.js';
-import type { TestGateway } from '../support/gateway.js';
 import { LossyRelay, type LossProfile, type RelayStats } from '../support/lossy-relay.js';
 import { encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { getObject, type TestS3 } from '../support/s3.js';
@@ -208,8 +207,14 @@ export async function startTftpd(files: ReadonlyMap<string, Buffer>): Promise<Tf
 // ---------------------------------------------------------------------------------------------
 // One transfer
 
+/** The gateway under test: its UDP port and the JSON log lines it wrote (in-process or a process of its own). */
+export interface GatewayUnderTest {
+  readonly port: number;
+  readonly logs: readonly Record<string, unknown>[];
+}
+
 export interface Servers {
-  readonly gateway?: TestGateway;
+  readonly gateway?: GatewayUnderTest;
   readonly tftpd?: Tftpd;
   readonly s3: TestS3;
   readonly bucket: string;
@@ -327,7 +332,7 @@ export async function multipartUploadsFor(s3: TestS3, bucket: string, key: strin
 }
 
 /** The gateway's 'transfer finished' log line for a session that came from one of `ports`. */
-export function finishedLine(gw: TestGateway, ports: readonly number[], op: 'read' | 'write' | Op): Record<string, unknown> | undefined {
+export function finishedLine(gw: GatewayUnderTest, ports: readonly number[], op: 'read' | 'write' | Op): Record<string, unknown> | undefined {
   const want = op === 'get' ? 'read' : op === 'put' ? 'write' : op;
   return gw.logs.find((l) => l.msg === 'transfer finished' && ports.includes(Number(l.port)) && (l.op === undefined || l.op === want || l.op === op));
 }

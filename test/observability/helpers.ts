@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,9 +6,12 @@ import { loadConfig } from '../../src/config/config.js';
 import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
 import { Gateway, type GatewayDeps } from '../../src/server/gateway.js';
 import { s3Flags, testWorkers } from '../support/gateway.js';
+import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
+
+export { spawnGateway, type GatewayProcess };
 import type { TestS3 } from '../support/s3.js';
 import { UdpPeer, type Received } from '../support/udp-peer.js';
-import { sleep, until } from '../support/wait.js';
+import { sleep } from '../support/wait.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -211,79 +213,6 @@ export async function controlledPut(
   } finally {
     await peer.close();
   }
-}
-
-export interface GatewayProcess {
-  readonly child: ChildProcess;
-  /** Parsed JSON lines of stdout so far. */
-  readonly lines: Record<string, unknown>[];
-  /** Raw stdout (for "nothing secret in it" checks). */
-  stdout(): string;
-  stderr(): string;
-  readonly udpPort: number;
-  readonly httpAddress: string;
-  /** Resolves with the exit code (or the signal name) once the process has exited. */
-  readonly exited: Promise<number | string>;
-  waitForLine(predicate: (line: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>>;
-  kill(): void;
-}
-
-/** Spawns the real CLI (`node --import tsx src/cli.ts serve ...`) and waits until it listens. */
-export async function spawnGateway(args: readonly string[], env: Record<string, string>, startTimeoutMs = 20_000): Promise<GatewayProcess> {
-  const workers = args.includes('--workers') ? [] : ['--workers', testWorkers()];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...workers, ...args], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  let partial = '';
-  const lines: Record<string, unknown>[] = [];
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    partial += chunk;
-    let nl = partial.indexOf('\n');
-    while (nl !== -1) {
-      const line = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ unparsable: line });
-      }
-      nl = partial.indexOf('\n');
-    }
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-  // 'close', not 'exit': by then stdout has been read to its end.
-  const exited = new Promise<number | string>((resolve) => child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown')));
-  let done = false;
-  void exited.then(() => (done = true));
-  const waitForLine = async (predicate: (line: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>> => {
-    let found: Record<string, unknown> | undefined;
-    await until(() => {
-      found = lines.find(predicate);
-      if (!found && done) throw new Error(`gateway exited while waiting for ${what}\nstdout:\n${out}\nstderr:\n${err}`);
-      return found !== undefined;
-    }, timeoutMs, `${what}\nstdout so far:\n${out}\nstderr:\n${err}`);
-    return found!;
-  };
-  const listening = await waitForLine((l) => l.msg === 'tftp-gateway listening', startTimeoutMs, 'the gateway to listen');
-  const udp = (listening.udp as string[])[0]!;
-  return {
-    child,
-    lines,
-    stdout: () => out,
-    stderr: () => err,
-    udpPort: Number(udp.slice(udp.lastIndexOf(':') + 1)),
-    httpAddress: listening.http as string,
-    exited,
-    waitForLine,
-    kill: () => {
-      if (!done) child.kill('SIGKILL');
-    },
-  };
 }
 
 /**
