@@ -28,12 +28,6 @@ ENV NODE_ENV=production \
     TFTP_GATEWAY_LISTEN=0.0.0.0:6969 \
     TFTP_GATEWAY_PORT_MODE=single \
     TFTP_GATEWAY_HTTP_LISTEN=0.0.0.0:9464
-# malloc asks for transparent huge pages (madvise) for its heap and large blocks: a cold read fills
-# fresh 8 MiB cache ranges, and with 4 KiB pages every first write to one faults (measured: a cold
-# transfer's main-thread CPU 600-660 ms -> 490-510 ms, docs/benchmarks.md). No effect where the host
-# has THP off. npm start and the benchmark run the gateway with the same value
-# (test/infra/runtime.test.ts keeps them equal).
-ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 WORKDIR /app
 # package.json carries "type": "module", which dist/*.js needs.
 COPY package.json ./

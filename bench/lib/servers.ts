@@ -144,18 +144,6 @@ async function freeTcpPort(): Promise<number> {
   return port;
 }
 
-/**
- * Environment the image gives the gateway beyond its flags (the Dockerfile's GLIBC_TUNABLES: malloc
- * in transparent huge pages), so the benchmark measures the gateway as it is deployed.
- */
-export const IMAGE_ENV: Readonly<Record<string, string>> = imageEnv(fs.readFileSync(path.join(REPO, 'Dockerfile'), 'utf8'));
-
-/** The `ENV GLIBC_TUNABLES=...` of a Dockerfile (one variable a line). */
-export function imageEnv(dockerfile: string): Record<string, string> {
-  const tunables = /^ENV GLIBC_TUNABLES=(\S+)$/m.exec(dockerfile)?.[1];
-  return tunables ? { GLIBC_TUNABLES: tunables } : {};
-}
-
 /** The gateway as its own process (so its RSS is its own), pinned to the server core. */
 export async function startGateway(opts: GatewayOptions): Promise<GatewayServer> {
   const port = await freeUdpPort();
@@ -179,7 +167,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
   ]);
   const proc = new ManagedProcess('gateway', argv, {
     cwd: REPO,
-    env: { ...s3ProcessEnv(opts.s3), ...IMAGE_ENV, NODE_NO_WARNINGS: '1' },
+    env: { ...s3ProcessEnv(opts.s3), NODE_NO_WARNINGS: '1' },
   });
   const listening = await readyOrStopped(proc, async () => {
     const line = await proc.waitForLine(/tftp-gateway listening/, 30_000);

@@ -26,12 +26,3 @@ test('the runtime package is dev-only (the image installs --omit=dev and has its
 test('these tests run on that release (npm test)', () => {
   assert.equal(process.version, `v${imageVersion}`, `run through npm (npm test / npm exec), which puts node_modules/.bin/node first on PATH; this is ${process.execPath}`);
 });
-
-test('npm start and the benchmark run the gateway with the image GLIBC_TUNABLES (malloc in transparent huge pages)', async () => {
-  const { IMAGE_ENV, imageEnv } = await import('../../bench/lib/servers.js');
-  const tunables = imageEnv(read('Dockerfile')).GLIBC_TUNABLES ?? '';
-  assert.ok(tunables.split(':').includes('glibc.malloc.hugetlb=1'), 'the runtime stage sets ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1');
-  assert.equal(IMAGE_ENV.GLIBC_TUNABLES, tunables);
-  const start = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start ?? '';
-  assert.match(start, new RegExp(`GLIBC_TUNABLES=${tunables.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} node dist/cli\\.js serve`));
-});
