@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clientRepeats, slowerThanAllowed } from './lib.js';
+import { clientRepeats, slowerThanAllowed, storeWaitMs } from './lib.js';
 
 /** The loss suite's comparison rule on its own (seed 808 of curl's download, as the relay traced it). */
 const trace = [
@@ -25,4 +25,21 @@ test("curl's whole-second timer: one second of slack for each packet it sent aga
   assert.equal(slowerThanAllowed(6300, 5300, 'curl', 0), true);
   assert.equal(slowerThanAllowed(6300, 5300, 'atftp', 1), true);
   assert.equal(slowerThanAllowed(5800, 5300), false, '× 1.05 + 0.5 s for any client');
+});
+
+test("an upload's wait for its store: from the final DATA's arrival to the server's first ACK of it", () => {
+  const upload = [
+    '      3 ms up   WRQ          forwarded',
+    '     20 ms down OACK         forwarded',
+    '     21 ms up   DATA 1       forwarded',
+    '     22 ms down ACK 1        forwarded',
+    '     23 ms up   DATA 2       dropped',
+    '   5023 ms up   DATA 2       forwarded',
+    '   5310 ms down ACK 2        dropped',
+    '   5400 ms up   DATA 2       forwarded',
+    '   5401 ms down ACK 2        forwarded',
+  ];
+  assert.equal(storeWaitMs(upload, 'put'), 287, 'lost copies before it count as loss recovery; a lost final ACK after it too');
+  assert.equal(storeWaitMs(upload, 'get'), 0);
+  assert.equal(storeWaitMs(upload.slice(0, 6), 'put'), 0, 'never acknowledged: nothing to take off');
 });
