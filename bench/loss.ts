@@ -75,7 +75,10 @@ async function main(): Promise<void> {
     { AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
   );
   const gateway = { port: gatewayProcess.udpPort, logs: gatewayProcess.lines };
-  const tftpd = await startTftpd(files);
+  const tftpd = await startTftpd(files).catch(async (err: unknown) => {
+    await gatewayProcess.stop(15_000);
+    throw err;
+  });
   const servers = { gateway, tftpd, s3, bucket };
   console.log(`# bench:loss: ${LOSS * 100}% loss each way, seeds ${SEEDS.join(' ')} (every one run, none replaced), cap ${CAP_MS / 1000} s, ${CONCURRENCY} transfers at once, S3 ${s3.kind}`);
   const started = Date.now();
@@ -96,9 +99,7 @@ async function main(): Promise<void> {
       ),
     );
   } finally {
-    gatewayProcess.child.kill('SIGTERM');
-    await Promise.race([gatewayProcess.exited, new Promise((r) => setTimeout(r, 15_000))]);
-    gatewayProcess.kill();
+    await gatewayProcess.stop(15_000);
     await tftpd.stop();
     await s3.cleanup();
   }

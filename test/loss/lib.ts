@@ -66,29 +66,39 @@ export function slowerThanAllowed(gatewayMs: number, tftpdMs: number, client?: C
  * upload is never half-written), tftpd-hpa's until a local write returns; this suite compares
  * recovery from loss, not the store's latency (tens to hundreds of ms from RGW on a loaded machine).
  */
-export function storeWaitMs(trace: readonly string[], op: Op): number {
+export function storeWaitMs(trace: readonly TraceEntry[], op: Op): number {
   if (op !== 'put') return 0;
-  const rows = trace.map((line) => line.trim().split(/\s+/)).map((w) => ({ ms: Number(w[0]), dir: w[2], packet: w.slice(3, -1).join(' '), fate: w[w.length - 1] }));
   let last = 0;
-  for (const r of rows) if (r.dir === 'up' && r.packet.startsWith('DATA ')) last = Math.max(last, Number(r.packet.slice(5)));
-  const arrived = rows.find((r) => r.dir === 'up' && r.packet === `DATA ${last}` && r.fate !== 'dropped');
-  const acked = arrived && rows.find((r) => r.dir === 'down' && r.packet === `ACK ${last}` && r.ms >= arrived.ms);
+  for (const e of trace) if (e.dir === 'up' && e.packet.startsWith('DATA ')) last = Math.max(last, Number(e.packet.slice(5)));
+  const arrived = trace.find((e) => e.dir === 'up' && e.packet === `DATA ${last}` && e.fate !== 'dropped');
+  const acked = arrived && trace.find((e) => e.dir === 'down' && e.packet === `ACK ${last}` && e.ms >= arrived.ms);
   return arrived && acked ? acked.ms - arrived.ms : 0;
 }
 
 /** Packets the client sent more than once in a run (from its relay trace): its retransmissions. */
-export function clientRepeats(trace: readonly string[]): number {
+export function clientRepeats(trace: readonly TraceEntry[]): number {
   const seen = new Set<string>();
   let repeats = 0;
-  for (const line of trace) {
-    // "<ms> ms <dir> <packet label> <fate>"
-    const words = line.trim().split(/\s+/);
-    if (words[2] !== 'up') continue;
-    const packet = words.slice(3, -1).join(' ');
-    if (seen.has(packet)) repeats++;
-    else seen.add(packet);
+  for (const e of trace) {
+    if (e.dir !== 'up') continue;
+    if (seen.has(e.packet)) repeats++;
+    else seen.add(e.packet);
   }
   return repeats;
+}
+
+/** One datagram the relay saw: when (ms from the transfer's start), which way, what, and its fate. */
+export interface TraceEntry {
+  readonly ms: number;
+  readonly dir: 'up' | 'down';
+  /** packetLabel(): 'WRQ', 'DATA 7', 'ACK 3', ... */
+  readonly packet: string;
+  readonly fate: string;
+}
+
+/** A trace entry as one line of a printed trace. */
+export function traceLine(e: TraceEntry): string {
+  return `${e.ms.toFixed(0).padStart(7)} ms ${e.dir.padEnd(4)} ${e.packet.padEnd(12)} ${e.fate}`;
 }
 
 export interface LossCase {
@@ -253,7 +263,7 @@ export interface TransferOutcome {
   /** Local ports the relay used towards the server (the gateway logs the client as 127.0.0.1:port). */
   readonly relayPorts: readonly number[];
   /** One line per datagram the relay saw: time, direction, packet, fate. */
-  readonly trace: readonly string[];
+  readonly trace: readonly TraceEntry[];
   /** Upload with wrong bytes stored: were they exactly the DATA the client put on the wire? */
   readonly storedIsWhatClientSent?: boolean;
   /** The client's last words, for failures. */
@@ -276,10 +286,10 @@ export async function runTransfer(servers: Servers, server: Server, c: LossCase,
   const wire = new Map<number, Buffer>();
   // Every datagram the relay saw, with its fate: printed when a seed fails, to show which packets
   // were lost and how each server recovered.
-  const trace: string[] = [];
+  const trace: TraceEntry[] = [];
   const t0 = performance.now();
   const onDatagram = ({ dir, msg, fate }: { dir: 'up' | 'down'; msg: Buffer; fate: string }): void => {
-    trace.push(`${(performance.now() - t0).toFixed(0).padStart(7)} ms ${dir.padEnd(4)} ${packetLabel(msg).padEnd(12)} ${fate}`);
+    trace.push({ ms: performance.now() - t0, dir, packet: packetLabel(msg), fate });
     if (c.op === 'put' && dir === 'up' && fate !== 'dropped' && msg.length >= 4 && msg.readUInt16BE(0) === 3 && !wire.has(msg.readUInt16BE(2))) wire.set(msg.readUInt16BE(2), Buffer.from(msg.subarray(4)));
   };
   const relay = await LossyRelay.start({ target: { host: '127.0.0.1', port }, seed, keyBy: 'packet', up: lossProfile(loss), down: lossProfile(loss), onDatagram });
@@ -416,7 +426,7 @@ function packetLabel(msg: Buffer): string {
 
 /** Both servers' datagram traces of one seed, side by side in time order each (for a failed verdict). */
 export function pairTraces(p: Pair): string {
-  return [`tftpd-hpa (${cell(p.tftpd)}):`, ...p.tftpd.trace, `gateway (${cell(p.gateway)}):`, ...p.gateway.trace].join('\n');
+  return [`tftpd-hpa (${cell(p.tftpd)}):`, ...p.tftpd.trace.map(traceLine), `gateway (${cell(p.gateway)}):`, ...p.gateway.trace.map(traceLine)].join('\n');
 }
 
 export function cell(o: TransferOutcome): string {

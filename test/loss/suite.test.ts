@@ -113,7 +113,7 @@ const ORDER: readonly string[] = ['curl:put', 'tftp-hpa:put', 'atftp:get', 'busy
 describe('loss suite: Debian clients through a seeded lossy relay, gateway vs tftpd-hpa', () => {
   let s3: TestS3;
   let bucket: string;
-  let gatewayProcess: GatewayProcess;
+  let gatewayProcess: GatewayProcess | undefined;
   let gw: GatewayUnderTest;
   let tftpd: Tftpd;
   let servers: Servers;
@@ -200,11 +200,7 @@ describe('loss suite: Debian clients through a seeded lossy relay, gateway vs tf
 
   after(async () => {
     await all;
-    if (gatewayProcess) {
-      gatewayProcess.child.kill('SIGTERM');
-      await Promise.race([gatewayProcess.exited, new Promise((r) => setTimeout(r, 15_000))]);
-      gatewayProcess.kill();
-    }
+    await gatewayProcess?.stop(15_000);
     await tftpd?.stop();
     await s3?.cleanup();
   });

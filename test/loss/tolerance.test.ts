@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clientRepeats, slowerThanAllowed, storeWaitMs } from './lib.js';
+import { clientRepeats, slowerThanAllowed, storeWaitMs, type TraceEntry } from './lib.js';
+
+/** Trace entries from printed trace lines ("<ms> ms <dir> <packet> <fate>"), as the suite prints them. */
+const entries = (lines: readonly string[]): TraceEntry[] =>
+  lines.map((line) => {
+    const w = line.trim().split(/\s+/);
+    return { ms: Number(w[0]), dir: w[2] as 'up' | 'down', packet: w.slice(3, -1).join(' '), fate: w[w.length - 1]! };
+  });
 
 /** The loss suite's comparison rule on its own (seed 808 of curl's download, as the relay traced it). */
-const trace = [
+const trace = entries([
   '     25 ms up   RRQ          dropped',
   '   5231 ms up   RRQ          forwarded',
   '   5236 ms down OACK         forwarded',
@@ -12,7 +19,7 @@ const trace = [
   '   5236 ms up   ACK 1        forwarded',
   '   5240 ms down DATA 1       forwarded',
   '   5241 ms up   ACK 1        forwarded',
-];
+]);
 
 test('client repeats: packets the client sent again, not the server', () => {
   assert.equal(clientRepeats(trace), 2);
@@ -28,7 +35,7 @@ test("curl's whole-second timer: one second of slack for each packet it sent aga
 });
 
 test("an upload's wait for its store: from the final DATA's arrival to the server's first ACK of it", () => {
-  const upload = [
+  const upload = entries([
     '      3 ms up   WRQ          forwarded',
     '     20 ms down OACK         forwarded',
     '     21 ms up   DATA 1       forwarded',
@@ -38,7 +45,7 @@ test("an upload's wait for its store: from the final DATA's arrival to the serve
     '   5310 ms down ACK 2        dropped',
     '   5400 ms up   DATA 2       forwarded',
     '   5401 ms down ACK 2        forwarded',
-  ];
+  ]);
   assert.equal(storeWaitMs(upload, 'put'), 287, 'lost copies before it count as loss recovery; a lost final ACK after it too');
   assert.equal(storeWaitMs(upload, 'get'), 0);
   assert.equal(storeWaitMs(upload.slice(0, 6), 'put'), 0, 'never acknowledged: nothing to take off');

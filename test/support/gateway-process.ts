@@ -24,6 +24,8 @@ export interface GatewayProcess {
   readonly exited: Promise<number | string>;
   waitForLine(predicate: (line: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>>;
   kill(): void;
+  /** SIGTERM (the gateway drains), SIGKILL if it has not exited after `graceMs`; resolves once it has exited. */
+  stop(graceMs: number): Promise<void>;
 }
 
 /** Spawns the real CLI (`node --import tsx src/cli.ts serve ...`) and waits until it listens. */
@@ -67,7 +69,14 @@ export async function spawnGateway(args: readonly string[], env: Record<string, 
     }, timeoutMs, `${what}\nstdout so far:\n${out}\nstderr:\n${err}`);
     return found!;
   };
-  const listening = await waitForLine((l) => l.msg === 'tftp-gateway listening', startTimeoutMs, 'the gateway to listen');
+  const kill = (): void => {
+    if (!done) child.kill('SIGKILL');
+  };
+  // A gateway that never listens is not left running.
+  const listening = await waitForLine((l) => l.msg === 'tftp-gateway listening', startTimeoutMs, 'the gateway to listen').catch((e: unknown) => {
+    kill();
+    throw e;
+  });
   const udp = (listening.udp as string[])[0]!;
   return {
     child,
@@ -78,8 +87,12 @@ export async function spawnGateway(args: readonly string[], env: Record<string, 
     httpAddress: listening.http as string,
     exited,
     waitForLine,
-    kill: () => {
-      if (!done) child.kill('SIGKILL');
+    kill,
+    stop: async (graceMs) => {
+      if (!done) child.kill('SIGTERM');
+      const timer = setTimeout(kill, graceMs);
+      await exited;
+      clearTimeout(timer);
     },
   };
 }
