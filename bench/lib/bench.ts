@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runClient, type ClientOutcome } from './clients.js';
-import { allCores, cores, ManagedProcess, onCleanup, run } from './procs.js';
+import { allCores, busyShare, cores, coreTicks, ManagedProcess, onCleanup, run } from './procs.js';
 import {
   fmt,
   formatTable,
@@ -124,6 +124,11 @@ export interface ColdResult {
   readonly s3BytesFetched: number;
   /** The gateway's CPU-seconds during the cold transfer (all its threads). */
   readonly coldCpuSeconds?: number;
+  /**
+   * How busy the gateway's core was during the cold transfer, counting every process on it (the
+   * gateway, and the S3 server and proxy, which may use any core): 1.0 = nothing left to give.
+   */
+  readonly coldCoreBusy?: number;
   /** The image read from the store alone (through the proxy, on the gateway's core, bytes discarded). */
   readonly storeAlone?: StoreRead;
 }
@@ -296,7 +301,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
         const fetchedBefore = await gateway.s3BytesFetched();
         const cpuBefore = gateway.process.cpuSeconds();
+        const coreBefore = coreTicks(serverCore);
         const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+        const coldCoreBusy = busyShare(coreBefore, coreTicks(serverCore));
         const cpuAfter = gateway.process.cpuSeconds();
         const fetched = (await gateway.s3BytesFetched()) - fetchedBefore;
         let w: TransferRun | undefined;
@@ -314,9 +321,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         const direct = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
         await stop(gateway);
         const coldCpuSeconds = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined;
-        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, ...(coldCpuSeconds !== undefined ? { coldCpuSeconds } : {}), ...(storeAlone ? { storeAlone } : {}) });
+        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, ...(coldCpuSeconds !== undefined ? { coldCpuSeconds } : {}), ...(coldCoreBusy !== undefined ? { coldCoreBusy } : {}), ...(storeAlone ? { storeAlone } : {}) });
         log(
-          `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s (gateway CPU ${coldCpuSeconds !== undefined ? fmt(coldCpuSeconds, 2) : '?'} s in ${fmt(c.seconds, 2)} s), warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
+          `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s (gateway CPU ${coldCpuSeconds !== undefined ? fmt(coldCpuSeconds, 2) : '?'} s in ${fmt(c.seconds, 2)} s, its core ${coldCoreBusy !== undefined ? `${fmt(coldCoreBusy * 100, 0)}%` : '?'} busy), warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
         );
       }
     } finally {
@@ -448,6 +455,17 @@ export function buildRows(inp: RowInputs): Row[] {
         gateway: fmt(c.coldCpuSeconds, 2),
         reference: `${fmt(c.cold.seconds, 2)} s`,
         ratio: c.coldCpuSeconds / c.cold.seconds,
+        target: '(attribution)',
+        met: undefined,
+      });
+    }
+    if (c.coldCoreBusy !== undefined && c.cold.ok) {
+      // Near 1.0: the gateway's core had no time left, whoever used it (gateway, S3 server, proxy).
+      rows.push({
+        case: `cold +${c.latencyMs} ms: gateway's core busy, bs ${c.blksize} w ${c.windowsize}`,
+        gateway: `${fmt(c.coldCoreBusy * 100, 0)}%`,
+        reference: 'all processes',
+        ratio: c.coldCoreBusy,
         target: '(attribution)',
         met: undefined,
       });

@@ -17,6 +17,34 @@ export function allCores(): string {
   return n > 1 ? `0-${n - 1}` : '0';
 }
 
+/** One core's time from /proc/stat, in clock ticks: busy (every process, kernel included) and all. */
+export interface CoreTicks {
+  readonly busy: number;
+  readonly total: number;
+}
+
+/** `core`'s ticks so far (undefined where /proc/stat is missing or has no such core). */
+export function coreTicks(core: string): CoreTicks | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const line = stat.split('\n').find((l) => l.startsWith(`cpu${core} `));
+  if (!line) return undefined;
+  // user nice system idle iowait irq softirq steal ...: idle and iowait are the time nobody ran.
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+}
+
+/** The share of `before`..`after` that the core was busy (0..1), or undefined. */
+export function busyShare(before: CoreTicks | undefined, after: CoreTicks | undefined): number | undefined {
+  if (!before || !after || after.total <= before.total) return undefined;
+  return (after.busy - before.busy) / (after.total - before.total);
+}
+
 let tasksetAvailable: boolean | undefined;
 export function hasTaskset(): boolean {
   tasksetAvailable ??= ['/usr/bin/taskset', '/bin/taskset'].some((p) => fs.existsSync(p));

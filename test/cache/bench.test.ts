@@ -169,6 +169,8 @@ describe('benchmark, tiny run', () => {
     assert.equal(results.cold[0]!.s3BytesFetched, 300 * 1024 + 17);
     // Attribution: the gateway's CPU during the cold transfer, and the store read alone, whole.
     assert.ok(results.cold[0]!.coldCpuSeconds !== undefined && results.cold[0]!.coldCpuSeconds > 0, 'gateway CPU in the cold transfer');
+    const busy = results.cold[0]!.coldCoreBusy;
+    assert.ok(busy !== undefined && busy >= 0 && busy <= 1, `the gateway's core busy during the cold transfer: ${busy}`);
     assert.equal(results.cold[0]!.storeAlone?.bytes, 300 * 1024 + 17);
     assert.equal(results.cold[0]!.storeAlone?.passes.length, 2, 'both passes reported');
     assert.ok(results.rows.some((r) => r.case === 'store alone +20 ms vs warm, bs 1468 w 4' && r.ratio !== undefined && r.ratio > 0));
