@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runClient, type ClientOutcome } from './clients.js';
-import { allCores, busyShare, cores, coreTicks, ManagedProcess, onCleanup, run } from './procs.js';
+import { allCores, busyShare, coreCount, cores, coreTicks, ManagedProcess, onCleanup, run } from './procs.js';
 import {
   fmt,
   formatTable,
@@ -131,6 +131,10 @@ export interface ColdResult {
   readonly coldCoreBusy?: number;
   /** The same for the client's core (the client, its pipe, the byte check, and the S3 server's share). */
   readonly coldClientCoreBusy?: number;
+  /** CPU-seconds every process on the machine used during the cold transfer (store, proxy, client, gateway, background). */
+  readonly coldMachineCpuSeconds?: number;
+  /** The gateway's CPU-seconds in the warm transfer reported (the fastest). */
+  readonly warmCpuSeconds?: number;
   /** The image read from the store alone (through the proxy, on the gateway's core, bytes discarded). */
   readonly storeAlone?: StoreRead;
 }
@@ -305,16 +309,27 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         const cpuBefore = gateway.process.cpuSeconds();
         const coreBefore = coreTicks(serverCore);
         const clientCoreBefore = coreTicks(clientCore);
+        const machineBefore = coreTicks();
+        const windowStart = performance.now();
         const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+        const windowSeconds = (performance.now() - windowStart) / 1000;
+        const machineBusy = busyShare(machineBefore, coreTicks());
         const coldCoreBusy = busyShare(coreBefore, coreTicks(serverCore));
         const coldClientCoreBusy = serverCore === clientCore ? undefined : busyShare(clientCoreBefore, coreTicks(clientCore));
         const cpuAfter = gateway.process.cpuSeconds();
         const fetched = (await gateway.s3BytesFetched()) - fetchedBefore;
         let w: TransferRun | undefined;
+        let warmCpuSeconds: number | undefined;
         for (let i = 0; i < Math.max(1, opts.repeats); i++) {
+          const before = gateway.process.cpuSeconds();
           const r = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
-          if (!w || (r.ok && r.seconds < w.seconds)) w = r;
+          const after = gateway.process.cpuSeconds();
+          if (!w || (r.ok && r.seconds < w.seconds)) {
+            w = r;
+            warmCpuSeconds = before !== undefined && after !== undefined ? after - before : undefined;
+          }
         }
+        const coldMachineCpuSeconds = machineBusy !== undefined ? machineBusy * coreCount() * windowSeconds : undefined;
         await stop(gateway);
         // Attribution: the same cold transfer with no proxy and no added latency. On one small
         // machine the S3 server, the gateway and the client share the cores, so a cold read can
@@ -325,7 +340,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         const direct = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
         await stop(gateway);
         const coldCpuSeconds = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined;
-        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, ...(coldCpuSeconds !== undefined ? { coldCpuSeconds } : {}), ...(coldCoreBusy !== undefined ? { coldCoreBusy } : {}), ...(coldClientCoreBusy !== undefined ? { coldClientCoreBusy } : {}), ...(storeAlone ? { storeAlone } : {}) });
+        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, ...(coldCpuSeconds !== undefined ? { coldCpuSeconds } : {}), ...(coldCoreBusy !== undefined ? { coldCoreBusy } : {}), ...(coldClientCoreBusy !== undefined ? { coldClientCoreBusy } : {}), ...(coldMachineCpuSeconds !== undefined ? { coldMachineCpuSeconds } : {}), ...(warmCpuSeconds !== undefined ? { warmCpuSeconds } : {}), ...(storeAlone ? { storeAlone } : {}) });
         log(
           `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s (gateway CPU ${coldCpuSeconds !== undefined ? fmt(coldCpuSeconds, 2) : '?'} s in ${fmt(c.seconds, 2)} s, its core ${coldCoreBusy !== undefined ? `${fmt(coldCoreBusy * 100, 0)}%` : '?'} busy, the client's ${coldClientCoreBusy !== undefined ? `${fmt(coldClientCoreBusy * 100, 0)}%` : '?'}), warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
         );
@@ -476,6 +491,18 @@ export function buildRows(inp: RowInputs): Row[] {
       });
     }
   }
+  for (const c of inp.cold) {
+    const ceiling = coldCeiling(c);
+    if (ceiling === undefined) continue;
+    rows.push({
+      case: `cold ceiling on this machine, bs ${c.blksize} w ${c.windowsize}`,
+      gateway: `${fmt(ceiling.seconds, 2)} s`,
+      reference: `${fmt(c.warm.seconds, 2)} s warm`,
+      ratio: ceiling.ratio,
+      target: '(attribution)',
+      met: undefined,
+    });
+  }
   const alone = inp.cold.find((c) => c.storeAlone)?.storeAlone;
   if (alone) {
     // What the store gives one core with nothing else to do: a cold transfer on that core fetches
@@ -498,6 +525,20 @@ export function buildRows(inp: RowInputs): Row[] {
     rows.push({ case: `peak RSS, largest storm`, gateway: `${fmt(inp.peakRssBytes / MiB, 0)} MiB`, reference: `${fmt(limit / MiB, 0)} MiB budget+150`, ratio: q, target: '≤ 1.00', met: q <= 1 });
   }
   return rows;
+}
+
+/**
+ * The best cold ÷ warm this machine allows, whatever the gateway does: during the cold transfer
+ * the other processes (S3 server, proxy, client, byte check) used the machine's CPU too, and they
+ * do the same work however fast the gateway is. If fetching cost the gateway nothing (its cold CPU
+ * no more than its warm CPU), a cold transfer still needs at least all that work spread over every
+ * core: (machine CPU − gateway's cold CPU + gateway's warm CPU) ÷ cores, and never less than warm.
+ */
+export function coldCeiling(c: ColdResult, cores = coreCount()): { seconds: number; ratio: number } | undefined {
+  if (!c.cold.ok || !c.warm.ok || c.coldMachineCpuSeconds === undefined || c.coldCpuSeconds === undefined || c.warmCpuSeconds === undefined) return undefined;
+  const others = Math.max(0, c.coldMachineCpuSeconds - c.coldCpuSeconds);
+  const seconds = Math.max(c.warm.seconds, (others + c.warmCpuSeconds) / Math.max(1, cores));
+  return { seconds, ratio: c.warm.seconds / seconds };
 }
 
 /** Writes results.json, storm.svg and table.txt into `outDir`; returns their paths. */

@@ -2,9 +2,14 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 
+/** The machine's cores. */
+export function coreCount(): number {
+  return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+}
+
 /** Cores to pin servers and clients to (different ones when the machine has two or more). */
 export function cores(): { server: string; client: string } {
-  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  const n = coreCount();
   return n >= 2 ? { server: '0', client: '1' } : { server: '0', client: '0' };
 }
 
@@ -13,7 +18,7 @@ export function cores(): { server: string; client: string } {
  * that affinity, so a server meant to use the whole machine must be given it explicitly.
  */
 export function allCores(): string {
-  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  const n = coreCount();
   return n > 1 ? `0-${n - 1}` : '0';
 }
 
@@ -23,15 +28,15 @@ export interface CoreTicks {
   readonly total: number;
 }
 
-/** `core`'s ticks so far (undefined where /proc/stat is missing or has no such core). */
-export function coreTicks(core: string): CoreTicks | undefined {
+/** `core`'s ticks so far, or every core's together without one (undefined where /proc/stat lacks it). */
+export function coreTicks(core?: string): CoreTicks | undefined {
   let stat: string;
   try {
     stat = fs.readFileSync('/proc/stat', 'utf8');
   } catch {
     return undefined;
   }
-  const line = stat.split('\n').find((l) => l.startsWith(`cpu${core} `));
+  const line = stat.split('\n').find((l) => l.startsWith(`cpu${core ?? ''} `));
   if (!line) return undefined;
   // user nice system idle iowait irq softirq steal ...: idle and iowait are the time nobody ran.
   const f = line.trim().split(/\s+/).slice(1, 9).map(Number);

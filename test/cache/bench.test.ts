@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { buildRows, runBench, writeResults, FULL } from '../../bench/lib/bench.js';
+import { buildRows, coldCeiling, runBench, writeResults, FULL, type ColdResult } from '../../bench/lib/bench.js';
 import { clientArgv } from '../../bench/lib/clients.js';
 import { formatTable, mbps, MiB, promValue, ratio, renderStormSvg, s3FetchRatio, summarizeStorm, type StormClient, type TransferRun } from '../../bench/lib/report.js';
 import { testS3, type TestS3 } from '../support/s3.js';
@@ -84,6 +84,16 @@ describe('benchmark arithmetic', () => {
     const table = formatTable(rows);
     assert.match(table, /SHORT/);
     assert.equal(new Set(table.split('\n').slice(0, 2).map((l) => l.length)).size <= 2, true);
+  });
+
+  test("the cold ceiling counts the other processes' CPU and the gateway's warm CPU over every core", () => {
+    const base: ColdResult = { blksize: 8192, windowsize: 16, latencyMs: 30, cold: run('gateway', 8192, 16, 1), warm: run('gateway', 8192, 16, 0.3), s3BytesFetched: 100 * MiB };
+    // 1.0 CPU-s on the machine, 0.5 of it the gateway's: others 0.5 + warm 0.2 over 2 cores = 0.35 s.
+    const c = coldCeiling({ ...base, coldMachineCpuSeconds: 1, coldCpuSeconds: 0.5, warmCpuSeconds: 0.2 }, 2);
+    assert.ok(c && Math.abs(c.seconds - 0.35) < 1e-9 && Math.abs(c.ratio - 0.3 / 0.35) < 1e-9, JSON.stringify(c));
+    // Never faster than warm.
+    assert.equal(coldCeiling({ ...base, coldMachineCpuSeconds: 0.3, coldCpuSeconds: 0.25, warmCpuSeconds: 0.1 }, 2)?.ratio, 1);
+    assert.equal(coldCeiling(base, 2), undefined, 'no ceiling without the CPU figures');
   });
 
   test('the chart is well-formed SVG with one curve per storm and a mark per failure', () => {
@@ -171,6 +181,9 @@ describe('benchmark, tiny run', () => {
     assert.ok(results.cold[0]!.coldCpuSeconds !== undefined && results.cold[0]!.coldCpuSeconds > 0, 'gateway CPU in the cold transfer');
     const busy = results.cold[0]!.coldCoreBusy;
     assert.ok(busy !== undefined && busy >= 0 && busy <= 1, `the gateway's core busy during the cold transfer: ${busy}`);
+    const machine = results.cold[0]!.coldMachineCpuSeconds;
+    assert.ok(machine !== undefined && machine >= 0, `the machine's CPU during the cold transfer: ${machine}`);
+    assert.ok(results.cold[0]!.warmCpuSeconds !== undefined && results.cold[0]!.warmCpuSeconds > 0, "the gateway's CPU in the warm transfer");
     assert.equal(results.cold[0]!.storeAlone?.bytes, 300 * 1024 + 17);
     assert.equal(results.cold[0]!.storeAlone?.passes.length, 2, 'both passes reported');
     assert.ok(results.rows.some((r) => r.case === 'store alone +20 ms vs warm, bs 1468 w 4' && r.ratio !== undefined && r.ratio > 0));
