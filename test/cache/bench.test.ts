@@ -183,7 +183,7 @@ describe('benchmark, tiny run', () => {
     assert.ok(busy !== undefined && busy >= 0 && busy <= 1, `the gateway's core busy during the cold transfer: ${busy}`);
     const machine = results.cold[0]!.coldMachineCpuSeconds;
     assert.ok(machine !== undefined && machine >= 0, `the machine's CPU during the cold transfer: ${machine}`);
-    assert.ok(results.cold[0]!.warmCpuSeconds !== undefined && results.cold[0]!.warmCpuSeconds > 0, "the gateway's CPU in the warm transfer");
+    assert.ok(results.cold[0]!.warmCpuSeconds !== undefined && results.cold[0]!.warmCpuSeconds >= 0, "the gateway's CPU in the warm transfer");
     assert.equal(results.cold[0]!.storeAlone?.bytes, 300 * 1024 + 17);
     assert.equal(results.cold[0]!.storeAlone?.passes.length, 2, 'both passes reported');
     assert.ok(results.rows.some((r) => r.case === 'store alone +20 ms vs warm, bs 1468 w 4' && r.ratio !== undefined && r.ratio > 0));
