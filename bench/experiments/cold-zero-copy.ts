@@ -1,6 +1,6 @@
 /**
  * EXPERIMENT: how much of a cold transfer's cost is the copying on the S3 ingest path. Runs the
- * bench's cold case (gateway in its own process on core 0, --workers 1, atftp on core 1, 32 MiB + 1
+ * bench's cold case (the bench's gateway process on core 0, --workers 1, atftp on core 1, 32 MiB + 1
  * through a proxy adding 30 ms first-byte latency, a 4 MiB warm-up object first) with the gateway
  * as shipped and with zero-copy-get.mjs loaded, and prints cold and warm speed and the gateway's
  * CPU in each. Every transfer is checked byte for byte.
@@ -14,10 +14,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runClient } from '../lib/clients.js';
-import { freeUdpPort, ManagedProcess } from '../lib/procs.js';
+import { ManagedProcess } from '../lib/procs.js';
 import { startS3Proxy } from '../lib/proxy.js';
 import { mbps } from '../lib/report.js';
-import { startS3, uploadFiles } from '../lib/servers.js';
+import { startGateway, startS3, uploadFiles } from '../lib/servers.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const BUCKET = 'zerocopy';
@@ -36,33 +36,23 @@ try {
     for (let run = 1; run <= runs; run++) {
       for (const zeroCopy of [false, true]) {
         for (const [blksize, windowsize] of cases) {
-          const port = await freeUdpPort();
-          const argv = [
-            'taskset', '-c', '0', process.execPath,
-            ...(zeroCopy ? ['--import', path.join(REPO, 'bench/experiments/zero-copy-get.mjs')] : []),
-            path.join(REPO, 'dist/cli.js'), 'serve',
-            '--listen', `127.0.0.1:${port}`, '--http-listen', 'off',
-            '--s3-bucket', BUCKET, '--s3-endpoint', proxy.endpoint, '--s3-region', s3.region, '--s3-force-path-style',
-            '--max-blksize', '65464', '--cache-size', String(256 * 1024 * 1024), '--log-level', 'info', '--workers', '1',
-          ];
-          const gateway = new ManagedProcess('gateway', argv, {
-            cwd: REPO,
-            env: {
-              PATH: process.env.PATH ?? '/usr/bin:/bin',
-              AWS_EC2_METADATA_DISABLED: 'true',
-              AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-              AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-              AWS_REGION: s3.region,
-              ZERO_COPY_ENDPOINT: proxy.endpoint,
-            },
+          const gateway = await startGateway({
+            s3Endpoint: proxy.endpoint,
+            s3,
+            bucket: BUCKET,
+            cacheSize: String(256 * 1024 * 1024),
+            core: '0',
+            entry: 'dist',
+            extraFlags: ['--workers', '1'],
+            nodeFlags: zeroCopy ? ['--import', path.join(REPO, 'bench/experiments/zero-copy-get.mjs')] : [],
+            env: { ZERO_COPY_ENDPOINT: proxy.endpoint },
           });
           try {
-            await gateway.waitForLine(/tftp-gateway listening/, 30_000);
             const transfer = async (file: string, expected: Buffer) => {
-              const before = gateway.cpuSeconds() ?? 0;
-              const out = await runClient({ client: 'atftp', port, file, blksize, windowsize, expected, timeoutMs: 60_000, core: '1' });
-              if (!out.ok) throw new Error(`${file}: ${out.error ?? 'failed'}\n${gateway.log.slice(-1500)}`);
-              return { speed: mbps(out.bytes, out.seconds), cpu: (gateway.cpuSeconds() ?? 0) - before };
+              const before = gateway.process.cpuSeconds() ?? 0;
+              const out = await runClient({ client: 'atftp', port: gateway.port, file, blksize, windowsize, expected, timeoutMs: 60_000, core: '1' });
+              if (!out.ok) throw new Error(`${file}: ${out.error ?? 'failed'}\n${gateway.process.log.slice(-1500)}`);
+              return { speed: mbps(out.bytes, out.seconds), cpu: (gateway.process.cpuSeconds() ?? 0) - before };
             };
             await transfer('warmup.bin', warmup);
             const cold = await transfer('image.bin', image);

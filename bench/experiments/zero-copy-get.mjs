@@ -34,7 +34,7 @@ async function signGet(bucket, key, etag, from, to) {
   return request;
 }
 
-function readInto(request, target, from, onChunk) {
+function readInto(request, target, from, onChunk, signal) {
   return new Promise((resolve, reject) => {
     const query = Object.entries(request.query ?? {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`).join('&');
     const head = `GET ${request.path}${query ? `?${query}` : ''} HTTP/1.1\r\n${Object.entries(request.headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\nconnection: close\r\n\r\n`;
@@ -76,17 +76,30 @@ function readInto(request, target, from, onChunk) {
         },
       },
     });
+    // The store's deadline (a stalled body) or a shutdown ends the socket, as it ends the SDK's.
+    const onAbort = () => socket.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
     socket.on('error', reject);
-    socket.on('close', () => reject(new Error('GetObject: connection closed early')));
+    socket.on('close', () => {
+      signal.removeEventListener('abort', onAbort);
+      reject(new Error('GetObject: connection closed early'));
+    });
     socket.write(head);
   });
 }
 
-S3ObjectStore.prototype.readOnce = async function readOnce(key, etag, start, target, from, onData) {
+S3ObjectStore.prototype.readOnce = async function readOnce(key, etag, start, target, from, onData, deadline) {
   const request = await signGet(this.options.bucket, key, etag, start + from, start + target.length - 1);
-  return readInto(request, target, from, (n, filled) => {
-    this.options.onBytesFetched?.(n);
-    onData(filled);
-  });
+  return readInto(
+    request,
+    target,
+    from,
+    (n, filled) => {
+      this.options.onBytesFetched?.(n);
+      onData(filled);
+    },
+    deadline.signal,
+  );
 };
 process.stderr.write('zero-copy GetObject experiment loaded\n');

@@ -307,15 +307,15 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
         const fetchedBefore = await gateway.s3BytesFetched();
         const cpuBefore = gateway.process.cpuSeconds();
-        const coreBefore = coreTicks(serverCore);
-        const clientCoreBefore = coreTicks(clientCore);
-        const machineBefore = coreTicks();
+        const ticksBefore = coreTicks();
         const windowStart = performance.now();
         const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
         const windowSeconds = (performance.now() - windowStart) / 1000;
-        const machineBusy = busyShare(machineBefore, coreTicks());
-        const coldCoreBusy = busyShare(coreBefore, coreTicks(serverCore));
-        const coldClientCoreBusy = serverCore === clientCore ? undefined : busyShare(clientCoreBefore, coreTicks(clientCore));
+        const ticksAfter = coreTicks();
+        const busy = (core: string): number | undefined => busyShare(ticksBefore.get(core), ticksAfter.get(core));
+        const machineBusy = busy('');
+        const coldCoreBusy = busy(serverCore);
+        const coldClientCoreBusy = serverCore === clientCore ? undefined : busy(clientCore);
         const cpuAfter = gateway.process.cpuSeconds();
         const fetched = (await gateway.s3BytesFetched()) - fetchedBefore;
         let w: TransferRun | undefined;
@@ -340,7 +340,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         const direct = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
         await stop(gateway);
         const coldCpuSeconds = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined;
-        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, ...(coldCpuSeconds !== undefined ? { coldCpuSeconds } : {}), ...(coldCoreBusy !== undefined ? { coldCoreBusy } : {}), ...(coldClientCoreBusy !== undefined ? { coldClientCoreBusy } : {}), ...(coldMachineCpuSeconds !== undefined ? { coldMachineCpuSeconds } : {}), ...(warmCpuSeconds !== undefined ? { warmCpuSeconds } : {}), ...(storeAlone ? { storeAlone } : {}) });
+        // A figure that could not be measured stays undefined (and out of results.json).
+        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, coldCpuSeconds, coldCoreBusy, coldClientCoreBusy, coldMachineCpuSeconds, warmCpuSeconds, storeAlone });
         log(
           `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s (gateway CPU ${coldCpuSeconds !== undefined ? fmt(coldCpuSeconds, 2) : '?'} s in ${fmt(c.seconds, 2)} s, its core ${coldCoreBusy !== undefined ? `${fmt(coldCoreBusy * 100, 0)}%` : '?'} busy, the client's ${coldClientCoreBusy !== undefined ? `${fmt(coldClientCoreBusy * 100, 0)}%` : '?'}, every process ${coldMachineCpuSeconds !== undefined ? fmt(coldMachineCpuSeconds, 2) : '?'} CPU-s; warm: gateway CPU ${warmCpuSeconds !== undefined ? fmt(warmCpuSeconds, 2) : '?'} s), warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
         );

@@ -28,20 +28,27 @@ export interface CoreTicks {
   readonly total: number;
 }
 
-/** `core`'s ticks so far, or every core's together without one (undefined where /proc/stat lacks it). */
-export function coreTicks(core?: string): CoreTicks | undefined {
+/**
+ * Every core's ticks so far, by core number ('' for all cores together), from one read of
+ * /proc/stat (empty where there is none).
+ */
+export function coreTicks(): Map<string, CoreTicks> {
+  const ticks = new Map<string, CoreTicks>();
   let stat: string;
   try {
     stat = fs.readFileSync('/proc/stat', 'utf8');
   } catch {
-    return undefined;
+    return ticks;
   }
-  const line = stat.split('\n').find((l) => l.startsWith(`cpu${core ?? ''} `));
-  if (!line) return undefined;
-  // user nice system idle iowait irq softirq steal ...: idle and iowait are the time nobody ran.
-  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+  for (const line of stat.split('\n')) {
+    const m = /^cpu(\d*)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are the time nobody ran.
+    const f = m[2]!.trim().split(/\s+/).slice(0, 8).map(Number);
+    const total = f.reduce((a, b) => a + b, 0);
+    ticks.set(m[1]!, { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total });
+  }
+  return ticks;
 }
 
 /** The share of `before`..`after` that the core was busy (0..1), or undefined. */

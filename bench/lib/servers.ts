@@ -133,6 +133,10 @@ export interface GatewayOptions {
   /** 'dist': the built CLI (npm run bench builds it); 'tsx': the sources. */
   readonly entry: 'dist' | 'tsx';
   readonly extraFlags?: readonly string[];
+  /** Node's own flags, before the entry (e.g. an experiment's `--import`). */
+  readonly nodeFlags?: readonly string[];
+  /** More environment for the gateway process. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 async function freeTcpPort(): Promise<number> {
@@ -148,7 +152,8 @@ async function freeTcpPort(): Promise<number> {
 export async function startGateway(opts: GatewayOptions): Promise<GatewayServer> {
   const port = await freeUdpPort();
   const httpPort = await freeTcpPort();
-  const entry = opts.entry === 'dist' ? [process.execPath, path.join(REPO, 'dist/cli.js')] : [process.execPath, '--import', 'tsx', path.join(REPO, 'src/cli.ts')];
+  const node = [process.execPath, ...(opts.nodeFlags ?? [])];
+  const entry = opts.entry === 'dist' ? [...node, path.join(REPO, 'dist/cli.js')] : [...node, '--import', 'tsx', path.join(REPO, 'src/cli.ts')];
   const argv = pinned(opts.core, [
     ...entry,
     'serve',
@@ -167,7 +172,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
   ]);
   const proc = new ManagedProcess('gateway', argv, {
     cwd: REPO,
-    env: { ...s3ProcessEnv(opts.s3), NODE_NO_WARNINGS: '1' },
+    env: { ...s3ProcessEnv(opts.s3), NODE_NO_WARNINGS: '1', ...opts.env },
   });
   const listening = await readyOrStopped(proc, async () => {
     const line = await proc.waitForLine(/tftp-gateway listening/, 30_000);
