@@ -32,7 +32,7 @@ if (!dir || !portText) {
 const files = new Map<string, Buffer>();
 const transfers = new Map<string, Transfer>();
 // Sends to the literal address in the same tick (dns.lookup would defer each send a tick), as
-// the gateway does (src/server/transport.ts).
+// the gateway does (src/tftp/transport.ts).
 const socket = dgram.createSocket({ type: 'udp4', lookup: ((address: string, family: number, cb: (e: null, a: string, f: number) => void) => cb(null, address, family)) as never });
 
 const header = (opcode: number, block: number): Buffer => {

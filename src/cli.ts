@@ -3,9 +3,9 @@ import process from 'node:process';
 import { ConfigError, describeConfig, usage, type GatewayConfig } from './config/config.js';
 import type { AccessPolicyOptions } from './policy/access-policy.js';
 import { describeAccessPolicy } from './policy/from-config.js';
-import { loadGatewaySetup } from './server/compose.js';
-import { Gateway } from './server/gateway.js';
-import { closeLogs, createLogger } from './server/logger.js';
+import { loadGatewaySetup } from './gateway/compose.js';
+import { Gateway } from './gateway/gateway.js';
+import { closeLogs, createLogger } from './ops/logger.js';
 import { errorMessage } from './errors.js';
 
 /** Grace after the drain deadline for aborting uploads and closing (100 s + 12 s + log close < 120 s). */

@@ -1,4 +1,4 @@
-import { ErrorCode } from './protocol/packet.js';
+import { ErrorCode } from './tftp/protocol/packet.js';
 
 /** Stable internal error codes; `tftpErrorFor` maps them to what goes on the wire. */
 export type TransferErrorCode =

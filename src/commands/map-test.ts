@@ -84,7 +84,7 @@ export async function mapTestCommand(
     return 0;
   }
   const { ConfigError } = await import('../config/config.js');
-  const { loadGatewaySetup } = await import('../server/compose.js');
+  const { loadGatewaySetup } = await import('../gateway/compose.js');
   const write = argv.includes('--write');
   const flags = argv.filter((a) => a !== '--write');
   // The bucket does not matter here; only the policy flags do.

@@ -1,4 +1,4 @@
-import { TRANSFER_RESULTS } from '../session/types.js';
+import { TRANSFER_RESULTS } from '../tftp/session/types.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**

@@ -1,6 +1,6 @@
-import { encodeNetascii } from '../protocol/netascii.js';
+import { encodeNetascii } from '../tftp/protocol/netascii.js';
 import { TransferError } from '../errors.js';
-import type { ReadSource } from '../session/types.js';
+import type { ReadSource } from '../tftp/session/types.js';
 import type { RangeCache, RangeView } from './range-cache.js';
 import type { ObjectInfo } from './s3-store.js';
 

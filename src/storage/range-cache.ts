@@ -1,5 +1,5 @@
 import type { TransferError } from '../errors.js';
-import type { UploadSink } from '../session/types.js';
+import type { UploadSink } from '../tftp/session/types.js';
 import type { MetadataAnswer } from './metadata-cache.js';
 import type { ObjectInfo } from './s3-store.js';
 

@@ -4,7 +4,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { within } from '../bounded-wait.js';
 import { TransferError } from '../errors.js';
-import type { UploadSink } from '../session/types.js';
+import type { UploadSink } from '../tftp/session/types.js';
 import { CallDeadline } from './deadline.js';
 import { storageError } from './s3-errors.js';
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { startS3Proxy, type S3Proxy } from '../../bench/lib/proxy.js';
-import { encodeAck, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
+import { encodeAck, encodeRequest, Opcode, type Packet } from '../../src/tftp/protocol/packet.js';
 import { TransferError } from '../../src/errors.js';
 import { BlockCache } from '../../src/storage/block-cache.js';
 import { CachedObjectSource } from '../../src/storage/object-source.js';

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ErrorCode } from '../../src/protocol/packet.js';
+import { ErrorCode } from '../../src/tftp/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { drained, get, put, refusalLogs, refused, sha } from './helpers.js';

@@ -5,7 +5,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
-import { encodeAck, encodeData, encodeError, encodeOack, encodeRequest, Opcode } from '../../src/protocol/packet.js';
+import { encodeAck, encodeData, encodeError, encodeOack, encodeRequest, Opcode } from '../../src/tftp/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { mulberry32 as seededRandom } from '../support/prng.js';
 import { getObject, putObject, testS3, type TestS3 } from '../support/s3.js';

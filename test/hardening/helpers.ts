@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
+import { encodeData, encodeRequest, Opcode } from '../../src/tftp/protocol/packet.js';
 import type { TestGateway } from '../support/gateway.js';
 import { tftpGet, type ClientResult } from '../support/tftp-client.js';
 import { UdpPeer } from '../support/udp-peer.js';

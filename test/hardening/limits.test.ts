@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { encodeAck, encodeData, encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
+import { encodeAck, encodeData, encodeRequest, ErrorCode, Opcode } from '../../src/tftp/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { UNSOLICITED_ERRORS_BURST } from '../../src/policy/limits.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
+import { encodeRequest, ErrorCode, Opcode } from '../../src/tftp/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { S3FaultProxy } from '../support/s3-fault-proxy.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../../src/config/config.js';
-import { loadGatewaySetup } from '../../src/server/compose.js';
+import { loadGatewaySetup } from '../../src/gateway/compose.js';
 import { checkClient, PolicyRefusal, prefixFor, resolveRequest, type AccessPolicyOptions } from '../../src/policy/access-policy.js';
 import { Cidr, CidrList, InvalidCidrError, parseCidr } from '../../src/policy/cidr.js';
 import { parseClientAddress } from '../../src/policy/client-address.js';
@@ -12,7 +12,7 @@ import { ClientLimits } from '../../src/policy/limits.js';
 import { applyMapRules, MapFileError, parseMapRules, type MapContext } from '../../src/policy/map-rules.js';
 import { decodeFileName, normaliseName, stripJunk } from '../../src/policy/names.js';
 import { TokenBuckets } from '../../src/policy/token-bucket.js';
-import { negotiateOptions } from '../../src/protocol/options.js';
+import { negotiateOptions } from '../../src/tftp/protocol/options.js';
 
 /** A clock the test moves by hand. */
 function manualClock(): { now(): number; advance(ms: number): void } {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { ErrorCode } from '../../src/protocol/packet.js';
+import { ErrorCode } from '../../src/tftp/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { internalError, S3FaultProxy, slowDown } from '../support/s3-fault-proxy.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';

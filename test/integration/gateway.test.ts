@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { encodeData, encodeError, encodeRequest, ErrorCode, Opcode } from '../../src/protocol/packet.js';
+import { encodeData, encodeError, encodeRequest, ErrorCode, Opcode } from '../../src/tftp/protocol/packet.js';
 import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { tftpGet, tftpPut } from '../support/tftp-client.js';
@@ -39,7 +39,7 @@ describe('gateway against a real S3-compatible server', () => {
         const got = await tftpGet(`boot/f${size}`, { port: gw.port, options: { blksize: String(blksize), tsize: '0' } });
         assert.equal(got.error, undefined);
         assert.equal(sha(got.data), sha(want));
-        // tsize is answered with the object size (left out for an empty object, see src/app/requests.ts).
+        // tsize is answered with the object size (left out for an empty object, see src/tftp/requests.ts).
         assert.equal(got.oack?.get('tsize'), size > 0 ? String(size) : undefined);
         assert.equal(got.oack?.get('blksize'), String(blksize));
       });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { encodeRequest, Opcode } from '../../src/protocol/packet.js';
+import { encodeRequest, Opcode } from '../../src/tftp/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { rawExchange, tftpGet, tftpPut } from '../support/tftp-client.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { ErrorCode } from '../../src/protocol/packet.js';
+import { ErrorCode } from '../../src/tftp/protocol/packet.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import type { TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';

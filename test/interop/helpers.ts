@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { encodeAck, Opcode } from '../../src/protocol/packet.js';
+import { encodeAck, Opcode } from '../../src/tftp/protocol/packet.js';
 import type { TestGateway } from '../support/gateway.js';
 import { UdpPeer, type Received } from '../support/udp-peer.js';
 import { until } from '../support/wait.js';

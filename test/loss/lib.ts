@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { download, upload, type ClientName, type RunResult, type TransferSpec } from '../support/clients.js';
 import { LossyRelay, type LossProfile, type RelayStats } from '../support/lossy-relay.js';
-import { encodeRequest, Opcode } from '../../src/protocol/packet.js';
+import { encodeRequest, Opcode } from '../../src/tftp/protocol/packet.js';
 import { getObject, type TestS3 } from '../support/s3.js';
 import { rawExchange } from '../support/tftp-client.js';
 import { until } from '../support/wait.js';

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/protocol/packet.js';
-import { Gateway, type GatewayDeps } from '../../src/server/gateway.js';
+import { encodeAck, encodeData, encodeRequest, Opcode } from '../../src/tftp/protocol/packet.js';
+import { Gateway, type GatewayDeps } from '../../src/gateway/gateway.js';
 import { s3Flags, testWorkers } from '../support/gateway.js';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
 

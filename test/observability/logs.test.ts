@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/config.js';
 import { emfRecord } from '../../src/metrics/emf.js';
-import { createLogger, sanitize, sanitizeOptions } from '../../src/server/logger.js';
+import { createLogger, sanitize, sanitizeOptions } from '../../src/ops/logger.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { tftpGet } from '../support/tftp-client.js';
 import { slowGet, startGateway, type StartedGateway } from './helpers.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Opcode, type Packet } from '../../src/protocol/packet.js';
+import { Opcode, type Packet } from '../../src/tftp/protocol/packet.js';
 import {
   ackBytes,
   errorBytes,

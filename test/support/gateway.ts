@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { Gateway } from '../../src/server/gateway.js';
-import type { TransferFinished } from '../../src/server/transfer-report.js';
+import { Gateway } from '../../src/gateway/gateway.js';
+import type { TransferFinished } from '../../src/tftp/transfer-report.js';
 import type { TestS3 } from './s3.js';
 
 /** Worker threads for test gateways: TFTPGW_TEST_WORKERS (default 1, the single-threaded path). */

@@ -1,4 +1,4 @@
-import { encodeAck, encodeData, encodeError, encodeRequest, Opcode, type Packet } from '../../src/protocol/packet.js';
+import { encodeAck, encodeData, encodeError, encodeRequest, Opcode, type Packet } from '../../src/tftp/protocol/packet.js';
 import { UdpPeer } from './udp-peer.js';
 
 /**

@@ -1,5 +1,5 @@
 import dgram from 'node:dgram';
-import { decodePacket, type Packet } from '../../src/protocol/packet.js';
+import { decodePacket, type Packet } from '../../src/tftp/protocol/packet.js';
 
 /** A decoded datagram as a test peer received it. */
 export interface Received {

@@ -1,4 +1,4 @@
-import type { DatagramSocket, Peer, TransferSocketFactory } from '../../src/server/transport.js';
+import type { DatagramSocket, Peer, TransferSocketFactory } from '../../src/tftp/transport.js';
 import type { VirtualClock } from './fake/clock.js';
 
 /** One datagram as it left a socket. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { absoluteBlock, wireBlock } from '../../src/protocol/blocks.js';
+import { absoluteBlock, wireBlock } from '../../src/tftp/protocol/blocks.js';
 import { mulberry32 } from '../support/prng.js';
 
 describe('wireBlock', () => {

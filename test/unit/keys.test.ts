@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ErrorCode } from '../../src/protocol/packet.js';
+import { ErrorCode } from '../../src/tftp/protocol/packet.js';
 import { tftpErrorFor, TransferError } from '../../src/errors.js';
 import { keyUnder, normalisePrefix, relativePathFor } from '../../src/policy/keys.js';
 

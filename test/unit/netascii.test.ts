@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { encodeNetascii, NetasciiDecoder } from '../../src/protocol/netascii.js';
+import { encodeNetascii, NetasciiDecoder } from '../../src/tftp/protocol/netascii.js';
 import { mulberry32 } from '../support/prng.js';
 
 const CR = 0x0d;

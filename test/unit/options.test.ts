@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { buildOack, negotiateOptions, parseOptionInt, type NegotiationLimits } from '../../src/protocol/options.js';
+import { buildOack, negotiateOptions, parseOptionInt, type NegotiationLimits } from '../../src/tftp/protocol/options.js';
 
 const limits: NegotiationLimits = { maxBlksize: 1468, maxWindowsize: 64 };
 const wide: NegotiationLimits = { maxBlksize: 1_000_000, maxWindowsize: 1_000_000 };

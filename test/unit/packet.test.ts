@@ -12,7 +12,7 @@ import {
   Opcode,
   type DecodeResult,
   type Packet,
-} from '../../src/protocol/packet.js';
+} from '../../src/tftp/protocol/packet.js';
 import { mulberry32 } from '../support/prng.js';
 
 // ----- helpers: expected bytes are written out by hand, never produced by the encoder under test

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { RetransmitTimer } from '../../src/session/rto.js';
-import type { RetransmitPolicy } from '../../src/session/types.js';
+import { RetransmitTimer } from '../../src/tftp/session/rto.js';
+import type { RetransmitPolicy } from '../../src/tftp/session/types.js';
 
 const policy: RetransmitPolicy = { initialMs: 1000, minMs: 100, maxMs: 5000, maxRetries: 6 };
 

@@ -1,6 +1,6 @@
 /** Minimal RFC-correct TFTP clients (reader and writer, with RFC 7440 windows) on a virtual clock. */
-import { encodeRequest, Opcode, type Packet } from '../../../src/protocol/packet.js';
-import type { Clock, TimerHandle } from '../../../src/session/types.js';
+import { encodeRequest, Opcode, type Packet } from '../../../src/tftp/protocol/packet.js';
+import type { Clock, TimerHandle } from '../../../src/tftp/session/types.js';
 import { ackBytes, dataBytes, errorBytes } from './datagrams.js';
 import type { PacketHandler } from './network.js';
 

@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../../../src/session/types.js';
+import type { Clock, TimerHandle } from '../../../src/tftp/session/types.js';
 
 interface VirtualTimer {
   readonly due: number;

@@ -2,7 +2,7 @@
  * Hand-built datagrams, independent of the encoders under test (so a codec bug cannot hide
  * itself), and short names for packets in trace assertions.
  */
-import { Opcode, type Packet } from '../../../src/protocol/packet.js';
+import { Opcode, type Packet } from '../../../src/tftp/protocol/packet.js';
 
 function u16(n: number): number[] {
   return [(n >> 8) & 0xff, n & 0xff];

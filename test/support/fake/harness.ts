@@ -1,8 +1,8 @@
 /** Harnesses: a session under test wired to a test client over a fake network, on one virtual clock. */
-import { buildOack, negotiateOptions, type NegotiationLimits } from '../../../src/protocol/options.js';
-import { ReadSession } from '../../../src/session/read-session.js';
-import type { RetransmitPolicy, TransferStats } from '../../../src/session/types.js';
-import { WriteSession } from '../../../src/session/write-session.js';
+import { buildOack, negotiateOptions, type NegotiationLimits } from '../../../src/tftp/protocol/options.js';
+import { ReadSession } from '../../../src/tftp/session/read-session.js';
+import type { RetransmitPolicy, TransferStats } from '../../../src/tftp/session/types.js';
+import { WriteSession } from '../../../src/tftp/session/write-session.js';
 import { TestReader, TestWriter, type ReaderOptions, type WriterOptions } from './clients.js';
 import { VirtualClock } from './clock.js';
 import { MemorySink, MemorySource, type MemorySinkOptions, type MemorySourceOptions } from './memory-storage.js';

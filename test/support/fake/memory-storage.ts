@@ -1,6 +1,6 @@
 /** In-memory storage fakes (a ReadSource and an UploadSink) whose delays run on the virtual clock. */
 import { TransferError } from '../../../src/errors.js';
-import type { ReadSource, UploadSink } from '../../../src/session/types.js';
+import type { ReadSource, UploadSink } from '../../../src/tftp/session/types.js';
 import type { VirtualClock } from './clock.js';
 
 export interface MemorySourceOptions {

@@ -1,5 +1,5 @@
-import { decodePacket, Opcode, type Packet } from '../../../src/protocol/packet.js';
-import type { PeerChannel } from '../../../src/session/types.js';
+import { decodePacket, Opcode, type Packet } from '../../../src/tftp/protocol/packet.js';
+import type { PeerChannel } from '../../../src/tftp/session/types.js';
 import { mulberry32 } from '../prng.js';
 import type { VirtualClock } from './clock.js';
 import { describePacket } from './datagrams.js';

@@ -2,10 +2,10 @@ import { errorMessage, tftpErrorFor, TransferError } from '../errors.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { PolicyRefusal } from '../policy/access-policy.js';
 import type { ClientLimiter } from '../policy/limits.js';
-import { encodeError } from '../protocol/packet.js';
+import { encodeError } from './protocol/packet.js';
 import type { ClientAddress } from '../policy/client-address.js';
 import type { TransferChannel, TransferChannels } from './channel.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ops/logger.js';
 import type { TransferOperation } from './transfer-report.js';
 import type { DatagramSocket, Peer } from './transport.js';
 

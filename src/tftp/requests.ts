@@ -1,9 +1,9 @@
 import { resolveRequest, type AccessPolicyOptions, type Resolution } from '../policy/access-policy.js';
 import type { ClientAddress } from '../policy/client-address.js';
-import { buildOack, negotiateOptions, type NegotiatedOptions } from '../protocol/options.js';
-import { Opcode, type RequestPacket } from '../protocol/packet.js';
+import { buildOack, negotiateOptions, type NegotiatedOptions } from './protocol/options.js';
+import { Opcode, type RequestPacket } from './protocol/packet.js';
 import { TransferError } from '../errors.js';
-import type { ReadSource, UploadSink } from '../session/types.js';
+import type { ReadSource, UploadSink } from './session/types.js';
 import { CachedObjectSource, NetasciiSource } from '../storage/object-source.js';
 import type { RangeCache, UploadStore } from '../storage/range-cache.js';
 

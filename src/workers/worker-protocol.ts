@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { TransferErrorCode } from '../errors.js';
-import type { TransferFinished } from './transfer-report.js';
+import type { TransferFinished } from '../tftp/transfer-report.js';
 import type { ObjectInfo } from '../storage/s3-store.js';
 
 /**

@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import type { Dispatcher, ListenEndpoint } from './dispatcher.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ops/logger.js';
 import { literalAddressLookup, UdpSocket } from './transport.js';
 
 /** A listening endpoint and the dgram socket behind it. */

@@ -1,6 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import { TransferError } from '../errors.js';
-import type { UploadSink } from '../session/types.js';
+import type { UploadSink } from '../tftp/session/types.js';
 import { SHARED_FAILED, SHARED_FILLED } from '../storage/block-cache.js';
 import type { MetadataAnswer } from '../storage/metadata-cache.js';
 import type { RangeCache, RangeView, UploadStore } from '../storage/range-cache.js';

@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import dns from 'node:dns';
 import net from 'node:net';
 import { TransferError } from '../errors.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../ops/logger.js';
 
 /** The other end of a datagram. */
 export interface Peer {

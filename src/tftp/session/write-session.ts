@@ -1,7 +1,7 @@
 import { absoluteBlock } from '../protocol/blocks.js';
 import { NetasciiDecoder } from '../protocol/netascii.js';
 import { encodeAck, encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
-import { errorMessage, tftpErrorFor, TransferError } from '../errors.js';
+import { errorMessage, tftpErrorFor, TransferError } from '../../errors.js';
 import { SessionBase, type SessionDeps } from './session-base.js';
 import type { TransferResult, UploadSink } from './types.js';
 

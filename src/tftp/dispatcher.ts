@@ -1,13 +1,13 @@
-import { decodePacket, encodeAck, ErrorCode, Opcode, type Packet, type RequestPacket } from '../protocol/packet.js';
-import { ReadSession } from '../session/read-session.js';
-import type { SessionBase } from '../session/session-base.js';
-import type { Clock, RetransmitPolicy, TransferStats, UploadSink } from '../session/types.js';
-import { WriteSession } from '../session/write-session.js';
+import { decodePacket, encodeAck, ErrorCode, Opcode, type Packet, type RequestPacket } from './protocol/packet.js';
+import { ReadSession } from './session/read-session.js';
+import type { SessionBase } from './session/session-base.js';
+import type { Clock, RetransmitPolicy, TransferStats, UploadSink } from './session/types.js';
+import { WriteSession } from './session/write-session.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { parseClientAddress, type ClientAddress } from '../policy/client-address.js';
 import { ClientLimits, type ClientLimiter } from '../policy/limits.js';
-import { sanitize, sanitizeOptions, type Logger } from './logger.js';
-import type { PreparedTransfer } from '../app/requests.js';
+import { sanitize, sanitizeOptions, type Logger } from '../ops/logger.js';
+import type { PreparedTransfer } from './requests.js';
 import { AdmissionChecks, Refusals, type OpeningRequest } from './admission.js';
 import { TransferChannels, type TransferChannel } from './channel.js';
 import { faultDetail } from '../errors.js';
@@ -101,7 +101,7 @@ export interface TransferOpener {
 const MIN_LINGER_MS = 12_000;
 
 /**
- * Worker-pool hooks (src/server/worker-*.ts): the process-wide session directory, and where a
+ * Worker-pool hooks (src/workers/): the process-wide session directory, and where a
  * datagram goes that has no session here. Single-threaded mode has none.
  */
 export interface PeerDirectory {

@@ -1,6 +1,6 @@
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import type { TransferStats } from '../session/types.js';
-import { sanitize, type Logger } from './logger.js';
+import type { TransferStats } from './session/types.js';
+import { sanitize, type Logger } from '../ops/logger.js';
 import type { Peer } from './transport.js';
 
 /**

@@ -2,8 +2,8 @@ import process from 'node:process';
 import { ConfigError, loadConfig, type GatewayConfig } from '../config/config.js';
 import type { AccessPolicyOptions } from '../policy/access-policy.js';
 import { accessPolicyFromConfig } from '../policy/from-config.js';
-import type { DispatcherOptions } from './dispatcher.js';
-import type { RequestPolicy } from '../app/requests.js';
+import type { DispatcherOptions } from '../tftp/dispatcher.js';
+import type { RequestPolicy } from '../tftp/requests.js';
 
 /** A configuration and the access policy it describes. */
 export interface GatewaySetup {

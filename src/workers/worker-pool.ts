@@ -7,12 +7,12 @@ import type { GatewayMetrics } from '../metrics/metrics.js';
 import { parseClientAddress } from '../policy/client-address.js';
 import { createSharedLimitMemory, SharedClientLimits } from '../policy/shared-limits.js';
 import { errorMessage, TransferError } from '../errors.js';
-import type { UploadSink } from '../session/types.js';
+import type { UploadSink } from '../tftp/session/types.js';
 import type { BlockCache, RangeEntry } from '../storage/block-cache.js';
 import type { ObjectInfo, S3ObjectStore } from '../storage/s3-store.js';
-import { writeLine, type Logger } from './logger.js';
-import type { SessionHost } from './session-host.js';
-import { TransferEvents, type TransferFinishedSource } from './transfer-report.js';
+import { writeLine, type Logger } from '../ops/logger.js';
+import type { SessionHost } from '../gateway/session-host.js';
+import { TransferEvents, type TransferFinishedSource } from '../tftp/transfer-report.js';
 import type { MainToWorker, WireFailure, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
 export interface WorkerPoolDeps {

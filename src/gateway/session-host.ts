@@ -1,4 +1,4 @@
-import type { TransferFinishedSource } from './transfer-report.js';
+import type { TransferFinishedSource } from '../tftp/transfer-report.js';
 
 /**
  * What the gateway's lifecycle (drain, health, scale-in protection, EMF) needs of whatever runs

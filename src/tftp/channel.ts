@@ -1,6 +1,6 @@
-import { encodeError, Opcode, type ErrorCode } from '../protocol/packet.js';
+import { encodeError, Opcode, type ErrorCode } from './protocol/packet.js';
 import type { ClientAddress } from '../policy/client-address.js';
-import type { PeerChannel } from '../session/types.js';
+import type { PeerChannel } from './session/types.js';
 import type { DatagramSocket, Peer, TransferSocketFactory } from './transport.js';
 
 /** What a channel reports as it sends. */

@@ -1,6 +1,6 @@
 import { absoluteBlock, wireBlock } from '../protocol/blocks.js';
 import { encodeOack, ErrorCode, Opcode, type Packet } from '../protocol/packet.js';
-import { errorMessage, tftpErrorFor, TransferError } from '../errors.js';
+import { errorMessage, tftpErrorFor, TransferError } from '../../errors.js';
 import { SessionBase, type SessionDeps } from './session-base.js';
 import type { ReadSource, TransferResult } from './types.js';
 
