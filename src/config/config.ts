@@ -85,6 +85,18 @@ export interface GatewayConfig {
   readonly uploadPartSize: number;
   readonly uploadQueueSize: number;
   readonly httpListen: ListenAddress | undefined;
+  /** TCP addresses the HTTP boot front end serves files on (empty: off). */
+  readonly httpBootListen: readonly ListenAddress[];
+  /** Open HTTP boot connections at most (process-wide per thread's share: see src/http). */
+  readonly httpMaxConnections: number;
+  /** Open HTTP boot connections per client address at most (0: no cap). */
+  readonly httpMaxConnectionsPerClient: number;
+  /** Seconds a client may take to send a request's headers. */
+  readonly httpHeaderTimeoutS: number;
+  /** Seconds an idle keep-alive connection is kept open. */
+  readonly httpKeepAliveTimeoutS: number;
+  /** Seconds a response may make no progress (a reader that takes no bytes) before it is cut off. */
+  readonly httpSendTimeoutS: number;
   readonly logLevel: LogLevel;
   readonly drainTimeoutS: number;
   /** Write the ActiveSessions metric as CloudWatch EMF lines on stdout every `cloudwatchEmfIntervalS`. */
@@ -184,6 +196,12 @@ export const FLAGS = [
   { flag: 'upload-part-size', kind: 'size', default: '8MiB', min: 5 * MiB, max: 5 * 1024 * MiB, help: 'multipart upload part size' },
   { flag: 'upload-queue-size', kind: 'int', default: '2', min: 1, max: 16, help: 'parts uploaded in parallel per upload' },
   { flag: 'http-listen', kind: 'string', default: '0.0.0.0:9464', help: "address:port for /metrics, /healthz, /readyz ('off' to disable)" },
+  { flag: 'http-boot-listen', kind: 'list', help: "TCP address:port to serve the same files over HTTP (GET, HEAD, byte ranges) for stage-2 network boot (repeatable; default: off)" },
+  { flag: 'http-max-connections', kind: 'int', default: '10000', min: 1, max: 1000000, help: 'open HTTP boot connections at most; more are closed at once (counted)' },
+  { flag: 'http-max-connections-per-client', kind: 'int', default: '256', min: 0, max: 1000000, help: 'open HTTP boot connections per client address at most (0: no cap; a NATed site is one address)' },
+  { flag: 'http-header-timeout', kind: 'int', default: '10', min: 1, max: 3600, help: 'seconds a client may take to send the request line and headers (slow clients are cut off)' },
+  { flag: 'http-keepalive-timeout', kind: 'int', default: '15', min: 1, max: 3600, help: 'seconds an idle keep-alive HTTP connection is kept open' },
+  { flag: 'http-send-timeout', kind: 'int', default: '60', min: 1, max: 3600, help: 'seconds an HTTP response may go without the client taking any bytes before the connection is closed' },
   { flag: 'log-level', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'log level' },
   { flag: 'drain-timeout', kind: 'int', default: '100', min: 0, max: 3600, help: 'seconds to let transfers finish after SIGTERM' },
   { flag: 'cloudwatch-emf', kind: 'bool', default: 'false', help: 'write the ActiveSessions metric (namespace TftpGateway) as CloudWatch Embedded Metric Format lines on stdout' },
@@ -421,6 +439,15 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, check: Con
     if (!httpListen) problems.push(`--http-listen: '${httpText}' is not host:port or 'off'`);
   }
 
+  const httpBootListen: ListenAddress[] = [];
+  for (const text of get('http-boot-listen') ?? []) {
+    for (const part of text.split(',').map((t) => t.trim()).filter(Boolean)) {
+      const addr = parseListenAddress(part);
+      if (addr) httpBootListen.push(addr);
+      else problems.push(`--http-boot-listen: '${part}' is not host:port or [ipv6]:port`);
+    }
+  }
+
   // A transfer gives up with its own ERROR before the stall reaper: an explicit give-up time at or
   // over the stall timeout is a mistake; the default follows a shorter stall timeout down (below).
   const giveUp = get('give-up-timeout');
@@ -505,6 +532,12 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, check: Con
     uploadPartSize: value('upload-part-size'),
     uploadQueueSize: value('upload-queue-size'),
     httpListen,
+    httpBootListen,
+    httpMaxConnections: value('http-max-connections'),
+    httpMaxConnectionsPerClient: value('http-max-connections-per-client'),
+    httpHeaderTimeoutS: value('http-header-timeout'),
+    httpKeepAliveTimeoutS: value('http-keepalive-timeout'),
+    httpSendTimeoutS: value('http-send-timeout'),
     logLevel: value('log-level'),
     drainTimeoutS: value('drain-timeout'),
     cloudwatchEmf: value('cloudwatch-emf'),
@@ -564,5 +597,9 @@ function splitList(texts: readonly string[]): string[] {
  * The policy flags appear as given; the composition root adds the parsed policy's summary.
  */
 export function describeConfig(config: GatewayConfig): Record<string, unknown> {
-  return { ...config, listen: config.listen.map((a) => `${a.host}:${a.port}`) };
+  return {
+    ...config,
+    listen: config.listen.map((a) => `${a.host}:${a.port}`),
+    httpBootListen: config.httpBootListen.map((a) => `${a.host}:${a.port}`),
+  };
 }

@@ -29,37 +29,54 @@ export class GatewayMetrics {
 
   readonly transfersStarted = new Counter({
     name: 'tftp_gateway_transfers_started_total',
-    help: 'Transfers started, by operation (read, write)',
-    labelNames: ['operation'] as const,
+    help: 'Transfers started, by operation (read, write) and protocol (tftp, http: one HTTP GET or HEAD response)',
+    labelNames: ['operation', 'protocol'] as const,
     registers: [this.registry],
   });
   readonly transfersFinished = new Counter({
     name: 'tftp_gateway_transfers_finished_total',
-    help: 'Transfers finished, by operation and result',
-    labelNames: ['operation', 'result'] as const,
+    help: 'Transfers finished, by operation, result and protocol',
+    labelNames: ['operation', 'result', 'protocol'] as const,
     registers: [this.registry],
   });
   /** Called at scrape time to add the progress of transfers still running (see transferBytes). */
   transferBytesInFlight: () => void = () => undefined;
   /** Moves while transfers run (brought up to date at each scrape), not only when they end. */
-  readonly transferBytes: Counter<'direction'> = new Counter({
+  readonly transferBytes: Counter<'direction' | 'protocol'> = new Counter({
     name: 'tftp_gateway_transfer_bytes_total',
-    help: 'Payload bytes carried, by direction (sent for reads, received for writes)',
-    labelNames: ['direction'] as const,
+    help: 'Payload bytes carried, by direction (sent for reads, received for writes) and protocol',
+    labelNames: ['direction', 'protocol'] as const,
     registers: [this.registry],
     collect: (): void => this.transferBytesInFlight(),
   });
   readonly transferDuration = new Histogram({
     name: 'tftp_gateway_transfer_duration_seconds',
-    help: 'Duration of finished transfers, by operation',
-    labelNames: ['operation'] as const,
+    help: 'Duration of finished transfers, by operation and protocol',
+    labelNames: ['operation', 'protocol'] as const,
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
     registers: [this.registry],
   });
   readonly activeSessions = new Gauge({
     name: 'tftp_gateway_active_sessions',
-    help: 'Transfers in progress, by operation',
-    labelNames: ['operation'] as const,
+    help: 'Transfers in progress, by operation and protocol',
+    labelNames: ['operation', 'protocol'] as const,
+    registers: [this.registry],
+  });
+  readonly httpResponses = new Counter({
+    name: 'tftp_gateway_http_responses_total',
+    help: 'HTTP responses of the boot front end, by status code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly httpConnections = new Gauge({
+    name: 'tftp_gateway_http_connections',
+    help: 'Open connections of the HTTP boot front end',
+    registers: [this.registry],
+  });
+  readonly httpConnectionsRefused = new Counter({
+    name: 'tftp_gateway_http_connections_refused_total',
+    help: 'HTTP connections refused by a cap, by reason (max-connections, max-connections-per-client)',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
   readonly retransmissions = new Counter({

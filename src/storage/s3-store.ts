@@ -14,6 +14,8 @@ export interface ObjectInfo {
   readonly size: number;
   /** ETag as S3 returns it (quoted); pinned for the whole transfer. */
   readonly etag: string;
+  /** Last-Modified as S3 reports it, in ms since the epoch (HTTP's Last-Modified, If-Modified-Since). */
+  readonly lastModifiedMs?: number;
 }
 
 export interface S3StoreOptions {
@@ -69,7 +71,8 @@ export class S3ObjectStore {
       if (out.ContentLength === undefined || out.ETag === undefined) {
         throw new TransferError('STORAGE_ERROR', `HeadObject ${key}: no size or ETag in the answer`);
       }
-      return { size: out.ContentLength, etag: out.ETag };
+      const lastModifiedMs = out.LastModified?.getTime();
+      return lastModifiedMs === undefined ? { size: out.ContentLength, etag: out.ETag } : { size: out.ContentLength, etag: out.ETag, lastModifiedMs };
     } catch (err) {
       throw storageError(err, `HeadObject ${key}`);
     } finally {

@@ -154,15 +154,15 @@ export class TransferMetrics {
     events: TransferEvents,
   ) {
     events.onStarted((t) => {
-      metrics.transfersStarted.inc({ operation: t.operation });
-      metrics.activeSessions.inc({ operation: t.operation });
+      metrics.transfersStarted.inc({ operation: t.operation, protocol: 'tftp' });
+      metrics.activeSessions.inc({ operation: t.operation, protocol: 'tftp' });
       this.live.set(t.id, { operation: t.operation, counted: 0 });
     });
     events.onFinished((t) => {
       const operation = t.operation;
-      metrics.activeSessions.dec({ operation });
-      metrics.transfersFinished.inc({ operation, result: t.result });
-      metrics.transferDuration.observe({ operation }, t.durationMs / 1000);
+      metrics.activeSessions.dec({ operation, protocol: 'tftp' });
+      metrics.transfersFinished.inc({ operation, result: t.result, protocol: 'tftp' });
+      metrics.transferDuration.observe({ operation, protocol: 'tftp' }, t.durationMs / 1000);
       this.countBytes(t.id, t.bytes);
       this.live.delete(t.id);
       if (t.retransmits > 0) metrics.retransmissions.inc(t.retransmits);
@@ -181,7 +181,7 @@ export class TransferMetrics {
     const delta = total - entry.counted;
     if (delta <= 0) return;
     entry.counted = total;
-    this.metrics.transferBytes.inc({ direction: entry.operation === 'read' ? 'sent' : 'received' }, delta);
+    this.metrics.transferBytes.inc({ direction: entry.operation === 'read' ? 'sent' : 'received', protocol: 'tftp' }, delta);
   }
 }
 
