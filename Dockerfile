@@ -35,7 +35,9 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # The base image's unprivileged user (uid 1000); the files above stay root-owned and read-only to it.
 USER node
-EXPOSE 6969/udp 9464/tcp
+# TFTP, the ops endpoints (/metrics, /healthz, /readyz), and HTTP boot. HTTP boot stays off unless
+# TFTP_GATEWAY_HTTP_BOOT_LISTEN is set (e.g. 0.0.0.0:8080; the CDK stack sets it on its tasks).
+EXPOSE 6969/udp 9464/tcp 8080/tcp
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["node", "-e", "fetch('http://127.0.0.1:9464/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form, no npm or shell in between: SIGTERM reaches the gateway, which drains its sessions.

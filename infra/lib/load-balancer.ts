@@ -1,10 +1,15 @@
-import { Duration, Token, Validations } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnResource, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { ipv4Block, parseIpv4 } from './cidr.js';
 import { FlatConstruct } from './flat-construct.js';
-import { GATEWAY_HTTP_PORT, GATEWAY_TFTP_PORT, TFTP_PORT } from './settings.js';
+import { GATEWAY_HTTP_PORT, GATEWAY_TFTP_PORT, HTTPS_BOOT_PORT, TFTP_PORT, type HttpBootSettings } from './settings.js';
+
+/** Where the load balancer's access logs go (TLS listeners only), under the log bucket. */
+export const NLB_ACCESS_LOG_PREFIX = 'nlb-access-logs';
 
 export interface GatewayLoadBalancerProps {
   readonly vpc: ec2.IVpc;
@@ -16,16 +21,23 @@ export interface GatewayLoadBalancerProps {
   readonly privateIps: readonly string[];
   /** How long a deregistering task keeps its flows (the longest expected transfer). */
   readonly deregistrationDelay: Duration;
+  /** HTTP boot: a TCP listener (and an HTTPS one with a certificate) to the container's HTTP boot port; undefined: none. */
+  readonly httpBoot: HttpBootSettings | undefined;
+  /** Destination of the access logs an HTTPS listener enables; called only then. */
+  readonly accessLogBucket: () => s3.IBucket;
 }
 
 /**
  * The traffic path: an internal Network Load Balancer with one UDP listener on 69, the target
  * group (UDP 6969, HTTP health checks on 9464), and the security groups of the load balancer and
- * of the tasks behind it.
+ * of the tasks behind it. With HTTP boot, a TCP listener (80) and optionally a TLS one (443, the load
+ * balancer terminates TLS) forward to a second target group, TCP on the container's HTTP boot port.
  */
 export class GatewayLoadBalancer extends FlatConstruct {
   readonly loadBalancer: elbv2.NetworkLoadBalancer;
   readonly targetGroup: elbv2.NetworkTargetGroup;
+  /** HTTP boot's target group (TCP, the container's HTTP boot port), when HTTP boot is on. */
+  readonly httpBootTargetGroup: elbv2.NetworkTargetGroup | undefined;
   /** Security group of the load balancer: UDP 69 in from the client networks, out only to the tasks. */
   readonly loadBalancerSecurityGroup: ec2.SecurityGroup;
   /** Security group for the tasks: TFTP and health checks from the load balancer, HTTPS out. */
@@ -41,8 +53,13 @@ export class GatewayLoadBalancer extends FlatConstruct {
       allowAllOutbound: false,
       description: 'TFTP gateway load balancer: UDP 69 from the client networks only',
     });
+    const { httpBoot } = props;
     for (const cidr of props.clientCidrs) {
       nlbSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.udp(TFTP_PORT), 'TFTP from a client network');
+      if (httpBoot) {
+        nlbSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(httpBoot.port), 'HTTP boot from a client network');
+        if (httpBoot.tls) nlbSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(HTTPS_BOOT_PORT), 'HTTPS boot from a client network');
+      }
     }
     const serviceSecurityGroup = new ec2.SecurityGroup(this.host, 'ServiceSecurityGroup', {
       vpc,
@@ -54,6 +71,10 @@ export class GatewayLoadBalancer extends FlatConstruct {
     serviceSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to S3, ECR, CloudWatch Logs and the Prometheus workspace');
     nlbSecurityGroup.addEgressRule(serviceSecurityGroup, ec2.Port.udp(GATEWAY_TFTP_PORT), 'TFTP to the tasks');
     nlbSecurityGroup.addEgressRule(serviceSecurityGroup, ec2.Port.tcp(GATEWAY_HTTP_PORT), 'Health checks to the tasks');
+    if (httpBoot) {
+      serviceSecurityGroup.addIngressRule(nlbSecurityGroup, ec2.Port.tcp(httpBoot.containerPort), 'HTTP boot from the load balancer');
+      nlbSecurityGroup.addEgressRule(serviceSecurityGroup, ec2.Port.tcp(httpBoot.containerPort), 'HTTP boot to the tasks');
+    }
     // The two rules above are separate resources; without an inline rule CloudFormation would give the
     // group its default allow-all egress. This inline rule matches no traffic and keeps egress closed.
     nlbSecurityGroup.addEgressRule(ec2.Peer.ipv4('255.255.255.255/32'), ec2.Port.icmpTypeAndCode(252, 86), 'Disallow all other traffic');
@@ -80,23 +101,26 @@ export class GatewayLoadBalancer extends FlatConstruct {
       checkFixedIps(privateIps, props.privateSubnets.subnets);
     }
 
+    // Both target groups ask the same liveness endpoint on the ops port: a task that serves TFTP
+    // serves HTTP (one process), and /healthz stays 200 while S3 is away (cached files still boot).
+    const healthCheck: elbv2.HealthCheck = {
+      enabled: true,
+      protocol: elbv2.Protocol.HTTP,
+      port: String(GATEWAY_HTTP_PORT),
+      path: '/healthz',
+      healthyHttpCodes: '200',
+      interval: Duration.seconds(10),
+      timeout: Duration.seconds(5),
+      healthyThresholdCount: 2,
+      unhealthyThresholdCount: 2,
+    };
     this.targetGroup = new elbv2.NetworkTargetGroup(this.host, 'TargetGroup', {
       vpc,
       port: GATEWAY_TFTP_PORT,
       protocol: elbv2.Protocol.UDP,
       targetType: elbv2.TargetType.IP,
       deregistrationDelay: props.deregistrationDelay,
-      healthCheck: {
-        enabled: true,
-        protocol: elbv2.Protocol.HTTP,
-        port: String(GATEWAY_HTTP_PORT),
-        path: '/healthz',
-        healthyHttpCodes: '200',
-        interval: Duration.seconds(10),
-        timeout: Duration.seconds(5),
-        healthyThresholdCount: 2,
-        unhealthyThresholdCount: 2,
-      },
+      healthCheck,
     });
     this.loadBalancer.addListener('Tftp', {
       port: TFTP_PORT,
@@ -104,10 +128,78 @@ export class GatewayLoadBalancer extends FlatConstruct {
       defaultTargetGroups: [this.targetGroup],
     });
 
-    Validations.of(this.loadBalancer).acknowledge({
-      id: 'AwsSolutions-ELB2',
-      reason: 'Network Load Balancer access logs exist only for TLS listeners; this one has a single UDP listener. Transfers are logged by the gateway (JSON lines in CloudWatch Logs) and rejected flows by VPC flow logs.',
-    });
+    if (httpBoot) {
+      this.httpBootTargetGroup = new elbv2.NetworkTargetGroup(this.host, 'HttpBootTargetGroup', {
+        vpc,
+        port: httpBoot.containerPort,
+        protocol: elbv2.Protocol.TCP,
+        targetType: elbv2.TargetType.IP,
+        deregistrationDelay: props.deregistrationDelay,
+        // IP targets of a TCP group see the load balancer's address unless this is on; the gateway's
+        // per-client policy, caps and logs need the client's (UDP targets always keep it).
+        preserveClientIp: true,
+        healthCheck,
+      });
+      this.loadBalancer.addListener('HttpBoot', {
+        port: httpBoot.port,
+        protocol: elbv2.Protocol.TCP,
+        defaultTargetGroups: [this.httpBootTargetGroup],
+      });
+      if (httpBoot.tls) {
+        this.loadBalancer.addListener('HttpsBoot', {
+          port: HTTPS_BOOT_PORT,
+          protocol: elbv2.Protocol.TLS,
+          certificates: [elbv2.ListenerCertificate.fromArn(httpBoot.tls.certificateArn)],
+          sslPolicy: httpBoot.tls.policy,
+          defaultTargetGroups: [this.httpBootTargetGroup],
+        });
+        this.logTlsAccess(props.accessLogBucket());
+      }
+    }
+
+    if (!httpBoot?.tls) {
+      Validations.of(this.loadBalancer).acknowledge({
+        id: 'AwsSolutions-ELB2',
+        reason: `Network Load Balancer access logs exist only for TLS listeners; this one has ${httpBoot ? 'a UDP and a TCP listener' : 'a single UDP listener'}. Transfers are logged by the gateway (JSON lines in CloudWatch Logs) and rejected flows by VPC flow logs.`,
+      });
+    }
+  }
+
+  /**
+   * Access logs of the TLS listener (handshake failures from firmware show up here first: protocol,
+   * cipher, the client's TLS alert). ELBv2's `logAccessLogs` needs a concrete region; Network Load
+   * Balancers deliver through the log delivery service in every region, so this grants just that.
+   */
+  private logTlsAccess(bucket: s3.IBucket): void {
+    const lb = this.loadBalancer;
+    lb.setAttribute('access_logs.s3.enabled', 'true');
+    lb.setAttribute('access_logs.s3.bucket', bucket.bucketName);
+    lb.setAttribute('access_logs.s3.prefix', NLB_ACCESS_LOG_PREFIX);
+    const stack = Stack.of(this);
+    const delivery = new iam.ServicePrincipal('delivery.logs.amazonaws.com');
+    const fromThisAccount = { 'aws:SourceAccount': stack.account };
+    const fromLogDelivery = { 'aws:SourceArn': Arn.format({ service: 'logs', resource: '*', arnFormat: ArnFormat.NO_RESOURCE_NAME }, stack) };
+    bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'NlbAccessLogDelivery',
+        principals: [delivery],
+        actions: ['s3:PutObject'],
+        resources: [bucket.arnForObjects(`${NLB_ACCESS_LOG_PREFIX}/AWSLogs/${stack.account}/*`)],
+        conditions: { StringEquals: { 's3:x-amz-acl': 'bucket-owner-full-control', ...fromThisAccount }, ArnLike: fromLogDelivery },
+      }),
+    );
+    bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'NlbAccessLogAclCheck',
+        principals: [delivery],
+        actions: ['s3:GetBucketAcl'],
+        resources: [bucket.bucketArn],
+        conditions: { StringEquals: fromThisAccount, ArnLike: fromLogDelivery },
+      }),
+    );
+    // The load balancer checks the bucket's policy when it turns logging on.
+    const policy = bucket.policy?.node.defaultChild;
+    if (policy instanceof CfnResource) (lb.node.defaultChild as CfnResource).addResourceDependency(policy);
   }
 }
 

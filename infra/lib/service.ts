@@ -16,6 +16,8 @@ export interface GatewayServiceProps {
   readonly securityGroup: ec2.ISecurityGroup;
   /** Target group the tasks' TFTP port (UDP 6969) is registered with. */
   readonly targetGroup: elbv2.INetworkTargetGroup;
+  /** HTTP boot: the target group the tasks' HTTP boot port (TCP) is registered with; undefined: none. */
+  readonly httpBoot: { readonly targetGroup: elbv2.INetworkTargetGroup; readonly containerPort: number } | undefined;
 }
 
 /**
@@ -45,5 +47,10 @@ export class GatewayService extends FlatConstruct {
     props.targetGroup.addTarget(
       this.service.loadBalancerTarget({ containerName: 'gateway', containerPort: GATEWAY_TFTP_PORT, protocol: ecs.Protocol.UDP }),
     );
+    if (props.httpBoot) {
+      props.httpBoot.targetGroup.addTarget(
+        this.service.loadBalancerTarget({ containerName: 'gateway', containerPort: props.httpBoot.containerPort, protocol: ecs.Protocol.TCP }),
+      );
+    }
   }
 }

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { Duration, Token, type StackProps } from 'aws-cdk-lib';
+import { SslPolicy } from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { normalisePrefix } from '../../src/policy/keys.js';
 import { ipv4Block, parseIpv4 } from './cidr.js';
@@ -11,6 +12,18 @@ export const GATEWAY_TFTP_PORT = 6969;
 export const GATEWAY_HTTP_PORT = 9464;
 /** The port clients use (TFTP's well-known port), on the load balancer. */
 export const TFTP_PORT = 69;
+/**
+ * HTTP boot (stage 2): the container's HTTP file port (TFTP_GATEWAY_HTTP_BOOT_LISTEN; the Dockerfile
+ * EXPOSEs it but leaves the listener off), and the load balancer's plain and TLS ports for it.
+ */
+export const GATEWAY_HTTP_BOOT_PORT = 8080;
+export const HTTP_BOOT_PORT = 80;
+export const HTTPS_BOOT_PORT = 443;
+/**
+ * TLS policy of the HTTPS boot listener: TLS 1.3 (with post-quantum hybrid key exchange) and TLS 1.2
+ * with ECDHE only. Firmware whose TLS 1.2 has no ECDHE needs an `-Ext1-` policy (httpBootTlsPolicy).
+ */
+export const DEFAULT_HTTP_BOOT_TLS_POLICY = SslPolicy.TLS13_12_PQ;
 /** Fargate's maximum stopTimeout: the time between SIGTERM and SIGKILL. */
 export const STOP_TIMEOUT_SECONDS = 120;
 /** The gateway's drain budget after SIGTERM: kept below the stop timeout. */
@@ -43,6 +56,18 @@ export interface TftpGatewayStackProps extends StackProps {
    * (a DHCP `next-server` needs a stable address). Default: addresses chosen by AWS.
    */
   readonly nlbPrivateIps?: string[];
+
+  // ----- HTTP boot (stage 2) -----
+  /** Serve the files over HTTP too: a TCP listener on the load balancer and the gateway's HTTP boot listener. Default true. */
+  readonly httpBoot?: boolean;
+  /** The load balancer's HTTP boot port (TCP). Default 80. */
+  readonly httpBootPort?: number;
+  /** The container's HTTP boot port (TFTP_GATEWAY_HTTP_BOOT_LISTEN). Default 8080 (the container runs unprivileged: 1024 or over). */
+  readonly httpBootContainerPort?: number;
+  /** ACM certificate for an HTTPS listener on 443 (the load balancer terminates TLS). Default: no HTTPS listener. */
+  readonly httpBootCertificateArn?: string;
+  /** TLS policy of the HTTPS listener (an `ELBSecurityPolicy-TLS13-*` name). Default ELBSecurityPolicy-TLS13-1-2-PQ-2025-09. */
+  readonly httpBootTlsPolicy?: string;
 
   // ----- bucket -----
   /** Serve this existing bucket. Default: create one. */
@@ -154,7 +179,9 @@ export function resolveProps(props: TftpGatewayStackProps) {
   for (const ip of nlbPrivateIps) {
     if (parseIpv4(ip) === undefined) throw new Error(`nlbPrivateIps: not an IPv4 address: ${ip}`);
   }
+  const httpBoot = resolveHttpBoot(props);
   return {
+    httpBoot,
     vpcId: props.vpcId,
     vpcCidr: props.vpcCidr ?? '10.0.0.0/16',
     maxAzs: props.maxAzs ?? 2,
@@ -188,4 +215,44 @@ export function resolveProps(props: TftpGatewayStackProps) {
     createAmpWorkspace: props.createAmpWorkspace ?? false,
     adotImage: props.adotImage ?? DEFAULT_ADOT_IMAGE,
   };
+}
+
+export interface HttpBootSettings {
+  /** The load balancer's TCP port. */
+  readonly port: number;
+  /** The container's port. */
+  readonly containerPort: number;
+  /** An HTTPS listener on 443, when a certificate is given. */
+  readonly tls: { readonly certificateArn: string; readonly policy: SslPolicy } | undefined;
+}
+
+/** HTTP boot's settings, or undefined when it is off. */
+function resolveHttpBoot(props: TftpGatewayStackProps): HttpBootSettings | undefined {
+  // Off means off: the other httpBoot* settings may stay in cdk.json and are not read.
+  if (props.httpBoot === false) return undefined;
+  const port = props.httpBootPort ?? HTTP_BOOT_PORT;
+  const containerPort = props.httpBootContainerPort ?? GATEWAY_HTTP_BOOT_PORT;
+  if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) throw new Error(`httpBootPort must be a TCP port, 1..65535 (got ${port})`);
+  // A TCP and a UDP listener cannot share a port on a Network Load Balancer; 443 is the HTTPS listener's.
+  if (port === TFTP_PORT) throw new Error(`httpBootPort cannot be ${TFTP_PORT}: the load balancer's TFTP listener has it`);
+  if (!(Number.isInteger(containerPort) && containerPort >= 1024 && containerPort <= 65535)) {
+    throw new Error(`httpBootContainerPort must be 1024..65535: the container runs as an unprivileged user (got ${containerPort})`);
+  }
+  if (containerPort === GATEWAY_HTTP_PORT) {
+    throw new Error(`httpBootContainerPort cannot be ${GATEWAY_HTTP_PORT}: the metrics and health checks listen there`);
+  }
+  const certificateArn = props.httpBootCertificateArn;
+  if (certificateArn === undefined) {
+    if (props.httpBootTlsPolicy !== undefined) throw new Error('httpBootTlsPolicy needs httpBootCertificateArn (there is no HTTPS listener without it)');
+    return { port, containerPort, tls: undefined };
+  }
+  if (!Token.isUnresolved(certificateArn) && !/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]+$/.test(certificateArn)) {
+    throw new Error(`httpBootCertificateArn: not an ACM certificate ARN: ${certificateArn}`);
+  }
+  if (port === HTTPS_BOOT_PORT) throw new Error(`httpBootPort cannot be ${HTTPS_BOOT_PORT} with a certificate: the HTTPS listener has it`);
+  const policy = (props.httpBootTlsPolicy ?? DEFAULT_HTTP_BOOT_TLS_POLICY) as SslPolicy;
+  if (!Object.values(SslPolicy).includes(policy) || !policy.startsWith('ELBSecurityPolicy-TLS13-')) {
+    throw new Error(`httpBootTlsPolicy: ${policy} is not a TLS 1.3 capable load balancer policy (ELBSecurityPolicy-TLS13-...)`);
+  }
+  return { port, containerPort, tls: { certificateArn, policy } };
 }

@@ -34,6 +34,8 @@ export interface GatewayTasksProps {
   readonly logRetention: logs.RetentionDays;
   readonly logLevel: string;
   readonly maxBlksize: number | undefined;
+  /** The container's HTTP boot port (TFTP_GATEWAY_HTTP_BOOT_LISTEN); undefined: HTTP boot off. */
+  readonly httpBootPort: number | undefined;
   /** Extra variables for the gateway container. */
   readonly extraEnvironment: Readonly<Record<string, string>>;
 }
@@ -89,6 +91,7 @@ export class GatewayTasks extends FlatConstruct {
       TFTP_GATEWAY_LISTEN: `0.0.0.0:${GATEWAY_TFTP_PORT}`,
       TFTP_GATEWAY_PORT_MODE: 'single',
       TFTP_GATEWAY_HTTP_LISTEN: `0.0.0.0:${GATEWAY_HTTP_PORT}`,
+      ...(props.httpBootPort !== undefined ? { TFTP_GATEWAY_HTTP_BOOT_LISTEN: `0.0.0.0:${props.httpBootPort}` } : {}),
       TFTP_GATEWAY_S3_BUCKET: bucket.bucketName,
       TFTP_GATEWAY_S3_PREFIX: props.s3Prefix,
       TFTP_GATEWAY_S3_REGION: bucket.env.region,
@@ -112,6 +115,7 @@ export class GatewayTasks extends FlatConstruct {
       portMappings: [
         { name: 'tftp', containerPort: GATEWAY_TFTP_PORT, protocol: ecs.Protocol.UDP },
         { name: 'http', containerPort: GATEWAY_HTTP_PORT, protocol: ecs.Protocol.TCP },
+        ...(props.httpBootPort !== undefined ? [{ name: 'http-boot', containerPort: props.httpBootPort, protocol: ecs.Protocol.TCP }] : []),
       ],
       stopTimeout: Duration.seconds(STOP_TIMEOUT_SECONDS),
       readonlyRootFilesystem: true,

@@ -10,7 +10,7 @@ import { GatewayNetwork } from './network.js';
 import { GatewayPrometheus } from './prometheus.js';
 import { GatewayScaling } from './scaling.js';
 import { GatewayService } from './service.js';
-import { ADOT_MEMORY_MIB, resolveProps, type TftpGatewayStackProps } from './settings.js';
+import { ADOT_MEMORY_MIB, HTTPS_BOOT_PORT, HTTP_BOOT_PORT, resolveProps, type TftpGatewayStackProps } from './settings.js';
 import { GatewayBucket, createLogBucket } from './storage.js';
 import { GatewayTasks } from './tasks.js';
 
@@ -18,8 +18,12 @@ export {
   ADOT_MEMORY_MIB,
   DEFAULT_ADOT_IMAGE,
   DRAIN_TIMEOUT_SECONDS,
+  DEFAULT_HTTP_BOOT_TLS_POLICY,
+  GATEWAY_HTTP_BOOT_PORT,
   GATEWAY_HTTP_PORT,
   GATEWAY_TFTP_PORT,
+  HTTPS_BOOT_PORT,
+  HTTP_BOOT_PORT,
   REPO_ROOT,
   SESSIONS_METRIC,
   STOP_TIMEOUT_SECONDS,
@@ -43,6 +47,8 @@ export class TftpGatewayStack extends Stack {
   readonly taskDefinition: ecs.FargateTaskDefinition;
   readonly loadBalancer: elbv2.NetworkLoadBalancer;
   readonly targetGroup: elbv2.NetworkTargetGroup;
+  /** HTTP boot's target group (TCP), when HTTP boot is on. */
+  readonly httpBootTargetGroup: elbv2.NetworkTargetGroup | undefined;
   readonly logGroup: logs.LogGroup;
   /** Cache size given to the gateway, in MiB (derived from the task memory). */
   readonly cacheSizeMiB: number;
@@ -91,6 +97,7 @@ export class TftpGatewayStack extends Stack {
       logRetention: cfg.logRetention,
       logLevel: cfg.logLevel,
       maxBlksize: cfg.maxBlksize,
+      httpBootPort: cfg.httpBoot?.containerPort,
       extraEnvironment: cfg.extraEnvironment,
     });
     this.cluster = tasks.cluster;
@@ -116,9 +123,12 @@ export class TftpGatewayStack extends Stack {
       clientCidrs: cfg.clientCidrs.length > 0 ? cfg.clientCidrs : [network.vpcCidr],
       privateIps: cfg.nlbPrivateIps,
       deregistrationDelay: cfg.longestTransfer,
+      httpBoot: cfg.httpBoot,
+      accessLogBucket: getLogBucket,
     });
     this.loadBalancer = loadBalancing.loadBalancer;
     this.targetGroup = loadBalancing.targetGroup;
+    this.httpBootTargetGroup = loadBalancing.httpBootTargetGroup;
 
     this.service = new GatewayService(this, 'EcsService', {
       cluster: tasks.cluster,
@@ -126,6 +136,9 @@ export class TftpGatewayStack extends Stack {
       serviceName: cfg.serviceName,
       securityGroup: loadBalancing.serviceSecurityGroup,
       targetGroup: loadBalancing.targetGroup,
+      httpBoot: cfg.httpBoot && loadBalancing.httpBootTargetGroup
+        ? { targetGroup: loadBalancing.httpBootTargetGroup, containerPort: cfg.httpBoot.containerPort }
+        : undefined,
     }).service;
 
     new GatewayScaling(this, 'Scaling', {
@@ -140,8 +153,17 @@ export class TftpGatewayStack extends Stack {
     // ------------------------------------------------------------------ outputs
     new CfnOutput(this, 'LoadBalancerDnsName', {
       value: this.loadBalancer.loadBalancerDnsName,
-      description: 'DNS name of the internal NLB (TFTP on UDP 69)',
+      description: cfg.httpBoot
+        ? `DNS name of the internal NLB (TFTP on UDP 69, HTTP boot on TCP ${cfg.httpBoot.port}${cfg.httpBoot.tls ? `, HTTPS on ${HTTPS_BOOT_PORT}` : ''})`
+        : 'DNS name of the internal NLB (TFTP on UDP 69)',
     });
+    if (cfg.httpBoot) {
+      const host = cfg.nlbPrivateIps[0] ?? this.loadBalancer.loadBalancerDnsName;
+      new CfnOutput(this, 'HttpBootUrl', {
+        value: `http://${host}${cfg.httpBoot.port === HTTP_BOOT_PORT ? '' : `:${cfg.httpBoot.port}`}/`,
+        description: 'Base URL of the files over HTTP (the same names as TFTP), for iPXE scripts and UEFI HTTP Boot',
+      });
+    }
     if (cfg.nlbPrivateIps.length > 0) {
       new CfnOutput(this, 'LoadBalancerPrivateIps', {
         value: cfg.nlbPrivateIps.join(','),

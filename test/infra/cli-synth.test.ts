@@ -42,10 +42,10 @@ test('npx cdk synth works with no AWS account and no Docker, and cdk-nag passes'
     const templatePath = join(out, 'TftpGateway.template.json');
     assert.ok(existsSync(templatePath), `no template in ${out}; stderr:\n${stderr}`);
     const template = JSON.parse(readFileSync(templatePath, 'utf8')) as { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> };
-    const listeners = Object.values(template.Resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::Listener');
-    assert.equal(listeners.length, 1);
-    assert.equal(listeners[0]!.Properties!['Protocol'], 'UDP');
-    assert.equal(listeners[0]!.Properties!['Port'], 69);
+    const listeners = Object.values(template.Resources)
+      .filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::Listener')
+      .map((r) => `${String(r.Properties!['Protocol'])} ${String(r.Properties!['Port'])}`);
+    assert.deepEqual(listeners.sort(), ['TCP 80', 'UDP 69'], 'TFTP, and HTTP boot (on by default; no HTTPS without a certificate)');
     const report = JSON.parse(readFileSync(join(out, 'validation-report.json'), 'utf8')) as { pluginReports: unknown[] };
     assert.deepEqual(report.pluginReports, [], 'no validation findings');
   } finally {

@@ -77,6 +77,26 @@ test('-c values arrive as strings: numbers, booleans and comma-separated lists a
   assert.equal(props.s3GatewayEndpoint, false);
 });
 
+test('HTTP boot context: on/off, ports, certificate and TLS policy', () => {
+  const { props } = from({
+    httpBoot: 'true',
+    httpBootPort: '8000',
+    httpBootContainerPort: '8888',
+    httpBootCertificateArn: ' arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555 ',
+    httpBootTlsPolicy: 'ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06',
+  });
+  assert.equal(props.httpBoot, true);
+  assert.equal(props.httpBootPort, 8000);
+  assert.equal(props.httpBootContainerPort, 8888);
+  assert.equal(props.httpBootCertificateArn, 'arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555');
+  assert.equal(props.httpBootTlsPolicy, 'ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06');
+  assert.equal(from({ httpBoot: 'false' }).props.httpBoot, false);
+  assert.equal(from({ httpBoot: false }).props.httpBoot, false);
+  assert.equal(from({}).props.httpBoot, undefined, 'unset: the stack’s default (on)');
+  assert.throws(() => from({ httpBoot: 'off' }), /context httpBoot: expected true or false/);
+  assert.throws(() => from({ httpBootPort: 'http' }), /context httpBootPort: expected a number/);
+});
+
 test('cdk.json / cdk.context.json values keep their JSON types', () => {
   const { props } = from({ allowWrite: true, writePrefixes: ['uploads/'], cpu: 2048, memoryMiB: 4096, clientCidrs: ['10.0.0.0/8'] });
   assert.equal(props.allowWrite, true);

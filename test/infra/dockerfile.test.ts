@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { GATEWAY_HTTP_PORT, GATEWAY_TFTP_PORT } from '../../infra/lib/tftp-gateway-stack.js';
+import { GATEWAY_HTTP_BOOT_PORT, GATEWAY_HTTP_PORT, GATEWAY_TFTP_PORT } from '../../infra/lib/tftp-gateway-stack.js';
 import { parseDockerfile, type Stage } from './dockerfile.js';
 
 const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
@@ -62,9 +62,15 @@ test('CMD is exec form ["node", "dist/cli.js", "serve"], no npm wrapper, no ENTR
   assert.doesNotMatch(cmds[0]!.args, /npm|yarn|pnpm|sh -c/);
 });
 
-test(`exposes UDP ${GATEWAY_TFTP_PORT} and TCP ${GATEWAY_HTTP_PORT}`, () => {
+test(`exposes UDP ${GATEWAY_TFTP_PORT}, TCP ${GATEWAY_HTTP_PORT} (ops) and TCP ${GATEWAY_HTTP_BOOT_PORT} (HTTP boot)`, () => {
   const exposed = all(final, 'EXPOSE').flatMap((e) => e.args.split(/\s+/));
-  assert.deepEqual(exposed.sort(), [`${GATEWAY_TFTP_PORT}/udp`, `${GATEWAY_HTTP_PORT}/tcp`].sort());
+  assert.deepEqual(exposed.sort(), [`${GATEWAY_TFTP_PORT}/udp`, `${GATEWAY_HTTP_PORT}/tcp`, `${GATEWAY_HTTP_BOOT_PORT}/tcp`].sort());
+});
+
+test('HTTP boot is off in the image: no TFTP_GATEWAY_HTTP_BOOT_LISTEN (the deployment turns it on)', () => {
+  const env = stages.flatMap((s) => all(s, 'ENV')).map((e) => e.args).join(' ');
+  assert.doesNotMatch(env, /TFTP_GATEWAY_HTTP_BOOT_LISTEN/);
+  assert.ok(!all(final, 'CMD').some((c) => /http-boot/.test(c.args)), 'nor a --http-boot-listen flag in CMD');
 });
 
 test('configured through the environment: single-port mode and listen addresses default in the image', () => {

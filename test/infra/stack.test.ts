@@ -29,6 +29,7 @@ const clusterId = logicalIdOf(json, 'AWS::ECS::Cluster', 'Cluster');
 const nlbSgId = logicalIdOf(json, 'AWS::EC2::SecurityGroup', 'NlbSecurityGroup');
 const serviceSgId = logicalIdOf(json, 'AWS::EC2::SecurityGroup', 'ServiceSecurityGroup');
 const targetGroupId = logicalIdOf(json, 'AWS::ElasticLoadBalancingV2::TargetGroup', 'TargetGroup');
+const httpTargetGroupId = logicalIdOf(json, 'AWS::ElasticLoadBalancingV2::TargetGroup', 'HttpBootTargetGroup');
 const nlbId = logicalIdOf(json, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'Nlb');
 const logGroupId = logicalIdOf(json, 'AWS::Logs::LogGroup', 'Logs');
 const taskRoleId = logicalIdOf(json, 'AWS::IAM::Role', 'TaskRole');
@@ -49,18 +50,45 @@ test('network load balancer: internal, cross-zone on, one security group, privat
   });
 });
 
-test('one UDP listener on port 69, forwarding to the target group', () => {
-  template.resourceCountIs('AWS::ElasticLoadBalancingV2::Listener', 1);
+test('two listeners: UDP 69 to the TFTP target group, TCP 80 (HTTP boot) to the HTTP boot target group; no TLS without a certificate', () => {
+  template.resourceCountIs('AWS::ElasticLoadBalancingV2::Listener', 2);
   template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
     LoadBalancerArn: ref(nlbId),
     Port: 69,
     Protocol: 'UDP',
     DefaultActions: [{ Type: 'forward', TargetGroupArn: ref(targetGroupId) }],
   });
+  template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+    LoadBalancerArn: ref(nlbId),
+    Port: 80,
+    Protocol: 'TCP',
+    DefaultActions: [{ Type: 'forward', TargetGroupArn: ref(httpTargetGroupId) }],
+  });
+  // No TLS listener, so no access logs (they exist only for TLS listeners).
+  const [, nlb] = resourcesOfType(json, 'AWS::ElasticLoadBalancingV2::LoadBalancer')[0]!;
+  assert.ok(!JSON.stringify(nlb['LoadBalancerAttributes']).includes('access_logs'));
+});
+
+test('HTTP boot target group: TCP 8080, ip targets, client IP preserved, the same health check as TFTP, same deregistration delay', () => {
+  template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+    Port: 8080,
+    Protocol: 'TCP',
+    TargetType: 'ip',
+    HealthCheckEnabled: true,
+    HealthCheckProtocol: 'HTTP',
+    HealthCheckPort: '9464',
+    HealthCheckPath: '/healthz',
+    Matcher: { HttpCode: '200' },
+    TargetGroupAttributes: Match.arrayWith([
+      { Key: 'deregistration_delay.timeout_seconds', Value: '300' },
+      // IP targets of a TCP group would see the load balancer's address: the per-client policy needs the client's.
+      { Key: 'preserve_client_ip.enabled', Value: 'true' },
+    ]),
+  });
 });
 
 test('target group: UDP 6969, ip targets, HTTP health check on /healthz port 9464, deregistration delay 300 s', () => {
-  template.resourceCountIs('AWS::ElasticLoadBalancingV2::TargetGroup', 1);
+  template.resourceCountIs('AWS::ElasticLoadBalancingV2::TargetGroup', 2);
   template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
     Port: 6969,
     Protocol: 'UDP',
@@ -74,10 +102,11 @@ test('target group: UDP 6969, ip targets, HTTP health check on /healthz port 946
   });
 });
 
-test('load balancer security group: UDP 69 from the client networks only (default: the VPC CIDR); out only to the tasks', () => {
+test('load balancer security group: UDP 69 and TCP 80 from the client networks only (default: the VPC CIDR); out only to the tasks', () => {
   const [, sg] = resourcesOfType(json, 'AWS::EC2::SecurityGroup').find(([id]) => id === nlbSgId)!;
   assert.deepEqual(sg['SecurityGroupIngress'], [
     { CidrIp: '10.0.0.0/16', Description: 'TFTP from a client network', FromPort: 69, IpProtocol: 'udp', ToPort: 69 },
+    { CidrIp: '10.0.0.0/16', Description: 'HTTP boot from a client network', FromPort: 80, IpProtocol: 'tcp', ToPort: 80 },
   ]);
   // An inline rule that matches nothing: with no inline egress at all, CloudFormation would add allow-all.
   assert.deepEqual(sg['SecurityGroupEgress'], [
@@ -85,11 +114,12 @@ test('load balancer security group: UDP 69 from the client networks only (defaul
   ]);
   assert.deepEqual(separateRules('Egress', nlbSgId), [
     { proto: 'udp', from: 6969, to: 6969, peer: getAtt(serviceSgId, 'GroupId') },
+    { proto: 'tcp', from: 8080, to: 8080, peer: getAtt(serviceSgId, 'GroupId') },
     { proto: 'tcp', from: 9464, to: 9464, peer: getAtt(serviceSgId, 'GroupId') },
   ]);
 });
 
-test('task security group: UDP 6969 and TCP 9464 from the load balancer only; HTTPS out only', () => {
+test('task security group: UDP 6969, TCP 8080 (HTTP boot) and TCP 9464 from the load balancer only; HTTPS out only', () => {
   const [, sg] = resourcesOfType(json, 'AWS::EC2::SecurityGroup').find(([id]) => id === serviceSgId)!;
   assert.equal(sg['SecurityGroupIngress'], undefined, 'no CIDR-based ingress on the tasks');
   assert.deepEqual(sg['SecurityGroupEgress'], [
@@ -97,9 +127,10 @@ test('task security group: UDP 6969 and TCP 9464 from the load balancer only; HT
   ]);
   assert.deepEqual(separateRules('Ingress', serviceSgId), [
     { proto: 'udp', from: 6969, to: 6969, peer: getAtt(nlbSgId, 'GroupId') },
+    { proto: 'tcp', from: 8080, to: 8080, peer: getAtt(nlbSgId, 'GroupId') },
     { proto: 'tcp', from: 9464, to: 9464, peer: getAtt(nlbSgId, 'GroupId') },
   ]);
-  // Nothing else anywhere admits traffic from a CIDR except the load balancer's UDP 69 rule.
+  // Nothing else anywhere admits traffic from a CIDR except the load balancer's UDP 69 and TCP 80 rules.
   assert.equal(resourcesOfType(json, 'AWS::EC2::SecurityGroupIngress').filter(([, p]) => 'CidrIp' in p).length, 0);
 });
 
@@ -121,6 +152,7 @@ test('task definition: Fargate ARM64, CPU and memory, stopTimeout 120 s, ports, 
         PortMappings: [
           { ContainerPort: 6969, Protocol: 'udp', Name: 'tftp' },
           { ContainerPort: 9464, Protocol: 'tcp', Name: 'http' },
+          { ContainerPort: 8080, Protocol: 'tcp', Name: 'http-boot' },
         ],
         LogConfiguration: {
           LogDriver: 'awslogs',
@@ -131,7 +163,7 @@ test('task definition: Fargate ARM64, CPU and memory, stopTimeout 120 s, ports, 
   });
 });
 
-test('gateway configuration: single-port UDP 6969, HTTP 9464, bucket, cache from memory, EMF, scale-in protection', () => {
+test('gateway configuration: single-port UDP 6969, HTTP 9464, HTTP boot 8080, bucket, cache from memory, EMF, scale-in protection', () => {
   const [, taskDef] = resourcesOfType(json, 'AWS::ECS::TaskDefinition')[0]!;
   const containers = taskDef['ContainerDefinitions'] as Array<{ Name: string; Environment: Array<{ Name: string; Value: unknown }> }>;
   assert.deepEqual(containers.map((c) => c.Name), ['gateway'], 'no ADOT sidecar unless a Prometheus workspace is configured');
@@ -140,6 +172,7 @@ test('gateway configuration: single-port UDP 6969, HTTP 9464, bucket, cache from
     TFTP_GATEWAY_LISTEN: '0.0.0.0:6969',
     TFTP_GATEWAY_PORT_MODE: 'single',
     TFTP_GATEWAY_HTTP_LISTEN: '0.0.0.0:9464',
+    TFTP_GATEWAY_HTTP_BOOT_LISTEN: '0.0.0.0:8080',
     TFTP_GATEWAY_S3_BUCKET: ref(bucketId),
     TFTP_GATEWAY_S3_PREFIX: '',
     TFTP_GATEWAY_S3_REGION: { Ref: 'AWS::Region' }, // environment-agnostic: resolved at deploy time
@@ -258,13 +291,16 @@ test('execution role: only what pulling the image and writing logs needs', () =>
   ]);
 });
 
-test('ECS service: Fargate in private subnets, no public IP, behind the target group, rollback on failure', () => {
+test('ECS service: Fargate in private subnets, no public IP, behind both target groups, rollback on failure', () => {
   template.hasResourceProperties('AWS::ECS::Service', {
     Cluster: ref(clusterId),
     LaunchType: 'FARGATE',
     ServiceName: 'tftp-gateway',
     DeploymentConfiguration: { DeploymentCircuitBreaker: { Enable: true, Rollback: true }, MaximumPercent: 200, MinimumHealthyPercent: 100 },
-    LoadBalancers: [{ ContainerName: 'gateway', ContainerPort: 6969, TargetGroupArn: ref(targetGroupId) }],
+    LoadBalancers: [
+      { ContainerName: 'gateway', ContainerPort: 6969, TargetGroupArn: ref(targetGroupId) },
+      { ContainerName: 'gateway', ContainerPort: 8080, TargetGroupArn: ref(httpTargetGroupId) },
+    ],
     NetworkConfiguration: {
       AwsvpcConfiguration: {
         AssignPublicIp: 'DISABLED',
@@ -312,8 +348,9 @@ test('auto scaling: 2..10 tasks, target tracking on CPU and on active sessions p
   );
 });
 
-test('outputs: load balancer DNS name, bucket, upload location', () => {
+test('outputs: load balancer DNS name, HTTP boot URL, bucket, upload location', () => {
   template.hasOutput('LoadBalancerDnsName', { Value: getAtt(nlbId, 'DNSName') });
+  template.hasOutput('HttpBootUrl', { Value: { 'Fn::Join': ['', ['http://', getAtt(nlbId, 'DNSName'), '/']] } });
   template.hasOutput('BucketName', { Value: ref(bucketId) });
   template.hasOutput('ServicePrefix', Match.anyValue());
   assert.equal(json.Outputs?.['LoadBalancerPrivateIps'], undefined);
@@ -330,6 +367,7 @@ test('the gateway accepts the environment the stack gives its container (the two
   assert.equal(config.portMode, 'single');
   assert.deepEqual(config.listen, [{ host: '0.0.0.0', port: 6969 }]);
   assert.deepEqual(config.httpListen, { host: '0.0.0.0', port: 9464 });
+  assert.deepEqual(config.httpBootListen, [{ host: '0.0.0.0', port: 8080 }]);
   assert.equal(config.cacheSize, 512 * 1024 * 1024);
   assert.equal(config.drainTimeoutS, 100);
   assert.equal(config.allowWrite, false);

@@ -1,6 +1,6 @@
 // The stack's options: imported bucket (with KMS) and writes, Prometheus sidecar, fixed load
-// balancer addresses, imported VPC, pre-built images, client networks, and the checks that
-// refuse configurations that cannot work.
+// balancer addresses, imported VPC, pre-built images, client networks, HTTP boot (off, other ports,
+// HTTPS), and the checks that refuse configurations that cannot work.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { App, Duration, Validations } from 'aws-cdk-lib';
@@ -29,6 +29,16 @@ function envOf(s: Synthesized, name = 'gateway'): Record<string, unknown> {
   const c = containers(s).find((x) => x.Name === name)!;
   return Object.fromEntries((c.Environment ?? []).map((e) => [e.Name, e.Value]));
 }
+
+const CERT_ARN = 'arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555';
+const listeners = (s: Synthesized) =>
+  resourcesOfType(s.json, 'AWS::ElasticLoadBalancingV2::Listener')
+    .map(([, p]) => ({ port: p['Port'], protocol: p['Protocol'], targetGroup: (p['DefaultActions'] as Array<{ TargetGroupArn: unknown }>)[0]!.TargetGroupArn }))
+    .sort((a, b) => Number(a.port) - Number(b.port));
+const nlbIngress = (s: Synthesized) =>
+  (s.json.Resources[logicalIdOf(s.json, 'AWS::EC2::SecurityGroup', 'NlbSecurityGroup')]!.Properties!['SecurityGroupIngress'] as Array<Record<string, unknown>>).map(
+    (r) => `${String(r['IpProtocol'])}/${String(r['FromPort'])} from ${String(r['CidrIp'])}`,
+  );
 
 const TASK_PROTECTION = {
   Sid: 'TaskScaleInProtection',
@@ -226,12 +236,14 @@ describe('fixed load balancer addresses, client networks, scaling and drain sett
     s.template.hasOutput('LoadBalancerPrivateIps', { Value: '10.0.16.10,10.0.32.10' });
   });
 
-  test('UDP 69 admitted from exactly the configured networks', () => {
+  test('UDP 69 and TCP 80 (HTTP boot) admitted from exactly the configured networks', () => {
     const nlbSgId = logicalIdOf(s.json, 'AWS::EC2::SecurityGroup', 'NlbSecurityGroup');
     const sg = s.json.Resources[nlbSgId]!.Properties!;
     assert.deepEqual(sg['SecurityGroupIngress'], [
       { CidrIp: '192.168.10.0/24', Description: 'TFTP from a client network', FromPort: 69, IpProtocol: 'udp', ToPort: 69 },
+      { CidrIp: '192.168.10.0/24', Description: 'HTTP boot from a client network', FromPort: 80, IpProtocol: 'tcp', ToPort: 80 },
       { CidrIp: '172.16.0.0/12', Description: 'TFTP from a client network', FromPort: 69, IpProtocol: 'udp', ToPort: 69 },
+      { CidrIp: '172.16.0.0/12', Description: 'HTTP boot from a client network', FromPort: 80, IpProtocol: 'tcp', ToPort: 80 },
     ]);
   });
 
@@ -249,25 +261,27 @@ describe('fixed load balancer addresses, client networks, scaling and drain sett
   });
 });
 
+/** A looked-up VPC (what `cdk synth` would put in cdk.context.json): two public and two private subnets. */
+const vpcId = 'vpc-0123456789abcdef0';
+const lookupKey = `vpc-provider:account=${ENV.account}:filter.vpc-id=${vpcId}:region=${ENV.region}:returnAsymmetricSubnets=true`;
+const subnet = (n: number, az: string, cidr: string) => ({
+  subnetId: `subnet-0000000000000000${n}`,
+  cidr,
+  availabilityZone: az,
+  routeTableId: `rtb-0000000000000000${n}`,
+});
+const lookup = {
+  vpcId,
+  vpcCidrBlock: '10.20.0.0/16',
+  ownerAccountId: ENV.account,
+  availabilityZones: [],
+  subnetGroups: [
+    { name: 'Public', type: 'Public', subnets: [subnet(1, 'eu-west-1a', '10.20.0.0/24'), subnet(2, 'eu-west-1b', '10.20.1.0/24')] },
+    { name: 'Private', type: 'Private', subnets: [subnet(3, 'eu-west-1a', '10.20.16.0/20'), subnet(4, 'eu-west-1b', '10.20.32.0/20')] },
+  ],
+};
+
 describe('imported VPC (looked up) and an image from a private ECR repository', () => {
-  const vpcId = 'vpc-0123456789abcdef0';
-  const lookupKey = `vpc-provider:account=${ENV.account}:filter.vpc-id=${vpcId}:region=${ENV.region}:returnAsymmetricSubnets=true`;
-  const subnet = (n: number, az: string, cidr: string) => ({
-    subnetId: `subnet-0000000000000000${n}`,
-    cidr,
-    availabilityZone: az,
-    routeTableId: `rtb-0000000000000000${n}`,
-  });
-  const lookup = {
-    vpcId,
-    vpcCidrBlock: '10.20.0.0/16',
-    ownerAccountId: ENV.account,
-    availabilityZones: [],
-    subnetGroups: [
-      { name: 'Public', type: 'Public', subnets: [subnet(1, 'eu-west-1a', '10.20.0.0/24'), subnet(2, 'eu-west-1b', '10.20.1.0/24')] },
-      { name: 'Private', type: 'Private', subnets: [subnet(3, 'eu-west-1a', '10.20.16.0/20'), subnet(4, 'eu-west-1b', '10.20.32.0/20')] },
-    ],
-  };
   const image = '123456789012.dkr.ecr.eu-west-1.amazonaws.com/tftp-gateway:1.4.2';
   const s = synth({ env: ENV, vpcId, imageUri: image, bucketName: 'netboot-images', nlbPrivateIps: ['10.20.16.5', '10.20.32.5'] }, { [lookupKey]: lookup });
 
@@ -293,8 +307,7 @@ describe('imported VPC (looked up) and an image from a private ECR repository', 
   });
 
   test('client networks default to the VPC CIDR', () => {
-    const sg = s.json.Resources[logicalIdOf(s.json, 'AWS::EC2::SecurityGroup', 'NlbSecurityGroup')]!.Properties!;
-    assert.deepEqual((sg['SecurityGroupIngress'] as Array<{ CidrIp: string }>).map((r) => r.CidrIp), ['10.20.0.0/16']);
+    assert.deepEqual(nlbIngress(s), ['udp/69 from 10.20.0.0/16', 'tcp/80 from 10.20.0.0/16']);
   });
 
   test('the ECR image is pulled by the execution role from that repository only', () => {
@@ -311,6 +324,180 @@ describe('imported VPC (looked up) and an image from a private ECR repository', 
         ]),
       },
     });
+  });
+});
+
+describe('HTTP boot off (httpBoot: false): the TFTP-only deployment', () => {
+  const s = synth({ env: ENV, imageUri: TEST_IMAGE, httpBoot: false, clientCidrs: ['192.168.10.0/24'] });
+
+  test('no unacknowledged cdk-nag finding', () => assert.equal(s.nag.success, true, describeViolations(s.nag)));
+
+  test('one listener (UDP 69), one target group, UDP 69 admitted only', () => {
+    assert.deepEqual(listeners(s), [{ port: 69, protocol: 'UDP', targetGroup: ref(logicalIdOf(s.json, 'AWS::ElasticLoadBalancingV2::TargetGroup', 'TargetGroup')) }]);
+    s.template.resourceCountIs('AWS::ElasticLoadBalancingV2::TargetGroup', 1);
+    assert.deepEqual(nlbIngress(s), ['udp/69 from 192.168.10.0/24']);
+    const tcpIn = resourcesOfType(s.json, 'AWS::EC2::SecurityGroupIngress').map(([, p]) => p['FromPort']);
+    assert.deepEqual(tcpIn.sort(), [6969, 9464]);
+  });
+
+  test('the container has no HTTP boot port and the gateway no HTTP boot listener; no HTTP boot URL output', () => {
+    assert.equal(envOf(s)['TFTP_GATEWAY_HTTP_BOOT_LISTEN'], undefined);
+    s.template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Name: 'gateway',
+          PortMappings: [
+            { ContainerPort: 6969, Protocol: 'udp', Name: 'tftp' },
+            { ContainerPort: 9464, Protocol: 'tcp', Name: 'http' },
+          ],
+        }),
+      ],
+    });
+    s.template.hasResourceProperties('AWS::ECS::Service', { LoadBalancers: [Match.objectLike({ ContainerPort: 6969 })] });
+    assert.equal(s.json.Outputs?.['HttpBootUrl'], undefined);
+  });
+});
+
+describe('HTTP boot on other ports, with HTTPS (a certificate): the load balancer terminates TLS', () => {
+  const s = synth({
+    env: ENV,
+    imageUri: TEST_IMAGE,
+    clientCidrs: ['192.168.10.0/24', '172.16.0.0/12'],
+    nlbPrivateIps: ['10.0.16.10', '10.0.32.10'],
+    httpBootPort: 8000,
+    httpBootContainerPort: 8888,
+    httpBootCertificateArn: CERT_ARN,
+  });
+  const httpTg = ref(logicalIdOf(s.json, 'AWS::ElasticLoadBalancingV2::TargetGroup', 'HttpBootTargetGroup'));
+  const nlbId = logicalIdOf(s.json, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'Nlb');
+  const logBucketId = logicalIdOf(s.json, 'AWS::S3::Bucket', 'LogBucket');
+
+  test('no unacknowledged cdk-nag finding (access logs are on, not acknowledged away)', () => {
+    assert.equal(s.nag.success, true, describeViolations(s.nag));
+  });
+
+  test('TCP 8000 and TLS 443 forward to the one HTTP boot target group, TCP 8888 in the container', () => {
+    assert.deepEqual(listeners(s), [
+      { port: 69, protocol: 'UDP', targetGroup: ref(logicalIdOf(s.json, 'AWS::ElasticLoadBalancingV2::TargetGroup', 'TargetGroup')) },
+      { port: 443, protocol: 'TLS', targetGroup: httpTg },
+      { port: 8000, protocol: 'TCP', targetGroup: httpTg },
+    ]);
+    s.template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', { Port: 8888, Protocol: 'TCP', TargetType: 'ip' });
+    assert.equal(envOf(s)['TFTP_GATEWAY_HTTP_BOOT_LISTEN'], '0.0.0.0:8888');
+    s.template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ PortMappings: Match.arrayWith([{ ContainerPort: 8888, Protocol: 'tcp', Name: 'http-boot' }]) })],
+    });
+    s.template.hasResourceProperties('AWS::ECS::Service', {
+      LoadBalancers: Match.arrayWith([{ ContainerName: 'gateway', ContainerPort: 8888, TargetGroupArn: httpTg }]),
+    });
+  });
+
+  test('the TLS listener: the certificate and a TLS 1.3 / 1.2 policy (post-quantum hybrid key exchange)', () => {
+    s.template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+      Port: 443,
+      Protocol: 'TLS',
+      Certificates: [{ CertificateArn: CERT_ARN }],
+      SslPolicy: 'ELBSecurityPolicy-TLS13-1-2-PQ-2025-09',
+    });
+  });
+
+  test('security groups: UDP 69, TCP 8000 and TCP 443 from each client network; the tasks take TCP 8888 from the load balancer only', () => {
+    assert.deepEqual(nlbIngress(s), [
+      'udp/69 from 192.168.10.0/24',
+      'tcp/8000 from 192.168.10.0/24',
+      'tcp/443 from 192.168.10.0/24',
+      'udp/69 from 172.16.0.0/12',
+      'tcp/8000 from 172.16.0.0/12',
+      'tcp/443 from 172.16.0.0/12',
+    ]);
+    const sgId = (prefix: string) => ({ 'Fn::GetAtt': [logicalIdOf(s.json, 'AWS::EC2::SecurityGroup', prefix), 'GroupId'] });
+    s.template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      GroupId: sgId('ServiceSecurityGroup'),
+      SourceSecurityGroupId: sgId('NlbSecurityGroup'),
+      IpProtocol: 'tcp',
+      FromPort: 8888,
+      ToPort: 8888,
+    });
+    s.template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+      GroupId: sgId('NlbSecurityGroup'),
+      DestinationSecurityGroupId: sgId('ServiceSecurityGroup'),
+      IpProtocol: 'tcp',
+      FromPort: 8888,
+      ToPort: 8888,
+    });
+  });
+
+  test('TLS access logs go to the log bucket, delivered by the log delivery service for this account only', () => {
+    s.template.hasResource('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      Properties: Match.objectLike({
+        LoadBalancerAttributes: Match.arrayWith([
+          { Key: 'access_logs.s3.enabled', Value: 'true' },
+          { Key: 'access_logs.s3.bucket', Value: ref(logBucketId) },
+          { Key: 'access_logs.s3.prefix', Value: 'nlb-access-logs' },
+        ]),
+      }),
+      DependsOn: Match.arrayWith([logicalIdOf(s.json, 'AWS::S3::BucketPolicy', 'LogBucketPolicy')]),
+    });
+    s.template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: ref(logBucketId),
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          {
+            Sid: 'NlbAccessLogDelivery',
+            Effect: 'Allow',
+            Principal: { Service: 'delivery.logs.amazonaws.com' },
+            Action: 's3:PutObject',
+            Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [logBucketId, 'Arn'] }, '/nlb-access-logs/AWSLogs/123456789012/*']] },
+            Condition: {
+              StringEquals: { 's3:x-amz-acl': 'bucket-owner-full-control', 'aws:SourceAccount': '123456789012' },
+              ArnLike: { 'aws:SourceArn': 'arn:aws:logs:eu-west-1:123456789012:*' },
+            },
+          },
+          {
+            Sid: 'NlbAccessLogAclCheck',
+            Effect: 'Allow',
+            Principal: { Service: 'delivery.logs.amazonaws.com' },
+            Action: 's3:GetBucketAcl',
+            Resource: { 'Fn::GetAtt': [logBucketId, 'Arn'] },
+            Condition: { StringEquals: { 'aws:SourceAccount': '123456789012' }, ArnLike: { 'aws:SourceArn': 'arn:aws:logs:eu-west-1:123456789012:*' } },
+          },
+        ]),
+      },
+    });
+    assert.ok(s.json.Resources[nlbId]);
+  });
+
+  test('the HTTP boot URL output uses the first fixed address and the listener port', () => {
+    s.template.hasOutput('HttpBootUrl', { Value: 'http://10.0.16.10:8000/' });
+  });
+});
+
+describe('HTTPS with an imported VPC and bucket: a log bucket is created for the TLS access logs alone', () => {
+  const s = synth(
+    {
+      env: ENV,
+      vpcId,
+      imageUri: TEST_IMAGE,
+      bucketName: 'netboot-images',
+      httpBootCertificateArn: CERT_ARN,
+      httpBootTlsPolicy: 'ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06',
+    },
+    { [lookupKey]: lookup },
+  );
+
+  test('no unacknowledged cdk-nag finding', () => assert.equal(s.nag.success, true, describeViolations(s.nag)));
+
+  test('one bucket, the log bucket, and the load balancer logs to it', () => {
+    const buckets = resourcesOfType(s.json, 'AWS::S3::Bucket').map(([id]) => id);
+    assert.equal(buckets.length, 1);
+    assert.match(buckets[0]!, /^LogBucket/);
+    s.template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      LoadBalancerAttributes: Match.arrayWith([{ Key: 'access_logs.s3.bucket', Value: ref(buckets[0]!) }]),
+    });
+  });
+
+  test('the TLS policy from context (an Ext1 policy: TLS 1.2 without ECDHE, for older firmware)', () => {
+    s.template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { Port: 443, SslPolicy: 'ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06' });
   });
 });
 
@@ -341,6 +528,14 @@ describe('configurations that cannot work are refused', () => {
     ['a fixed address reserved by AWS', { nlbPrivateIps: ['10.0.16.1', '10.0.32.10'] }, /not a usable address of subnet 1/],
     ['a client network that is not a CIDR', { clientCidrs: ['10.0.0.0'] }, /not an IPv4 CIDR/],
     ['fewer maximum than minimum tasks', { minTasks: 4, maxTasks: 2 }, /minTasks <= maxTasks/],
+    ['an HTTP boot port the container user cannot bind', { httpBootContainerPort: 80 }, /httpBootContainerPort must be 1024/],
+    ['the HTTP boot listener on the metrics port', { httpBootContainerPort: 9464 }, /cannot be 9464/],
+    ['an HTTP boot listener on TFTP’s port', { httpBootPort: 69 }, /httpBootPort cannot be 69/],
+    ['an HTTP boot port that is not a port', { httpBootPort: 70000 }, /httpBootPort must be a TCP port/],
+    ['HTTP on 443 next to the HTTPS listener', { httpBootPort: 443, httpBootCertificateArn: CERT_ARN }, /httpBootPort cannot be 443/],
+    ['a certificate that is not an ACM ARN', { httpBootCertificateArn: 'arn:aws:iam::123456789012:server-certificate/boot' }, /not an ACM certificate ARN/],
+    ['a TLS policy without TLS 1.3', { httpBootCertificateArn: CERT_ARN, httpBootTlsPolicy: 'ELBSecurityPolicy-2016-08' }, /not a TLS 1\.3 capable/],
+    ['a TLS policy without a certificate', { httpBootTlsPolicy: 'ELBSecurityPolicy-TLS13-1-2-2021-06' }, /needs httpBootCertificateArn/],
   ];
   for (const [name, props, message] of cases) {
     test(name, () => {
