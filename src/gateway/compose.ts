@@ -3,6 +3,9 @@ import { ConfigError, loadConfig, type GatewayConfig } from '../config/config.js
 import type { AccessPolicyOptions } from '../policy/access-policy.js';
 import { accessPolicyFromConfig } from '../policy/from-config.js';
 import type { DispatcherOptions } from '../tftp/dispatcher.js';
+import type { HttpFrontEndOptions } from '../http/http-front-end.js';
+import { ClientLimits } from '../policy/limits.js';
+import type { Clock } from '../tftp/session/types.js';
 import type { RequestPolicy } from '../tftp/requests.js';
 
 /** A configuration and the access policy it describes. */
@@ -69,5 +72,34 @@ export function dispatcherOptions(config: GatewayConfig): DispatcherOptions {
       backoff: config.rtoBackoff,
       unverifiedRetries: config.unverifiedRetries,
     },
+  };
+}
+
+/** The per-client limits of one thread (single-threaded mode): TFTP and HTTP requests share the rate limit. */
+export function clientLimits(config: GatewayConfig, clock: Clock): ClientLimits {
+  return new ClientLimits({
+    maxSessionsPerClient: config.maxSessionsPerClient,
+    ratePerSecond: config.rateLimit,
+    burst: config.rateBurst,
+    unverifiedBytesPerSecond: config.unverifiedBytesPerSecond,
+    clock,
+  });
+}
+
+/**
+ * The HTTP boot front end's settings. With worker threads each thread serves its share of the
+ * connections (the kernel spreads them by SO_REUSEPORT), so each holds its share of the caps.
+ */
+export function httpFrontEndOptions(config: GatewayConfig, threads: number, worker?: number): HttpFrontEndOptions {
+  const share = (cap: number): number => (cap === 0 ? 0 : Math.max(1, Math.ceil(cap / threads)));
+  return {
+    listen: config.httpBootListen,
+    maxConnections: share(config.httpMaxConnections),
+    maxConnectionsPerClient: share(config.httpMaxConnectionsPerClient),
+    headerTimeoutMs: config.httpHeaderTimeoutS * 1000,
+    keepAliveTimeoutMs: config.httpKeepAliveTimeoutS * 1000,
+    sendTimeoutMs: config.httpSendTimeoutS * 1000,
+    reusePort: threads > 1,
+    worker,
   };
 }

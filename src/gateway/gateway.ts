@@ -17,7 +17,8 @@ import { CallDeadline } from '../storage/deadline.js';
 import { outageCause } from '../storage/s3-errors.js';
 import { S3Health, trackS3Health } from '../storage/s3-health.js';
 import type { Registry } from 'prom-client';
-import { dispatcherOptions, requestPolicy } from './compose.js';
+import { clientLimits, dispatcherOptions, httpFrontEndOptions, requestPolicy } from './compose.js';
+import { HttpFrontEnd } from '../http/http-front-end.js';
 import { Dispatcher } from '../tftp/dispatcher.js';
 import { bindListenSocket, type UdpListenEndpoint } from '../tftp/listen.js';
 import { writeLine, type Logger } from '../ops/logger.js';
@@ -75,6 +76,8 @@ export class Gateway {
     private readonly health: S3Health,
     private readonly embedded: EmbeddedStore | undefined,
     private readonly logger: Logger,
+    /** The HTTP boot front end of this thread (single-threaded mode; workers run their own). */
+    private readonly httpBoot: HttpFrontEnd | undefined,
   ) {}
 
   static async start(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
@@ -170,6 +173,7 @@ export class Gateway {
     const endpoints: UdpListenEndpoint[] = [];
     let httpServer: http.Server | undefined;
     let pool: WorkerPool | undefined;
+    let httpBoot: HttpFrontEnd | undefined;
     let host: SessionHost;
     try {
       if (config.workers > 1) {
@@ -183,16 +187,22 @@ export class Gateway {
       } else {
         // One thread: today's path, no worker threads and no messages.
         const opener = new RequestOpener(requestPolicy(config), cache, store, health);
+        const clock = deps.clock ?? systemClock;
+        // One per-client request budget for both front ends.
+        const limits = clientLimits(config, clock);
         const dispatcher = new Dispatcher(
-          dispatcherOptions(config),
+          { ...dispatcherOptions(config), clientLimits: limits },
           opener,
           metrics,
           logger,
-          deps.clock ?? systemClock,
+          clock,
           new UdpTransferSocketFactory(config.portRange, logger),
         );
         reportTransfers(dispatcher.transfers, metrics, logger, () => dispatcher.progress());
         host = dispatcher;
+        if (config.httpBootListen.length > 0) {
+          httpBoot = await HttpFrontEnd.start(httpFrontEndOptions(config, 1), { objects: opener.objects, limits, metrics, logger });
+        }
         for (const [id, addr] of config.listen.entries()) {
           endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger));
         }
@@ -206,13 +216,14 @@ export class Gateway {
         });
         await listenHttp(httpServer, config.httpListen.host, config.httpListen.port);
       }
-      const gateway = new Gateway(config, metrics, host, endpoints, pool, httpServer, client, cache, health, embedded, logger);
+      const gateway = new Gateway(config, metrics, host, endpoints, pool, httpServer, client, cache, health, embedded, logger, httpBoot);
       gatewayRef.current = gateway;
       gateway.startReporters(deps);
       logger.info(
         {
           udp: gateway.udpAddresses.map((a) => `${a.address}:${a.port}`),
           http: gateway.httpAddress,
+          httpBoot: gateway.httpBootAddresses.map((a) => `${a.address}:${a.port}`),
           portMode: config.portMode,
           workers: config.workers,
         },
@@ -221,6 +232,7 @@ export class Gateway {
       return gateway;
     } catch (err) {
       for (const e of endpoints) e.udp.close();
+      await httpBoot?.close();
       await pool?.close();
       httpServer?.close();
       cache.close();
@@ -260,6 +272,12 @@ export class Gateway {
     if (!metric) return [];
     const got = await metric.get();
     return got.values.map((v) => ({ labels: { ...v.labels } as Record<string, string | number>, value: v.value }));
+  }
+
+  /** Where the HTTP boot front end listens (empty when off). */
+  get httpBootAddresses(): AddressInfo[] {
+    if (this.workers) return this.workers.httpBootAddresses;
+    return this.httpBoot?.addresses ?? [];
   }
 
   get httpAddress(): string | undefined {
@@ -343,20 +361,25 @@ export class Gateway {
   /** Skips the rest of a drain in progress: abort everything now. */
   abortNow(): void {
     this.dispatcher.abortAll();
+    this.httpBoot?.abortAll();
   }
 
   private async doStop(drainMs: number): Promise<void> {
     this.dispatcher.startDraining();
+    // HTTP: no new connections, idle keep-alive connections closed, responses in progress go on.
+    this.httpBoot?.startDraining();
     this.metrics.draining.set(1);
-    const active = this.dispatcher.activeSessions;
+    const active = this.dispatcher.activeSessions + (this.httpBoot?.active ?? 0);
     if (active > 0) {
       this.logger.info({ active, drainMs }, 'draining transfers');
-      await within(this.dispatcher.whenIdle(), drainMs, undefined);
+      await within(Promise.all([this.dispatcher.whenIdle(), this.httpBoot?.whenIdle()]), drainMs, undefined);
     }
-    if (this.dispatcher.activeSessions > 0) {
-      this.logger.warn({ active: this.dispatcher.activeSessions }, 'drain deadline reached: aborting transfers');
+    if (this.dispatcher.activeSessions + (this.httpBoot?.active ?? 0) > 0) {
+      this.logger.warn({ active: this.dispatcher.activeSessions + (this.httpBoot?.active ?? 0) }, 'drain deadline reached: aborting transfers');
       this.dispatcher.abortAll();
+      this.httpBoot?.abortAll();
     }
+    await this.httpBoot?.close();
     await this.dispatcher.settled();
     this.dispatcher.endLingering();
     // dgram hands a datagram to the kernel a tick after send(): let the ERRORs just sent to aborted

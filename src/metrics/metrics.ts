@@ -258,10 +258,19 @@ export class GatewayMetrics {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tftp_gateway_' });
     // Known series start at 0, so dashboards and rate() see them before the first event.
     for (const operation of ['read', 'write'] as const) {
-      this.transfersStarted.inc({ operation }, 0);
-      this.activeSessions.set({ operation }, 0);
-      for (const result of TRANSFER_RESULTS) this.transfersFinished.inc({ operation, result }, 0);
+      this.transfersStarted.inc({ operation, protocol: 'tftp' }, 0);
+      this.activeSessions.set({ operation, protocol: 'tftp' }, 0);
+      for (const result of TRANSFER_RESULTS) this.transfersFinished.inc({ operation, result, protocol: 'tftp' }, 0);
     }
+    // HTTP serves reads only.
+    this.transfersStarted.inc({ operation: 'read', protocol: 'http' }, 0);
+    this.activeSessions.set({ operation: 'read', protocol: 'http' }, 0);
+    for (const result of TRANSFER_RESULTS) this.transfersFinished.inc({ operation: 'read', result, protocol: 'http' }, 0);
+    for (const direction of ['sent', 'received'] as const) this.transferBytes.inc({ direction, protocol: 'tftp' }, 0);
+    this.transferBytes.inc({ direction: 'sent', protocol: 'http' }, 0);
+    for (const code of ['200', '206', '304', '400', '403', '404', '416', '503']) this.httpResponses.inc({ code }, 0);
+    this.httpConnections.set(0);
+    for (const reason of ['max-connections', 'max-connections-per-client'] as const) this.httpConnectionsRefused.inc({ reason }, 0);
     for (let code = 0; code <= 8; code++) this.errorsSent.inc({ code: String(code) }, 0);
     this.draining.set(0);
     this.unverifiedSendsSuppressed.inc(0);

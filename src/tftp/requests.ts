@@ -1,10 +1,11 @@
-import { resolveRequest, type AccessPolicyOptions, type Resolution } from '../policy/access-policy.js';
+import type { AccessPolicyOptions, Resolution } from '../policy/access-policy.js';
+import { ObjectAccess } from '../core/object-access.js';
 import type { ClientAddress } from '../policy/client-address.js';
 import { buildOack, negotiateOptions, type NegotiatedOptions } from './protocol/options.js';
 import { Opcode, type RequestPacket } from './protocol/packet.js';
 import { TransferError } from '../errors.js';
 import type { ReadSource, UploadSink } from './session/types.js';
-import { CachedObjectSource, NetasciiSource } from '../storage/object-source.js';
+import { NetasciiSource } from '../storage/object-source.js';
 import type { RangeCache, UploadStore } from '../storage/range-cache.js';
 
 export interface RequestPolicy {
@@ -50,20 +51,25 @@ function transferMode(mode: string): 'octet' | 'netascii' {
  * side (HEAD through the cache for reads, an upload for writes). Throws TransferError.
  */
 export class RequestOpener {
+  /** Names, policy and pinned object versions: the core the HTTP front end reads through too. */
+  readonly objects: ObjectAccess;
+
   constructor(
     private readonly policy: RequestPolicy,
-    private readonly cache: RangeCache,
+    cache: RangeCache,
     private readonly store: UploadStore,
     /** Whether S3 is believed reachable (an upload then skips the probe it needs during an outage). */
     private readonly health: { readonly reachable: boolean } = { reachable: true },
-  ) {}
+  ) {
+    this.objects = new ObjectAccess(policy.access, cache, policy.readAhead);
+  }
 
   /**
    * Where a request from `client` leads: client rules, name normalisation, map rules, the client's
    * key prefix, write locations. Throws PolicyRefusal (a TransferError with a metric reason).
    */
   resolve(request: RequestPacket, client: ClientAddress): Resolution {
-    return resolveRequest(this.policy.access, request.filename, request.opcode === Opcode.RRQ ? 'read' : 'write', client);
+    return this.objects.resolve(request.filename, request.opcode === Opcode.RRQ ? 'read' : 'write', client);
   }
 
   async open(request: RequestPacket, client: ClientAddress): Promise<PreparedTransfer> {
@@ -86,8 +92,7 @@ export class RequestOpener {
     options: NegotiatedOptions,
   ): Promise<PreparedRead> {
     // Stale (S3 failing, within --stale-if-error) is served like fresh: same version for the whole transfer.
-    const { info } = await this.cache.lookup(key);
-    const raw = new CachedObjectSource(this.cache, key, info, this.policy.readAhead);
+    const raw = (await this.objects.openKey(key)).reader();
     const source = mode === 'netascii' ? new NetasciiSource(raw) : raw;
     // tsize=0 is left out: some clients (curl) refuse an OACK carrying it, so they could not fetch
     // an empty file at all; a client that asked gets the size from the transfer itself.
@@ -124,6 +129,6 @@ export class RequestOpener {
 
   /** Called after an upload completes, so reads see the new object at once. */
   uploaded(key: string): void {
-    this.cache.invalidate(key);
+    this.objects.invalidate(key);
   }
 }

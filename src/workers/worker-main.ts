@@ -18,6 +18,8 @@ import { UdpTransferSocketFactory } from '../tftp/transport.js';
 import { MainLink, RemoteCache, RemoteStore } from './worker-client.js';
 import type { MainToWorker, WorkerInit } from './worker-protocol.js';
 import { errorMessage } from '../errors.js';
+import { HttpFrontEnd } from '../http/http-front-end.js';
+import { httpFrontEndOptions } from '../gateway/compose.js';
 
 const port = parentPort;
 if (!port) throw new Error('worker-main runs as a worker thread only');
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
     },
   };
 
+  let httpBoot: HttpFrontEnd | undefined;
   const endpoints: UdpListenEndpoint[] = [];
   const closeSockets = (): Promise<void> =>
     Promise.all(endpoints.map((e) => new Promise<void>((resolve) => e.udp.socket.close(() => resolve())))).then(() => undefined);
@@ -116,9 +119,11 @@ async function main(): Promise<void> {
         return;
       case 'drain':
         dispatcher.startDraining();
+        httpBoot?.startDraining();
         return;
       case 'abortAll':
         dispatcher.abortAll();
+        httpBoot?.abortAll();
         return;
       case 'metrics':
         metrics.registry.getMetricsAsJSON().then(
@@ -133,7 +138,9 @@ async function main(): Promise<void> {
         // Sessions are over by now (the main thread drained or aborted them): close and say so.
         dispatcher.endLingering();
         // dgram hands a datagram to the kernel a tick after send(): let the last ERRORs leave first.
-        void new Promise<void>((resolve) => setImmediate(resolve)).then(closeSockets).then(() => {
+        void new Promise<void>((resolve) => setImmediate(resolve))
+          .then(() => Promise.all([closeSockets(), httpBoot?.close()]))
+          .then(() => {
           cache.close();
           flushLogs();
           link.post({ t: 'reply', rid: message.rid, ok: true });
@@ -149,7 +156,13 @@ async function main(): Promise<void> {
   for (const [id, addr] of init.listen.entries()) {
     endpoints.push(await bindListenSocket(id, addr.host, addr.port, dispatcher, logger, true));
   }
-  link.post({ t: 'ready', addresses: endpoints.map((e) => e.udp.socket.address()) });
+  if (init.httpBootListen.length > 0) {
+    httpBoot = await HttpFrontEnd.start(
+      { ...httpFrontEndOptions(config, config.workers, init.slot), listen: init.httpBootListen },
+      { objects: opener.objects, limits: clientLimits, metrics, logger, onActivity: (active) => link.post({ t: 'httpActive', active }) },
+    );
+  }
+  link.post({ t: 'ready', addresses: endpoints.map((e) => e.udp.socket.address()), httpAddresses: httpBoot?.addresses ?? [] });
 }
 
 main().catch((err: unknown) => {

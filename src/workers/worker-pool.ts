@@ -1,5 +1,5 @@
 import dgram from 'node:dgram';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry, Counter, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { ConfigSource, GatewayConfig } from '../config/config.js';
@@ -43,6 +43,8 @@ class Slot {
   alive = false;
   /** Its session-table keys (the session count is their number). */
   readonly sessions = new Set<string>();
+  /** Its HTTP responses in progress. */
+  httpActive = 0;
   /** Ranges it holds, by its request id. */
   readonly holds = new Map<number, { entry: RangeEntry; key: string; info: ObjectInfo; index: number }>();
   /** Its uploads, running here. */
@@ -103,6 +105,16 @@ async function assertPortFree(host: string, port: number): Promise<void> {
   }
 }
 
+/** The same check for a TCP port (HTTP boot): reusePort would let workers join another process's listeners. */
+async function assertTcpPortFree(host: string, port: number): Promise<void> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => resolve());
+  });
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 function wire(err: unknown): WireFailure {
   if (err instanceof TransferError) return { code: err.code, message: err.message };
   return { code: 'STORAGE_ERROR', message: errorMessage(err) };
@@ -132,6 +144,8 @@ export class WorkerPool implements SessionHost {
   readonly transfers: TransferFinishedSource = this.finished;
   private readonly slots: Slot[] = [];
   private listen: { host: string; port: number }[] = [];
+  private httpBootListen: { host: string; port: number }[] = [];
+  private httpAddressList: AddressInfo[] = [];
   private addressList: AddressInfo[] = [];
   /** Single-port mode: which worker has the session of a client key. */
   private readonly directory = new Map<string, Slot>();
@@ -180,10 +194,15 @@ export class WorkerPool implements SessionHost {
       // SO_REUSEPORT would let this process join another one's socket group on the same port (same
       // user) and split its traffic: a port in use must fail the start as it does without workers.
       await Promise.all(deps.config.listen.filter((a) => a.port !== 0).map((a) => assertPortFree(a.host, a.port)));
+      await Promise.all(deps.config.httpBootListen.filter((a) => a.port !== 0).map((a) => assertTcpPortFree(a.host, a.port)));
       // The first worker resolves any port 0; the others bind the same ports.
       pool.listen = deps.config.listen.map((a) => ({ host: a.host, port: a.port }));
-      pool.addressList = await pool.spawn(pool.slots[0]!);
+      pool.httpBootListen = deps.config.httpBootListen.map((a) => ({ host: a.host, port: a.port }));
+      const first = await pool.spawn(pool.slots[0]!);
+      pool.addressList = first.addresses;
+      pool.httpAddressList = first.httpAddresses;
       pool.listen = pool.addressList.map((a, i) => ({ host: deps.config.listen[i]!.host, port: a.port }));
+      pool.httpBootListen = pool.httpAddressList.map((a, i) => ({ host: deps.config.httpBootListen[i]!.host, port: a.port }));
       await Promise.all(pool.slots.slice(1).map((s) => pool.spawn(s)));
     } catch (err) {
       await pool.close();
@@ -197,6 +216,11 @@ export class WorkerPool implements SessionHost {
     return this.addressList;
   }
 
+  /** Where the HTTP boot listeners are bound (every worker binds these). */
+  get httpBootAddresses(): AddressInfo[] {
+    return this.httpAddressList;
+  }
+
   /** Workers currently running. */
   get workersRunning(): number {
     return this.slots.filter((s) => s.alive).length;
@@ -205,7 +229,7 @@ export class WorkerPool implements SessionHost {
   /** Sessions (and requests being opened) in every worker. */
   get activeSessions(): number {
     let n = 0;
-    for (const s of this.slots) n += s.sessions.size;
+    for (const s of this.slots) n += s.sessions.size + s.httpActive;
     return n;
   }
 
@@ -282,8 +306,16 @@ export class WorkerPool implements SessionHost {
   }
 
   /** Starts the worker of `slot`; resolves with its bound addresses once it listens. */
-  private spawn(slot: Slot): Promise<AddressInfo[]> {
-    const init: WorkerInit = { slot: slot.n, argv: this.deps.source.argv, env: this.deps.source.env, listen: this.listen, limits: this.limitMemory, s3Reachable: this.s3ReachableMemory };
+  private spawn(slot: Slot): Promise<{ addresses: AddressInfo[]; httpAddresses: AddressInfo[] }> {
+    const init: WorkerInit = {
+      slot: slot.n,
+      argv: this.deps.source.argv,
+      env: this.deps.source.env,
+      listen: this.listen,
+      httpBootListen: this.httpBootListen,
+      limits: this.limitMemory,
+      s3Reachable: this.s3ReachableMemory,
+    };
     const worker = new Worker(workerEntry(), { workerData: init, name: `tftp-gateway worker ${slot.n}` });
     slot.worker = worker;
     slot.alive = true;
@@ -291,7 +323,7 @@ export class WorkerPool implements SessionHost {
     slot.lastMetrics = undefined;
     let exitResolve!: () => void;
     slot.exited = new Promise<void>((resolve) => (exitResolve = resolve));
-    return new Promise<AddressInfo[]>((resolve, reject) => {
+    return new Promise<{ addresses: AddressInfo[]; httpAddresses: AddressInfo[] }>((resolve, reject) => {
       let started = false;
       const timer = setTimeout(() => {
         if (started) return;
@@ -305,7 +337,7 @@ export class WorkerPool implements SessionHost {
           started = true;
           clearTimeout(timer);
           if (this.draining) worker.postMessage({ t: 'drain' } satisfies MainToWorker);
-          resolve(m.addresses);
+          resolve({ addresses: m.addresses, httpAddresses: m.httpAddresses });
           return;
         }
         if (m.t === 'startFailed') {
@@ -349,6 +381,7 @@ export class WorkerPool implements SessionHost {
     slot.holds.clear();
     for (const sink of slot.uploads.values()) this.trackAbort(sink.abort(`worker ${slot.n} exited`));
     slot.uploads.clear();
+    slot.httpActive = 0;
     for (const key of slot.sessions) {
       if (this.directory.get(key) === slot) this.directory.delete(key);
       // Its sessions no longer count against their clients' caps or --max-sessions.
@@ -409,6 +442,10 @@ export class WorkerPool implements SessionHost {
         return;
       case 'session':
         this.onSession(slot, m.open, m.key);
+        return;
+      case 'httpActive':
+        slot.httpActive = m.active;
+        this.activity();
         return;
       case 'stray': {
         const owner = this.directory.get(`${m.endpoint}|${m.address}|${m.port}`);

@@ -18,6 +18,8 @@ export interface WorkerInit {
   readonly env: Readonly<Record<string, string>>;
   /** Listen addresses with ports resolved (port 0 becomes the port the first worker got). */
   readonly listen: readonly { readonly host: string; readonly port: number }[];
+  /** HTTP boot listen addresses, ports resolved the same way (empty: HTTP boot off). */
+  readonly httpBootListen: readonly { readonly host: string; readonly port: number }[];
   /** Int32 [reachable]: whether S3 answers, kept up to date by the main thread's S3Health. */
   readonly s3Reachable: SharedArrayBuffer;
   /** The process-wide client limits (SharedClientLimits). */
@@ -31,7 +33,9 @@ export interface WireFailure {
 }
 
 export type WorkerToMain =
-  | { readonly t: 'ready'; readonly addresses: AddressInfo[] }
+  | { readonly t: 'ready'; readonly addresses: AddressInfo[]; readonly httpAddresses: AddressInfo[] }
+  /** HTTP responses in progress in the worker (drain and scale-in protection count them). */
+  | { readonly t: 'httpActive'; readonly active: number }
   | { readonly t: 'startFailed'; readonly message: string }
   /** Log lines, and the transfer-finished records of the same tick (after their log lines). */
   | { readonly t: 'log'; readonly lines: string[]; readonly transfers?: TransferFinished[] }
