@@ -111,7 +111,7 @@ export function parseSingleRange(header: string, size: number): { start: number;
     return { start: Math.max(0, size - suffix), end: size };
   }
   const start = Number(first);
-  const end = last === '' ? size - 1 : Number(last);
+  const end = last === '' ? Number.MAX_SAFE_INTEGER : Number(last);
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return 'ignore';
   if (start >= size) return 'unsatisfiable';
   return { start, end: Math.min(end, size - 1) + 1 };

@@ -152,14 +152,16 @@ async function respond(
   ctx.metrics.activeSessions.inc({ operation: 'read', protocol: 'http' });
 
   let opened: OpenedObject;
+  let resolvedKey: string | undefined;
   try {
-    opened = await ctx.objects.openRead(parsed.name, client);
+    resolvedKey = ctx.objects.resolve(parsed.name, 'read', client).key;
+    opened = await ctx.objects.openKey(resolvedKey);
   } catch (err) {
     if (err instanceof PolicyRefusal) ctx.metrics.requestsRefused.inc({ reason: err.reason });
     const f = failure(err);
     if (f.status === 500) throw err;
     plain(f.status, f.retryAfter ? { 'retry-after': RETRY_AFTER_S } : {});
-    return finish(f.status, f.result, { detail: sanitize(f.detail, 256) });
+    return finish(f.status, f.result, { key: resolvedKey, detail: sanitize(f.detail, 256) });
   }
   if (ctx.draining()) res.shouldKeepAlive = false;
   const { info, key } = opened;
