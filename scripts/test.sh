@@ -9,7 +9,7 @@ export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN || true
 
 missing=()
-for tool in tftp atftp busybox curl prometheus promtool; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in tftp atftp busybox curl prometheus promtool qemu-system-x86_64 nginx; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ "${TFTPGW_TEST_S3:-rgw}" = rgw ] && ! command -v radosgw >/dev/null; then missing+=(radosgw); fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
