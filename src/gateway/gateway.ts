@@ -351,7 +351,10 @@ export class Gateway {
       if (agentUri) {
         const protection = new TaskProtection({ agentUri, logger: this.logger, ...deps.taskProtection });
         this.protection = protection;
-        this.dispatcher.onActivity = (active) => protection.update(active);
+        // Responses of the HTTP front end count as transfers (worker threads report theirs to the pool).
+        const httpBoot = this.httpBoot;
+        this.dispatcher.onActivity = (active) => protection.update(active + (httpBoot?.active ?? 0));
+        if (httpBoot) httpBoot.onActivity = (active) => protection.update(this.dispatcher.activeSessions + active);
       } else {
         this.logger.info('scale-in protection requested but ECS_AGENT_URI is not set (not on ECS): off');
       }

@@ -37,8 +37,6 @@ export interface HttpFrontEndDeps {
   readonly limits: ClientLimiter;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
-  /** Told the number of responses in progress whenever it changes (worker pool, scale-in protection). */
-  readonly onActivity?: (active: number) => void;
 }
 
 /** Largest request head accepted; a longer request line still gets 414 up to this size (431 beyond). */
@@ -70,6 +68,8 @@ export class HttpFrontEnd {
   private activeResponses = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
+  /** Told the number of responses in progress whenever it changes (worker pool, scale-in protection). */
+  onActivity: ((active: number) => void) | undefined;
 
   private constructor(
     private readonly options: HttpFrontEndOptions,
@@ -197,7 +197,7 @@ export class HttpFrontEnd {
     const state = this.connections.get(req.socket);
     if (state) state.active++;
     this.activeResponses++;
-    this.deps.onActivity?.(this.activeResponses);
+    this.onActivity?.(this.activeResponses);
     if (this.draining) res.shouldKeepAlive = false;
     void serveObject(req, res, {
       objects: this.deps.objects,
@@ -209,7 +209,7 @@ export class HttpFrontEnd {
       .finally(() => {
         if (state) state.active--;
         this.activeResponses--;
-        this.deps.onActivity?.(this.activeResponses);
+        this.onActivity?.(this.activeResponses);
         // A connection that went idle during a drain is closed now.
         if (this.draining && state && state.active === 0 && res.writableFinished) req.socket.destroySoon();
         if (this.activeResponses === 0) {

@@ -159,8 +159,9 @@ async function main(): Promise<void> {
   if (init.httpBootListen.length > 0) {
     httpBoot = await HttpFrontEnd.start(
       { ...httpFrontEndOptions(config, config.workers, init.slot), listen: init.httpBootListen },
-      { objects: opener.objects, limits: clientLimits, metrics, logger, onActivity: (active) => link.post({ t: 'httpActive', active }) },
+      { objects: opener.objects, limits: clientLimits, metrics, logger },
     );
+    httpBoot.onActivity = (active) => link.post({ t: 'httpActive', active });
   }
   link.post({ t: 'ready', addresses: endpoints.map((e) => e.udp.socket.address()), httpAddresses: httpBoot?.addresses ?? [] });
 }

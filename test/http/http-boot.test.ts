@@ -218,3 +218,49 @@ describe('HTTP boot front end', () => {
     assert.ok(!gw.logs.some((l) => l.protocol === 'http' && (l.level as number) >= 50), 'no error-level line for client mistakes');
   });
 });
+
+describe('HTTP and TFTP together on worker threads', () => {
+  let s3: TestS3;
+  let bucket: string;
+  let gw: TestGateway;
+  let dir: string;
+
+  before(async () => {
+    s3 = await testS3();
+    bucket = await s3.createBucket();
+    gw = await startTestGateway(s3, bucket, ['--http-boot-listen', '127.0.0.1:0', '--workers', '2', '--range-size', '1MiB', '--read-ahead', '2']);
+    dir = await mkdtemp(path.join(tmpdir(), 'tftpgw-http-storm-'));
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await s3?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a cold storm of 8 curl and 8 TFTP clients reads the image from S3 once (≤ 1.05×), every copy intact', async () => {
+    const image = randomBytes(6 * 1024 * 1024 + 999);
+    await putObject(s3, bucket, 'storm.img', image);
+    const fetched = async (): Promise<number> => (await gw.gateway.metricValues('tftp_gateway_s3_bytes_fetched_total')).reduce((a, v) => a + v.value, 0);
+    const before = await fetched();
+    const url = `http://127.0.0.1:${gw.gateway.httpBootAddresses[0]!.port}/storm.img`;
+    const httpClients = Array.from({ length: 8 }, async (_, i) => {
+      const out = path.join(dir, `storm-${i}`);
+      const r = await run('curl', ['-sS', '-f', '-o', out, url], { timeoutMs: 60_000 });
+      assert.equal(r.exitCode, 0, r.stderr);
+      return sha256(await readFile(out));
+    });
+    const tftpClients = Array.from({ length: 8 }, async () => {
+      const got = await tftpGet('storm.img', { port: gw.port, options: { blksize: '1468', windowsize: '8' } });
+      assert.equal(got.error, undefined);
+      return sha256(got.data);
+    });
+    const sums = await Promise.all([...httpClients, ...tftpClients]);
+    for (const sum of sums) assert.equal(sum, sha256(image));
+    const read = (await fetched()) - before;
+    assert.ok(read >= image.length && read <= image.length * 1.05, `S3 bytes ${read} for a ${image.length}-byte image`);
+    // Both workers' HTTP responses are summed on /metrics.
+    const ok = (await gw.gateway.metricValues('tftp_gateway_transfers_finished_total')).find((v) => v.labels.protocol === 'http' && v.labels.result === 'ok');
+    assert.equal(ok?.value, 8);
+  });
+});
