@@ -113,6 +113,8 @@ describe('alerting rules', () => {
       'TftpGatewayInternalErrors',
       'TftpGatewayS3Unreachable',
       'TftpGatewayServingStale',
+      'TftpGatewayHttpErrors',
+      'TftpGatewayHttpConnectionCapReached',
     ]) {
       assert.ok(names.includes(wanted), `alert ${wanted}`);
     }

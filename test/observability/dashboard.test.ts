@@ -116,6 +116,11 @@ describe('Grafana dashboard', () => {
       'S3 bytes per served byte',
       'Memory',
       'CPU',
+      'HTTP responses by status code',
+      'HTTP 5xx share',
+      'HTTP throughput by instance',
+      'Open HTTP connections',
+      'HTTP connections refused by cap',
     ]) {
       assert.ok(titles.includes(wanted), `panel '${wanted}'`);
     }
@@ -123,5 +128,13 @@ describe('Grafana dashboard', () => {
     assert.match(exprOf('Transfer duration percentiles'), /histogram_quantile\(0\.99, .*tftp_gateway_transfer_duration_seconds_bucket/);
     assert.match(exprOf('S3 latency percentiles'), /histogram_quantile\(0\.99, .*tftp_gateway_s3_request_duration_seconds_bucket/);
     assert.match(exprOf('S3 bytes per served byte'), /tftp_gateway_s3_bytes_fetched_total.*\/.*tftp_gateway_transfer_bytes_total\{[^}]*direction="sent"/);
+    // HTTP boot shares the transfer metrics: the transfer panels split them by protocol.
+    for (const title of ['Transfer rate by result', 'Throughput', 'Active sessions', 'Transfer duration percentiles']) {
+      assert.match(exprOf(title), /by \([^)]*\bprotocol\b/, `${title} splits by protocol`);
+    }
+    assert.match(exprOf('HTTP responses by status code'), /sum by \(code\) \(rate\(tftp_gateway_http_responses_total/);
+    assert.match(exprOf('HTTP throughput by instance'), /tftp_gateway_transfer_bytes_total\{[^}]*protocol="http"/);
+    assert.match(exprOf('Open HTTP connections'), /tftp_gateway_http_connections\{/);
+    assert.match(exprOf('HTTP connections refused by cap'), /sum by \(reason\) \(rate\(tftp_gateway_http_connections_refused_total/);
   });
 });
