@@ -341,7 +341,8 @@ export class Gateway {
       this.emf = new EmfReporter({
         serviceName: config.serviceName,
         intervalMs: deps.emfIntervalMs ?? config.cloudwatchEmfIntervalS * 1000,
-        activeSessions: () => this.dispatcher.activeSessions,
+        // HTTP responses are transfers too (the worker pool's count already includes its workers').
+        activeSessions: () => this.dispatcher.activeSessions + (this.httpBoot?.active ?? 0),
         write: (line) => writeLine(this.logger, line),
       });
       this.emf.start();
