@@ -27,8 +27,6 @@ export interface HttpFrontEndOptions {
   readonly sendTimeoutMs: number;
   /** Bind with SO_REUSEPORT (worker threads share the listen ports). */
   readonly reusePort: boolean;
-  /** The worker thread serving (the log field), when there are workers. */
-  readonly worker?: number | undefined;
 }
 
 export interface HttpFrontEndDeps {
@@ -184,6 +182,14 @@ export class HttpFrontEnd {
   private onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
     // A client mistake (malformed request line or header, too large, too slow): a status, no error log.
     const status = clientErrorStatus(err.code);
+    // A response in progress on this connection (to a request pipelined before the bad one) owns
+    // the byte stream: a status written now would be read as that request's answer, or land inside
+    // its body. The connection is cut instead (that response ends short: Content-Length not met).
+    if ((this.connections.get(socket)?.active ?? 0) > 0) {
+      this.deps.logger.debug({ client: socket.remoteAddress, code: err.code }, 'malformed HTTP request behind a response in progress: connection closed');
+      socket.destroy();
+      return;
+    }
     this.deps.metrics.httpResponses.inc({ code: String(status) });
     this.deps.logger.debug({ client: socket.remoteAddress, code: err.code, status }, 'malformed HTTP request');
     if (socket.writable && !socket.writableEnded) {
@@ -249,7 +255,6 @@ export class HttpFrontEnd {
         result: r.result,
         bytes: r.bytes,
         durationMs: Math.round(r.durationMs),
-        ...(this.options.worker !== undefined ? { worker: this.options.worker } : {}),
         ...(r.detail !== undefined ? { detail: r.detail } : {}),
       },
       'transfer finished',
