@@ -90,7 +90,7 @@ export function clientLimits(config: GatewayConfig, clock: Clock): ClientLimits 
  * The HTTP boot front end's settings. With worker threads each thread serves its share of the
  * connections (the kernel spreads them by SO_REUSEPORT), so each holds its share of the caps.
  */
-export function httpFrontEndOptions(config: GatewayConfig, threads: number, worker?: number): HttpFrontEndOptions {
+export function httpFrontEndOptions(config: GatewayConfig, threads: number): HttpFrontEndOptions {
   const share = (cap: number): number => (cap === 0 ? 0 : Math.max(1, Math.ceil(cap / threads)));
   return {
     listen: config.httpBootListen,
@@ -100,6 +100,5 @@ export function httpFrontEndOptions(config: GatewayConfig, threads: number, work
     keepAliveTimeoutMs: config.httpKeepAliveTimeoutS * 1000,
     sendTimeoutMs: config.httpSendTimeoutS * 1000,
     reusePort: threads > 1,
-    worker,
   };
 }

@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   }
   if (init.httpBootListen.length > 0) {
     httpBoot = await HttpFrontEnd.start(
-      { ...httpFrontEndOptions(config, config.workers, init.slot), listen: init.httpBootListen },
+      { ...httpFrontEndOptions(config, config.workers), listen: init.httpBootListen },
       { objects: opener.objects, limits: clientLimits, metrics, logger },
     );
     httpBoot.onActivity = (active) => link.post({ t: 'httpActive', active });
