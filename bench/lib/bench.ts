@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runClient, type ClientOutcome } from './clients.js';
+import { HTTP_FULL, HTTP_QUICK, runHttpSection, type HttpBenchOptions } from './http-bench.js';
+import { buildHttpRows, type HttpResults } from './http-report.js';
 import { allCores, busyShare, coreCount, cores, coreTicks, ManagedProcess, onCleanup, run } from './procs.js';
 import {
   fmt,
@@ -67,6 +69,10 @@ export interface BenchOptions {
   readonly latencyMs: number;
   readonly coldCases: readonly (readonly [number, number])[];
   readonly transferTimeoutMs: number;
+  /** The TFTP cases (sections 1–3); false: only the HTTP rows. */
+  readonly tftp?: boolean;
+  /** The HTTP stage-2 boot cases against nginx (section 4); absent: none. */
+  readonly http?: HttpBenchOptions;
   readonly entry: 'dist' | 'tsx';
   /** Where atftpd is unpacked (kept between runs). */
   readonly cacheDir: string;
@@ -98,6 +104,7 @@ export const FULL: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
     [8192, 16],
   ],
   transferTimeoutMs: 120_000,
+  http: HTTP_FULL,
 };
 
 export const QUICK: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
@@ -111,6 +118,7 @@ export const QUICK: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
   storms: [5, 20],
   coldCases: [[1468, 16]],
   transferTimeoutMs: 60_000,
+  http: HTTP_QUICK,
 };
 
 export interface ColdResult {
@@ -194,163 +202,182 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       entry: opts.entry,
     });
 
-    const hpa = await startTftpdHpa(filesDir, serverCore);
-    servers.push(hpa);
-    let atftpd: TftpServer | undefined;
-    if (opts.atftpd) {
-      const binary = await ensureAtftpd(opts.cacheDir, log);
-      atftpd = await startAtftpd(binary, filesDir, serverCore);
-      servers.push(atftpd);
-    }
-    const floor = await startNodeFloor(filesDir, serverCore);
-    servers.push(floor);
-    let gateway: GatewayServer = await startGateway(gatewayOpts(s3.endpoint));
-    servers.push(gateway);
-
-    const once = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number, file = IMAGE): Promise<TransferRun> => {
-      const expected = file === WARMUP ? warmup : image;
-      const out: ClientOutcome = await runClient({ client, port, file, blksize, windowsize, expected, timeoutMs: opts.transferTimeoutMs, core: clientCore });
-      return { server, client, blksize, windowsize, bytes: out.bytes, seconds: out.seconds, ok: out.ok, ...(out.error ? { error: out.error } : {}) };
-    };
-    const best = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number): Promise<TransferRun> => {
-      let top: TransferRun | undefined;
-      for (let i = 0; i < opts.repeats; i++) {
-        const r = await once(server, port, client, blksize, windowsize);
-        if (!top || (r.ok && (!top.ok || r.seconds < top.seconds))) top = r;
-      }
-      log(`  ${server.padEnd(9)} ${client.padEnd(7)} blksize ${String(blksize).padEnd(5)} window ${String(windowsize).padEnd(2)}: ${top!.ok ? `${fmt(mbps(top!.bytes, top!.seconds))} MB/s` : `FAILED (${top!.error})`}`);
-      return top!;
-    };
-
-    // Warm the gateway's cache.
-    await once('gateway', gateway.port, 'atftp', 8192, 1);
-
-    log('1. single transfers, warm cache, windowsize 1: gateway vs tftpd-hpa, and the Node floor');
     const single: TransferRun[] = [];
-    for (const blksize of opts.singleBlksizes) {
-      for (const client of opts.singleClients) {
-        single.push(await best('gateway', gateway.port, client, blksize, 1));
-        single.push(await best('tftpd-hpa', hpa.port, client, blksize, 1));
-        single.push(await best('node-floor', floor.port, client, blksize, 1));
-      }
-    }
-    await stop(floor);
-    log('   windowed transfers (atftp): gateway vs atftpd');
     const windowed: TransferRun[] = [];
-    for (const [blksize, windowsize] of opts.windowCases) {
-      windowed.push(await best('gateway', gateway.port, 'atftp', blksize, windowsize));
-      if (atftpd) windowed.push(await best('atftpd', atftpd.port, 'atftp', blksize, windowsize));
-    }
-    log('   no-collapse matrix (gateway, atftp)');
     const matrix: TransferRun[] = [];
-    for (const blksize of opts.matrixBlksizes) {
-      for (const windowsize of opts.matrixWindows) {
-        const known = [...single, ...windowed].find((r) => r.server === 'gateway' && r.client === 'atftp' && r.blksize === blksize && r.windowsize === windowsize);
-        matrix.push(known ?? (await best('gateway', gateway.port, 'atftp', blksize, windowsize)));
-      }
-    }
-    await stop(gateway);
-
-    // Storms use every core: the gateway unpinned with its default worker count (or stormWorkers),
-    // and a tftpd-hpa of its own, unpinned too (a process per client), so both may use the machine.
-    log(`2. boot storms, cold cache, blksize ${opts.stormBlksize}, clients ${opts.stormClients.join('/')}, servers on every core`);
     const storms: StormSummary[] = [];
-    let peakRssBytes: number | undefined;
-    const stormHpa = await startTftpdHpa(filesDir, allCores());
-    servers.push(stormHpa);
-    const spent = (before: number | undefined, after: number | undefined): { cpuSeconds?: number } =>
-      before !== undefined && after !== undefined ? { cpuSeconds: after - before } : {};
-    for (const n of opts.storms) {
-      gateway = await startGateway({
-        ...gatewayOpts(s3.endpoint),
-        core: allCores(),
-        ...(opts.stormWorkers !== undefined ? { extraFlags: ['--workers', String(opts.stormWorkers)] } : {}),
-      });
-      servers.push(gateway);
-      const before = await gateway.s3BytesFetched();
-      const cpuBefore = gateway.process.cpuSeconds();
-      const g = await storm(gateway.port, n, opts, image, clientCore);
-      const fetched = (await gateway.s3BytesFetched()) - before;
-      const cpu = spent(cpuBefore, gateway.process.cpuSeconds());
-      const rss = gateway.process.peakRss();
-      if (n === Math.max(...opts.storms)) peakRssBytes = rss;
-      const workers = gateway.workers;
-      await stop(gateway);
-      const gs = summarizeStorm('gateway', image.length, g.wall, g.clients, fetched, { ...cpu, workers });
-      storms.push(gs);
-      log(
-        `  gateway   ${n} clients, ${workers} workers: ${fmt(gs.aggregateMbps)} MB/s aggregate, slowest ${fmt(gs.slowestSeconds, 2)} s, ${gs.failures} failed, S3 ${fmt(gs.s3FetchRatio, 3)}× image, ${fmt(gs.cpuSecondsPerGB, 2)} CPU-s/GB, peak RSS ${fmt((rss ?? 0) / MiB, 0)} MiB`,
-      );
-      const hpaCpuBefore = stormHpa.process.cpuSeconds();
-      const h = await storm(stormHpa.port, n, opts, image, clientCore);
-      // tftpd-hpa reaps its per-transfer children as they exit: a moment for the last ones.
-      await new Promise((r) => setTimeout(r, 200));
-      const hs = summarizeStorm('tftpd-hpa', image.length, h.wall, h.clients, undefined, spent(hpaCpuBefore, stormHpa.process.cpuSeconds()));
-      storms.push(hs);
-      log(`  tftpd-hpa ${n} clients: ${fmt(hs.aggregateMbps)} MB/s aggregate, slowest ${fmt(hs.slowestSeconds, 2)} s, ${hs.failures} failed, ${fmt(hs.cpuSecondsPerGB, 2)} CPU-s/GB`);
-    }
-    await stop(stormHpa);
-
-    log(`3. cold single transfer with ${opts.latencyMs} ms added S3 first-byte latency vs warm`);
     const cold: ColdResult[] = [];
-    const proxy = await startLatencyProxy(s3, opts.latencyMs, allCores());
-    try {
-      const storeAlone = await readFromStore(s3, proxy.endpoint, bucket, IMAGE, image.length, serverCore);
-      log(
-        `  the store alone, through the proxy, on the gateway's core: ${storeAlone ? `${fmt(mbps(storeAlone.bytes, storeAlone.seconds))} MB/s (passes: ${storeAlone.passes.map((s) => `${fmt(s, 3)} s`).join(', ')})` : 'FAILED'}`,
-      );
-      for (const [blksize, windowsize] of opts.coldCases) {
-        gateway = await startGateway(gatewayOpts(proxy.endpoint));
-        servers.push(gateway);
-        // A freshly started process first compiles its packet and S3 paths: one transfer of another
-        // object first, so the cold row measures a cold cache, not a cold process.
-        await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
-        const fetchedBefore = await gateway.s3BytesFetched();
-        const cpuBefore = gateway.process.cpuSeconds();
-        const ticksBefore = coreTicks();
-        const windowStart = performance.now();
-        const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
-        const windowSeconds = (performance.now() - windowStart) / 1000;
-        const ticksAfter = coreTicks();
-        const busy = (core: string): number | undefined => busyShare(ticksBefore.get(core), ticksAfter.get(core));
-        const machineBusy = busy('');
-        const coldCoreBusy = busy(serverCore);
-        const coldClientCoreBusy = serverCore === clientCore ? undefined : busy(clientCore);
-        const cpuAfter = gateway.process.cpuSeconds();
-        const fetched = (await gateway.s3BytesFetched()) - fetchedBefore;
-        let w: TransferRun | undefined;
-        let warmCpuSeconds: number | undefined;
-        for (let i = 0; i < Math.max(1, opts.repeats); i++) {
-          const before = gateway.process.cpuSeconds();
-          const r = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
-          const after = gateway.process.cpuSeconds();
-          if (!w || (r.ok && r.seconds < w.seconds)) {
-            w = r;
-            warmCpuSeconds = before !== undefined && after !== undefined ? after - before : undefined;
-          }
-        }
-        const coldMachineCpuSeconds = machineBusy !== undefined ? machineBusy * coreCount() * windowSeconds : undefined;
-        await stop(gateway);
-        // Attribution: the same cold transfer with no proxy and no added latency. On one small
-        // machine the S3 server, the gateway and the client share the cores, so a cold read can
-        // be bound by the store's CPU rather than its latency; this row tells which.
-        gateway = await startGateway(gatewayOpts(s3.endpoint));
-        servers.push(gateway);
-        await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
-        const direct = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
-        await stop(gateway);
-        const coldCpuSeconds = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined;
-        // A figure that could not be measured stays undefined (and out of results.json).
-        cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, coldCpuSeconds, coldCoreBusy, coldClientCoreBusy, coldMachineCpuSeconds, warmCpuSeconds, storeAlone });
-        log(
-          `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s (gateway CPU ${coldCpuSeconds !== undefined ? fmt(coldCpuSeconds, 2) : '?'} s in ${fmt(c.seconds, 2)} s, its core ${coldCoreBusy !== undefined ? `${fmt(coldCoreBusy * 100, 0)}%` : '?'} busy, the client's ${coldClientCoreBusy !== undefined ? `${fmt(coldClientCoreBusy * 100, 0)}%` : '?'}, every process ${coldMachineCpuSeconds !== undefined ? fmt(coldMachineCpuSeconds, 2) : '?'} CPU-s; warm: gateway CPU ${warmCpuSeconds !== undefined ? fmt(warmCpuSeconds, 2) : '?'} s), warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
-        );
+    let peakRssBytes: number | undefined;
+    if (opts.tftp !== false) {
+      const hpa = await startTftpdHpa(filesDir, serverCore);
+      servers.push(hpa);
+      let atftpd: TftpServer | undefined;
+      if (opts.atftpd) {
+        const binary = await ensureAtftpd(opts.cacheDir, log);
+        atftpd = await startAtftpd(binary, filesDir, serverCore);
+        servers.push(atftpd);
       }
-    } finally {
-      await proxy.stop();
+      const floor = await startNodeFloor(filesDir, serverCore);
+      servers.push(floor);
+      let gateway: GatewayServer = await startGateway(gatewayOpts(s3.endpoint));
+      servers.push(gateway);
+
+      const once = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number, file = IMAGE): Promise<TransferRun> => {
+        const expected = file === WARMUP ? warmup : image;
+        const out: ClientOutcome = await runClient({ client, port, file, blksize, windowsize, expected, timeoutMs: opts.transferTimeoutMs, core: clientCore });
+        return { server, client, blksize, windowsize, bytes: out.bytes, seconds: out.seconds, ok: out.ok, ...(out.error ? { error: out.error } : {}) };
+      };
+      const best = async (server: ServerName, port: number, client: ClientName, blksize: number, windowsize: number): Promise<TransferRun> => {
+        let top: TransferRun | undefined;
+        for (let i = 0; i < opts.repeats; i++) {
+          const r = await once(server, port, client, blksize, windowsize);
+          if (!top || (r.ok && (!top.ok || r.seconds < top.seconds))) top = r;
+        }
+        log(`  ${server.padEnd(9)} ${client.padEnd(7)} blksize ${String(blksize).padEnd(5)} window ${String(windowsize).padEnd(2)}: ${top!.ok ? `${fmt(mbps(top!.bytes, top!.seconds))} MB/s` : `FAILED (${top!.error})`}`);
+        return top!;
+      };
+
+      // Warm the gateway's cache.
+      await once('gateway', gateway.port, 'atftp', 8192, 1);
+
+      log('1. single transfers, warm cache, windowsize 1: gateway vs tftpd-hpa, and the Node floor');
+      for (const blksize of opts.singleBlksizes) {
+        for (const client of opts.singleClients) {
+          single.push(await best('gateway', gateway.port, client, blksize, 1));
+          single.push(await best('tftpd-hpa', hpa.port, client, blksize, 1));
+          single.push(await best('node-floor', floor.port, client, blksize, 1));
+        }
+      }
+      await stop(floor);
+      log('   windowed transfers (atftp): gateway vs atftpd');
+      for (const [blksize, windowsize] of opts.windowCases) {
+        windowed.push(await best('gateway', gateway.port, 'atftp', blksize, windowsize));
+        if (atftpd) windowed.push(await best('atftpd', atftpd.port, 'atftp', blksize, windowsize));
+      }
+      log('   no-collapse matrix (gateway, atftp)');
+      for (const blksize of opts.matrixBlksizes) {
+        for (const windowsize of opts.matrixWindows) {
+          const known = [...single, ...windowed].find((r) => r.server === 'gateway' && r.client === 'atftp' && r.blksize === blksize && r.windowsize === windowsize);
+          matrix.push(known ?? (await best('gateway', gateway.port, 'atftp', blksize, windowsize)));
+        }
+      }
+      await stop(gateway);
+
+      // Storms use every core: the gateway unpinned with its default worker count (or stormWorkers),
+      // and a tftpd-hpa of its own, unpinned too (a process per client), so both may use the machine.
+      log(`2. boot storms, cold cache, blksize ${opts.stormBlksize}, clients ${opts.stormClients.join('/')}, servers on every core`);
+      const stormHpa = await startTftpdHpa(filesDir, allCores());
+      servers.push(stormHpa);
+      const spent = (before: number | undefined, after: number | undefined): { cpuSeconds?: number } =>
+        before !== undefined && after !== undefined ? { cpuSeconds: after - before } : {};
+      for (const n of opts.storms) {
+        gateway = await startGateway({
+          ...gatewayOpts(s3.endpoint),
+          core: allCores(),
+          ...(opts.stormWorkers !== undefined ? { extraFlags: ['--workers', String(opts.stormWorkers)] } : {}),
+        });
+        servers.push(gateway);
+        const before = await gateway.s3BytesFetched();
+        const cpuBefore = gateway.process.cpuSeconds();
+        const g = await storm(gateway.port, n, opts, image, clientCore);
+        const fetched = (await gateway.s3BytesFetched()) - before;
+        const cpu = spent(cpuBefore, gateway.process.cpuSeconds());
+        const rss = gateway.process.peakRss();
+        if (n === Math.max(...opts.storms)) peakRssBytes = rss;
+        const workers = gateway.workers;
+        await stop(gateway);
+        const gs = summarizeStorm('gateway', image.length, g.wall, g.clients, fetched, { ...cpu, workers });
+        storms.push(gs);
+        log(
+          `  gateway   ${n} clients, ${workers} workers: ${fmt(gs.aggregateMbps)} MB/s aggregate, slowest ${fmt(gs.slowestSeconds, 2)} s, ${gs.failures} failed, S3 ${fmt(gs.s3FetchRatio, 3)}× image, ${fmt(gs.cpuSecondsPerGB, 2)} CPU-s/GB, peak RSS ${fmt((rss ?? 0) / MiB, 0)} MiB`,
+        );
+        const hpaCpuBefore = stormHpa.process.cpuSeconds();
+        const h = await storm(stormHpa.port, n, opts, image, clientCore);
+        // tftpd-hpa reaps its per-transfer children as they exit: a moment for the last ones.
+        await new Promise((r) => setTimeout(r, 200));
+        const hs = summarizeStorm('tftpd-hpa', image.length, h.wall, h.clients, undefined, spent(hpaCpuBefore, stormHpa.process.cpuSeconds()));
+        storms.push(hs);
+        log(`  tftpd-hpa ${n} clients: ${fmt(hs.aggregateMbps)} MB/s aggregate, slowest ${fmt(hs.slowestSeconds, 2)} s, ${hs.failures} failed, ${fmt(hs.cpuSecondsPerGB, 2)} CPU-s/GB`);
+      }
+      await stop(stormHpa);
+
+      log(`3. cold single transfer with ${opts.latencyMs} ms added S3 first-byte latency vs warm`);
+      const proxy = await startLatencyProxy(s3, opts.latencyMs, allCores());
+      try {
+        const storeAlone = await readFromStore(s3, proxy.endpoint, bucket, IMAGE, image.length, serverCore);
+        log(
+          `  the store alone, through the proxy, on the gateway's core: ${storeAlone ? `${fmt(mbps(storeAlone.bytes, storeAlone.seconds))} MB/s (passes: ${storeAlone.passes.map((s) => `${fmt(s, 3)} s`).join(', ')})` : 'FAILED'}`,
+        );
+        for (const [blksize, windowsize] of opts.coldCases) {
+          gateway = await startGateway(gatewayOpts(proxy.endpoint));
+          servers.push(gateway);
+          // A freshly started process first compiles its packet and S3 paths: one transfer of another
+          // object first, so the cold row measures a cold cache, not a cold process.
+          await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
+          const fetchedBefore = await gateway.s3BytesFetched();
+          const cpuBefore = gateway.process.cpuSeconds();
+          const ticksBefore = coreTicks();
+          const windowStart = performance.now();
+          const c = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+          const windowSeconds = (performance.now() - windowStart) / 1000;
+          const ticksAfter = coreTicks();
+          const busy = (core: string): number | undefined => busyShare(ticksBefore.get(core), ticksAfter.get(core));
+          const machineBusy = busy('');
+          const coldCoreBusy = busy(serverCore);
+          const coldClientCoreBusy = serverCore === clientCore ? undefined : busy(clientCore);
+          const cpuAfter = gateway.process.cpuSeconds();
+          const fetched = (await gateway.s3BytesFetched()) - fetchedBefore;
+          let w: TransferRun | undefined;
+          let warmCpuSeconds: number | undefined;
+          for (let i = 0; i < Math.max(1, opts.repeats); i++) {
+            const before = gateway.process.cpuSeconds();
+            const r = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+            const after = gateway.process.cpuSeconds();
+            if (!w || (r.ok && r.seconds < w.seconds)) {
+              w = r;
+              warmCpuSeconds = before !== undefined && after !== undefined ? after - before : undefined;
+            }
+          }
+          const coldMachineCpuSeconds = machineBusy !== undefined ? machineBusy * coreCount() * windowSeconds : undefined;
+          await stop(gateway);
+          // Attribution: the same cold transfer with no proxy and no added latency. On one small
+          // machine the S3 server, the gateway and the client share the cores, so a cold read can
+          // be bound by the store's CPU rather than its latency; this row tells which.
+          gateway = await startGateway(gatewayOpts(s3.endpoint));
+          servers.push(gateway);
+          await once('gateway', gateway.port, 'atftp', blksize, windowsize, WARMUP);
+          const direct = await once('gateway', gateway.port, 'atftp', blksize, windowsize);
+          await stop(gateway);
+          const coldCpuSeconds = cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined;
+          // A figure that could not be measured stays undefined (and out of results.json).
+          cold.push({ blksize, windowsize, latencyMs: opts.latencyMs, cold: c, warm: w!, direct, s3BytesFetched: fetched, coldCpuSeconds, coldCoreBusy, coldClientCoreBusy, coldMachineCpuSeconds, warmCpuSeconds, storeAlone });
+          log(
+            `  blksize ${blksize} window ${windowsize}: cold ${c.ok ? fmt(mbps(c.bytes, c.seconds)) : 'FAILED'} MB/s (gateway CPU ${coldCpuSeconds !== undefined ? fmt(coldCpuSeconds, 2) : '?'} s in ${fmt(c.seconds, 2)} s, its core ${coldCoreBusy !== undefined ? `${fmt(coldCoreBusy * 100, 0)}%` : '?'} busy, the client's ${coldClientCoreBusy !== undefined ? `${fmt(coldClientCoreBusy * 100, 0)}%` : '?'}, every process ${coldMachineCpuSeconds !== undefined ? fmt(coldMachineCpuSeconds, 2) : '?'} CPU-s; warm: gateway CPU ${warmCpuSeconds !== undefined ? fmt(warmCpuSeconds, 2) : '?'} s), warm ${fmt(mbps(w!.bytes, w!.seconds))} MB/s, cold without added latency ${direct.ok ? fmt(mbps(direct.bytes, direct.seconds)) : 'FAILED'} MB/s`,
+          );
+        }
+      } finally {
+        await proxy.stop();
+      }
     }
 
-    const rows = buildRows({ single, windowed, matrix, storms, cold, peakRssBytes, cacheBytes: opts.cacheBytes });
+    let http: HttpResults | undefined;
+    if (opts.http) {
+      http = await runHttpSection({
+        http: opts.http,
+        s3,
+        bucket,
+        imageKey: IMAGE,
+        image,
+        gateway: { ...gatewayOpts(s3.endpoint), core: allCores(), ...(opts.stormWorkers !== undefined ? { extraFlags: ['--workers', String(opts.stormWorkers)] } : {}) },
+        clientCore,
+        repeats: opts.repeats,
+        transferTimeoutMs: opts.transferTimeoutMs,
+        dir,
+        log,
+      });
+    }
+
+    const rows = buildRows({ single, windowed, matrix, storms, cold, peakRssBytes, cacheBytes: opts.cacheBytes, ...(http ? { http } : {}) });
     const table = formatTable(rows);
     const meta = {
       date: new Date().toISOString(),
@@ -362,8 +389,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       s3Endpoint: s3.endpoint,
       cores: { server: serverCore, client: clientCore },
       options: { ...opts, log: undefined, s3: typeof opts.s3 === 'object' ? opts.s3.kind : opts.s3 },
+      ...(http ? { seed: http.seed } : {}),
     };
-    return { meta, single, windowed, matrix, storms, cold, peakRssBytes, rows, table };
+    return { meta, single, windowed, matrix, storms, cold, peakRssBytes, ...(http ? { http } : {}), rows, table };
   } finally {
     for (const s of [...servers].reverse()) await s.stop().catch(() => undefined);
     await s3?.close().catch(() => undefined);
@@ -395,6 +423,8 @@ export interface RowInputs {
   readonly cold: readonly ColdResult[];
   readonly peakRssBytes: number | undefined;
   readonly cacheBytes: number;
+  /** The HTTP stage-2 boot measurements (section 4). */
+  readonly http?: HttpResults;
 }
 
 const speed = (r: TransferRun | undefined): number | undefined => (r && r.ok ? mbps(r.bytes, r.seconds) : r ? 0 : undefined);
@@ -527,6 +557,7 @@ export function buildRows(inp: RowInputs): Row[] {
     const q = inp.peakRssBytes / limit;
     rows.push({ case: `peak RSS, largest storm`, gateway: `${fmt(inp.peakRssBytes / MiB, 0)} MiB`, reference: `${fmt(limit / MiB, 0)} MiB budget+150`, ratio: q, target: '≤ 1.00', met: q <= 1 });
   }
+  if (inp.http) rows.push(...buildHttpRows(inp.http));
   return rows;
 }
 

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { pinned } from './procs.js';
 import type { ClientName } from './report.js';
 
@@ -83,6 +84,94 @@ export function runClient(req: ClientRequest): Promise<ClientOutcome> {
       if (error === undefined && code !== 0) error = `exit ${code}: ${stderr.trim().split('\n').slice(-2).join(' | ')}`;
       if (error === undefined && offset !== req.expected.length) error = `short file: ${offset} of ${req.expected.length} bytes`;
       resolve({ client: req.client, ok: error === undefined, bytes: offset, seconds, ...(error !== undefined ? { error } : {}) });
+    };
+    child.once('error', (err) => finish(-1, err.message));
+    child.once('close', (code) => finish(code));
+  });
+}
+
+/** One HTTP download with curl. */
+export interface HttpRequest {
+  readonly url: string;
+  /** The status and body size the download must have. */
+  readonly status: number;
+  readonly bytes: number;
+  /** When given, the body is piped here and its sha256 (hex) must be this; else curl writes to /dev/null. */
+  readonly sha256?: string;
+  /** More request headers (`Name: value`). */
+  readonly headers?: readonly string[];
+  /** Sign the request (AWS SigV4, for S3 itself): curl's --aws-sigv4 provider and the key pair. */
+  readonly sigv4?: { readonly provider: string; readonly accessKeyId: string; readonly secretAccessKey: string };
+  readonly timeoutMs: number;
+  readonly core?: string;
+}
+
+export interface HttpOutcome {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly bytes: number;
+  /** Spawn to exit. */
+  readonly seconds: number;
+  /** curl's time_starttransfer: from its start to the first response byte (connect included). */
+  readonly firstByteSeconds: number;
+  /** The body's sha256 was checked. */
+  readonly hashed: boolean;
+  readonly error?: string;
+}
+
+/** SHA-256 of empty content, which a SigV4 GET declares as its payload hash. */
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+/** curl's command line for `req` (secrets go in on standard input, not here). */
+export function curlArgv(req: Pick<HttpRequest, 'url' | 'sha256' | 'headers' | 'sigv4' | 'timeoutMs'>): string[] {
+  return [
+    'curl', '-sS', '--noproxy', '*',
+    '--max-time', String(Math.max(1, Math.ceil(req.timeoutMs / 1000))),
+    '-w', '%{stderr}\ncurl-result %{http_code} %{size_download} %{time_starttransfer}\n',
+    ...(req.headers ?? []).flatMap((h) => ['-H', h]),
+    ...(req.sigv4 ? ['--aws-sigv4', req.sigv4.provider, '-H', `x-amz-content-sha256: ${EMPTY_SHA256}`, '--config', '-'] : []),
+    '-o', req.sha256 !== undefined ? '-' : '/dev/null',
+    req.url,
+  ];
+}
+
+/**
+ * Runs curl once and checks the status, the body size (curl's count, or the bytes piped here when
+ * hashing) and, when asked, the body's sha256. Never longer than `timeoutMs` (+ 1 s).
+ */
+export function runCurl(req: HttpRequest): Promise<HttpOutcome> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const argv = pinned(req.core, curlArgv(req));
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: [req.sigv4 ? 'pipe' : 'ignore', req.sha256 !== undefined ? 'pipe' : 'ignore', 'pipe'] });
+    if (req.sigv4) child.stdin!.end(`user = "${req.sigv4.accessKeyId}:${req.sigv4.secretAccessKey}"\n`);
+    const hash = req.sha256 !== undefined ? createHash('sha256') : undefined;
+    let piped = 0;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      piped += chunk.length;
+      hash!.update(chunk);
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => {
+      stderr = (stderr + c.toString()).slice(-4000);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), req.timeoutMs + 1000);
+    let settled = false;
+    const finish = (code: number | null, spawnError?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const seconds = (performance.now() - started) / 1000;
+      const m = /curl-result (\d+) (\d+) ([\d.]+)\s*$/.exec(stderr);
+      const status = m ? Number(m[1]) : 0;
+      const bytes = hash ? piped : m ? Number(m[2]) : 0;
+      const firstByteSeconds = m ? Number(m[3]) : 0;
+      let error = spawnError;
+      if (error === undefined && code !== 0) error = `curl exit ${code}: ${stderr.replace(/curl-result.*$/s, '').trim().split('\n').slice(-2).join(' | ')}`;
+      if (error === undefined && status !== req.status) error = `status ${status}, expected ${req.status}`;
+      if (error === undefined && bytes !== req.bytes) error = `${bytes} bytes, expected ${req.bytes}`;
+      if (error === undefined && hash && hash.digest('hex') !== req.sha256) error = 'sha256 differs';
+      resolve({ ok: error === undefined, status, bytes, seconds, firstByteSeconds, hashed: hash !== undefined, ...(error !== undefined ? { error } : {}) });
     };
     child.once('error', (err) => finish(-1, err.message));
     child.once('close', (code) => finish(code));

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
+import net from 'node:net';
 
 /** The machine's cores. */
 export function coreCount(): number {
@@ -311,6 +312,27 @@ export async function waitForTftp(port: number, timeoutMs: number): Promise<void
     if (answered) return;
   }
   throw new Error(`no TFTP server answered on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/** Waits until something accepts TCP connections on 127.0.0.1:port. */
+export async function waitForTcp(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      const timer = setTimeout(() => done(false), 500);
+      const done = (v: boolean): void => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(v);
+      };
+      s.once('connect', () => done(true));
+      s.once('error', () => done(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing accepted TCP connections on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
 /** Runs a command to completion (bounded), returning its exit code and output. */

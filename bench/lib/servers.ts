@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { freeUdpPort, ManagedProcess, pinned, run, waitForTftp } from './procs.js';
+import type { DelayForward } from './delay-path.js';
+import { freeUdpPort, ManagedProcess, pinned, run, waitForTcp, waitForTftp } from './procs.js';
 import { promValue } from './report.js';
 
 export const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -116,7 +117,10 @@ export interface TftpServer {
 }
 
 export interface GatewayServer extends TftpServer {
+  /** The ops listener (/metrics). */
   readonly httpPort: number;
+  /** The HTTP boot front end (--http-boot-listen). */
+  readonly bootPort: number;
   /** Worker threads it runs (from its 'listening' line). */
   readonly workers: number;
   /** tftp_gateway_s3_bytes_fetched_total right now. */
@@ -139,7 +143,7 @@ export interface GatewayOptions {
   readonly env?: Readonly<Record<string, string>>;
 }
 
-async function freeTcpPort(): Promise<number> {
+export async function freeTcpPort(): Promise<number> {
   const net = await import('node:net');
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -152,6 +156,7 @@ async function freeTcpPort(): Promise<number> {
 export async function startGateway(opts: GatewayOptions): Promise<GatewayServer> {
   const port = await freeUdpPort();
   const httpPort = await freeTcpPort();
+  const bootPort = await freeTcpPort();
   const node = [process.execPath, ...(opts.nodeFlags ?? [])];
   const entry = opts.entry === 'dist' ? [...node, path.join(REPO, 'dist/cli.js')] : [...node, '--import', 'tsx', path.join(REPO, 'src/cli.ts')];
   const argv = pinned(opts.core, [
@@ -159,6 +164,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     'serve',
     '--listen', `127.0.0.1:${port}`,
     '--http-listen', `127.0.0.1:${httpPort}`,
+    '--http-boot-listen', `127.0.0.1:${bootPort}`,
     '--s3-bucket', opts.bucket,
     '--s3-endpoint', opts.s3Endpoint,
     '--s3-region', opts.s3.region,
@@ -177,6 +183,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
   const listening = await readyOrStopped(proc, async () => {
     const line = await proc.waitForLine(/tftp-gateway listening/, 30_000);
     await waitForTftp(port, 10_000);
+    await waitForTcp(bootPort, 10_000);
     return line;
   });
   const metricsText = async (): Promise<string> => {
@@ -187,6 +194,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayServer>
     name: 'gateway',
     port,
     httpPort,
+    bootPort,
     workers: Number(/"workers":(\d+)/.exec(listening)?.[1] ?? 1),
     process: proc,
     metricsText,
@@ -299,4 +307,64 @@ export async function startAtftpd(binary: string, dir: string, core?: string): P
   );
   await readyOrStopped(proc, () => waitForTftp(port, 10_000));
   return { name: 'atftpd', port, process: proc, stop: () => proc.stop() };
+}
+
+/** Debian's nginx, its own instance: a generated config, pid, logs and temp paths in `dir`. */
+export interface NginxServer extends TftpServer {
+  readonly workers: number;
+}
+
+export const NGINX_BINARY = '/usr/sbin/nginx';
+
+/** The nginx.conf the bench runs: static files from `root` with sendfile, on 127.0.0.1:port. */
+export function nginxConfig(opts: { root: string; dir: string; port: number; workers: number }): string {
+  const { root, dir, port, workers } = opts;
+  return [
+    `worker_processes ${workers};`,
+    `pid ${dir}/nginx.pid;`,
+    `error_log ${dir}/error.log warn;`,
+    'events { worker_connections 4096; }',
+    'http {',
+    '  access_log off;',
+    '  sendfile on;',
+    '  tcp_nopush on;',
+    '  keepalive_timeout 15;',
+    '  default_type application/octet-stream;',
+    `  client_body_temp_path ${dir}/tmp/body;`,
+    `  proxy_temp_path ${dir}/tmp/proxy;`,
+    `  fastcgi_temp_path ${dir}/tmp/fastcgi;`,
+    `  uwsgi_temp_path ${dir}/tmp/uwsgi;`,
+    `  scgi_temp_path ${dir}/tmp/scgi;`,
+    '  server {',
+    `    listen 127.0.0.1:${port};`,
+    `    root ${root};`,
+    '    location / { }',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * nginx serving `root` (the bench puts it on tmpfs) with `workers` worker processes, in the
+ * foreground (`-g 'daemon off;'`), everything it writes under `dir`.
+ */
+export async function startNginx(root: string, dir: string, workers: number, core?: string): Promise<NginxServer> {
+  if (!fs.existsSync(NGINX_BINARY)) throw new Error(`nginx is not installed (${NGINX_BINARY}): apt-get install nginx`);
+  const port = await freeTcpPort();
+  fs.mkdirSync(path.join(dir, 'tmp'), { recursive: true });
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, nginxConfig({ root, dir, port, workers }));
+  const proc = new ManagedProcess('nginx', pinned(core, [NGINX_BINARY, '-e', path.join(dir, 'error.log'), '-p', dir, '-c', conf, '-g', 'daemon off;']));
+  await readyOrStopped(proc, () => waitForTcp(port, 10_000));
+  return { name: 'nginx', port, workers, process: proc, stop: () => proc.stop() };
+}
+
+/** bench/wan-path.ts: the delay path in a process of its own; `ports[i]` is where forward i listens. */
+export async function startWanPath(rttMs: number, windowBytes: number, forwards: readonly DelayForward[], core?: string): Promise<{ ports: number[]; stop(): Promise<void> }> {
+  const specs = forwards.map((f) => `${f.kind}:${f.target}`);
+  const proc = new ManagedProcess('wan-path', pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/wan-path.ts'), String(rttMs), String(windowBytes), ...specs]), { cwd: REPO });
+  const line = await readyOrStopped(proc, () => proc.waitForLine(/^\{"wanPath":/, 20_000));
+  const listed = (JSON.parse(line) as { wanPath: { port: number }[] }).wanPath;
+  return { ports: listed.map((f) => f.port), stop: () => proc.stop() };
 }

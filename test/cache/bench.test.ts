@@ -1,10 +1,26 @@
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildRows, runBench, writeResults, FULL } from '../../bench/lib/bench.js';
-import { clientArgv } from '../../bench/lib/clients.js';
+import { clientArgv, curlArgv } from '../../bench/lib/clients.js';
+import { startDelayPath } from '../../bench/lib/delay-path.js';
+import { HTTP_FULL, HTTP_QUICK } from '../../bench/lib/http-bench.js';
+import {
+  buildHttpRows,
+  median,
+  scaleByBytes,
+  seededBytes,
+  seededSample,
+  summarizeCold,
+  summarizeHttpWarm,
+  type HttpDownload,
+  type HttpResults,
+} from '../../bench/lib/http-report.js';
+import { nginxConfig } from '../../bench/lib/servers.js';
 import { formatTable, mbps, MiB, promValue, ratio, renderStormSvg, s3FetchRatio, summarizeStorm, type StormClient, type TransferRun } from '../../bench/lib/report.js';
 import { testS3, type TestS3 } from '../support/s3.js';
 
@@ -112,6 +128,196 @@ describe('benchmark arithmetic', () => {
   });
 });
 
+const dl = (seconds: number, ok = true, bytes = 32 * MiB): HttpDownload => ({ ok, bytes, seconds, firstByteSeconds: 0.01, hashed: false });
+
+describe('HTTP rows: arithmetic', () => {
+  test('seeded choices are the same on every run, and distinct', () => {
+    assert.deepEqual(seededSample(20, 100, 10), seededSample(20, 100, 10));
+    assert.notDeepEqual(seededSample(20, 100, 10), seededSample(21, 100, 10));
+    const s = seededSample(20, 100, 10);
+    assert.equal(new Set(s).size, 10);
+    assert.ok(s.every((i) => i >= 0 && i < 100));
+    assert.deepEqual(seededSample(1, 3, 10), [0, 1, 2], 'a sample larger than the set is the whole set');
+    assert.ok(seededBytes(5, 1001).equals(seededBytes(5, 1001)));
+    assert.equal(seededBytes(5, 1001).length, 1001);
+    assert.ok(!seededBytes(5, 64).equals(seededBytes(6, 64)));
+  });
+
+  test('medians, scaling by bytes, warm and cold summaries', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.equal(median([]), undefined);
+    // 1 MiB lock-step in 22 s: 32 MiB + 1 at the same rate.
+    assert.ok(Math.abs(scaleByBytes(22, MiB, 32 * MiB + 1) - 22 * (32 + 1 / MiB)) < 1e-9);
+    const w = summarizeHttpWarm('gateway', 1e9, 10, [dl(5), dl(10), { ...dl(7, false), error: 'sha256 differs' }, { ...dl(8), hashed: true }], { cpuSeconds: 6, workers: 2 });
+    assert.equal(w.aggregateMbps, 300, 'three correct 1 GB downloads in 10 s');
+    assert.equal(w.failures, 1);
+    assert.equal(w.firstError, 'sha256 differs');
+    assert.equal(w.hashed, 1);
+    assert.equal(w.cpuSecondsPerGB, 2, 'CPU per GB delivered correctly');
+    assert.equal(w.slowestSeconds, 10);
+    const c = summarizeCold(8 * MiB, [
+      { key: 'a', bytes: 1, first: 's3', gatewayMs: 20, s3Ms: 5, ok: true },
+      { key: 'b', bytes: 1, first: 'gateway', gatewayMs: 70, s3Ms: 10, ok: true },
+      { key: 'c', bytes: 1, first: 's3', gatewayMs: 30, s3Ms: 6, ok: true },
+      { key: 'd', bytes: 1, first: 'gateway', gatewayMs: 0, s3Ms: 0, ok: false, error: 'x' },
+    ]);
+    assert.equal(c.gatewayMedianMs, 30);
+    assert.equal(c.s3MedianMs, 6);
+    assert.equal(c.differenceMedianMs, 24);
+    assert.equal(c.differenceMaxMs, 60);
+  });
+
+  test('rows: ratios against nginx, TFTP and S3, each with its target', () => {
+    const image = 32 * MiB + 1;
+    const warm = (server: 'gateway' | 'nginx', wall: number, cpu: number): ReturnType<typeof summarizeHttpWarm> =>
+      summarizeHttpWarm(server, image, wall, Array.from({ length: 100 }, () => dl(wall, true, image)), { cpuSeconds: cpu, workers: 2 });
+    const h: HttpResults = {
+      seed: 20,
+      // The best run per server counts: gateway 5 s vs nginx 4 s (0.8), CPU 3 vs 1 (3×).
+      warm: [warm('gateway', 6, 3), warm('gateway', 5, 3), warm('nginx', 4, 1), warm('nginx', 4.5, 1)],
+      wan: {
+        rttMs: 30,
+        windowBytes: 4 * MiB,
+        imageBytes: image,
+        gateway: dl(0.6, true, image),
+        nginx: dl(0.5, true, image),
+        runs: [],
+        tftp: { blksize: 1468, bytes: MiB, seconds: 22, ok: true, scaledSeconds: scaleByBytes(22, MiB, image) },
+      },
+      cold: summarizeCold(8 * MiB, [
+        { key: 'a', bytes: 1, first: 's3', gatewayMs: 60, s3Ms: 5, ok: true },
+        { key: 'b', bytes: 1, first: 'gateway', gatewayMs: 40, s3Ms: 6, ok: true },
+        { key: 'c', bytes: 1, first: 's3', gatewayMs: 50, s3Ms: 4, ok: true },
+      ]),
+    };
+    const rows = new Map(buildHttpRows(h).map((r) => [r.case, r]));
+    const aggregate = rows.get('HTTP warm 100 curl, 32.0 MiB: aggregate vs nginx')!;
+    assert.ok(Math.abs(aggregate.ratio! - 0.8) < 1e-9);
+    assert.equal(aggregate.met, true, '0.8 meets ≥ 0.80');
+    const cpu = rows.get('HTTP warm 100 curl, 32.0 MiB: server CPU-s per GB (2 workers) vs nginx')!;
+    // 3 CPU-s against 1 CPU-s for the same bytes, whatever the wall times.
+    assert.ok(Math.abs(cpu.ratio! - 3) < 1e-9);
+    assert.equal(cpu.met, false);
+    assert.equal(rows.get('HTTP warm 100 curl, 32.0 MiB: failed downloads (of 400; 0 sha256-checked)')?.met, true);
+    const speedup = [...rows.values()].find((r) => r.case.startsWith('WAN 30 ms: HTTP 32.0 MiB speed-up over lock-step TFTP bs 1468 (TFTP on 1 MiB, × 32.0 by bytes)'))!;
+    assert.ok(Math.abs(speedup.ratio! - scaleByBytes(22, MiB, image) / 0.6) < 1e-9);
+    assert.equal(speedup.met, true);
+    const vsNginx = rows.get('WAN 30 ms: HTTP 32.0 MiB time vs nginx')!;
+    assert.ok(Math.abs(vsNginx.ratio! - 1.2) < 1e-9);
+    assert.equal(vsNginx.met, true, 'gateway time 1.2× nginx meets ≤ 1.50');
+    const cold = rows.get('cold HTTP first byte vs S3 ranged GET (median of 3/3)')!;
+    assert.equal(cold.met, true, 'median 50 ms ≤ median 5 ms + 50 ms');
+    assert.equal(cold.gateway, '50.0 ms');
+    assert.equal(rows.get('cold HTTP first byte: gateway − S3 per sample (median, worst)')?.met, true, 'median difference 46 ms');
+    // Short of the targets: slower over the path than 1.5× nginx, and a cold first byte 51 ms over S3.
+    const short = buildHttpRows({
+      ...h,
+      wan: { ...h.wan!, gateway: dl(0.76, true, image) },
+      cold: summarizeCold(8 * MiB, [{ key: 'a', bytes: 1, first: 's3', gatewayMs: 56, s3Ms: 5, ok: true }]),
+    });
+    assert.equal(short.find((r) => r.case === 'WAN 30 ms: HTTP 32.0 MiB time vs nginx')?.met, false);
+    assert.equal(short.find((r) => r.case.startsWith('cold HTTP first byte vs S3'))?.met, false);
+    // A failed HTTP download over the path misses the speed-up target rather than hiding it.
+    const failed = buildHttpRows({ ...h, wan: { ...h.wan!, gateway: dl(1, false, 0) } });
+    assert.equal(failed.find((r) => r.case.startsWith('WAN 30 ms: HTTP 32.0 MiB speed-up'))?.met, false);
+    assert.match(formatTable(buildHttpRows(h)), /≤ S3 \+ 50 ms/);
+  });
+
+  test('the issue\'s cases, nginx\'s config and curl\'s command line', () => {
+    assert.equal(FULL.http, HTTP_FULL);
+    assert.equal(HTTP_FULL.clients, 100);
+    assert.equal(HTTP_FULL.rttMs, 30);
+    assert.equal(HTTP_FULL.tftpBlksize, 1468);
+    assert.ok(HTTP_QUICK.clients < HTTP_FULL.clients);
+    const conf = nginxConfig({ root: '/dev/shm/r', dir: '/tmp/n', port: 8081, workers: 2 });
+    assert.match(conf, /^worker_processes 2;$/m);
+    assert.match(conf, /^ {2}sendfile on;$/m);
+    assert.match(conf, /listen 127\.0\.0\.1:8081;/);
+    assert.match(conf, /pid \/tmp\/n\/nginx\.pid;/);
+    assert.doesNotMatch(conf, /\/var\//, 'nothing outside its own directories');
+    const argv = curlArgv({
+      url: 'http://127.0.0.1:1/b/k',
+      headers: ['Range: bytes=0-9'],
+      sigv4: { provider: 'aws:amz:us-east-1:s3', accessKeyId: 'AK', secretAccessKey: 'SECRET' },
+      timeoutMs: 5000,
+    });
+    assert.ok(argv.includes('--aws-sigv4') && argv.includes('Range: bytes=0-9') && argv.includes('/dev/null'));
+    assert.ok(!argv.some((a) => a.includes('SECRET')), 'the secret goes in on standard input');
+    assert.ok(curlArgv({ url: 'http://127.0.0.1:1/k', sha256: 'x', timeoutMs: 1 }).includes('-'));
+  });
+});
+
+describe('the WAN delay path', () => {
+  test('TCP: a connection\'s bytes arrive whole and in order, after the handshake\'s round trip and the path\'s', { timeout: 20_000 }, async () => {
+    // An echo server: what comes back went through the path twice.
+    const echo = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const wan = await startDelayPath([{ kind: 'tcp', target: (echo.address() as net.AddressInfo).port }], { rttMs: 40, windowBytes: 256 * 1024 });
+    try {
+      const sent = seededBytes(3, 3 * MiB + 17);
+      const started = performance.now();
+      const got = await new Promise<{ data: Buffer; firstMs: number }>((resolve, reject) => {
+        const c = net.connect(wan.ports[0]!, '127.0.0.1');
+        const parts: Buffer[] = [];
+        let n = 0;
+        let firstMs = 0;
+        c.on('data', (d: Buffer) => {
+          if (n === 0) firstMs = performance.now() - started;
+          parts.push(d);
+          n += d.length;
+          if (n >= sent.length) {
+            c.end();
+            resolve({ data: Buffer.concat(parts), firstMs });
+          }
+        });
+        c.on('error', reject);
+        // Many small writes: a timer per chunk could reorder them, a FIFO may not.
+        for (let off = 0; off < sent.length; off += 1000) c.write(sent.subarray(off, off + 1000));
+      });
+      assert.ok(got.data.equals(sent), 'every byte, in order');
+      // The handshake's round trip, then there and back again: two round trips before the first echo.
+      assert.ok(got.firstMs >= 2 * 40 - 2, `first echoed byte after ${got.firstMs} ms`);
+      assert.equal(wan.stats.tcpBytes, sent.length);
+    } finally {
+      await wan.close();
+      echo.close();
+    }
+  });
+
+  test('UDP: datagrams wait the round trip, and replies from a new port (a TFTP transfer ID) are followed', { timeout: 10_000 }, async () => {
+    const server = dgram.createSocket('udp4');
+    const transfer = dgram.createSocket('udp4');
+    await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => transfer.bind(0, '127.0.0.1', r));
+    // The request comes to the listen port; the answer and everything after use another port.
+    server.on('message', (m, from) => transfer.send(m, from.port, from.address));
+    transfer.on('message', (m, from) => transfer.send(Buffer.concat([m, Buffer.from('!')]), from.port, from.address));
+    const wan = await startDelayPath([{ kind: 'udp', target: server.address().port }], { rttMs: 30 });
+    const client = dgram.createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    try {
+      const ask = (m: string): Promise<{ text: string; ms: number }> =>
+        new Promise((resolve) => {
+          const t0 = performance.now();
+          client.once('message', (reply) => resolve({ text: reply.toString(), ms: performance.now() - t0 }));
+          client.send(m, wan.ports[0], '127.0.0.1');
+        });
+      const first = await ask('rrq');
+      assert.equal(first.text, 'rrq');
+      assert.ok(first.ms >= 29, `round trip ${first.ms} ms`);
+      const second = await ask('ack');
+      assert.equal(second.text, 'ack!', 'the second datagram went to the transfer port');
+      assert.ok(second.ms >= 29);
+    } finally {
+      client.close();
+      server.close();
+      transfer.close();
+      await wan.close();
+    }
+  });
+});
+
 describe('benchmark, tiny run', () => {
   let s3: TestS3;
   before(async () => {
@@ -122,7 +328,7 @@ describe('benchmark, tiny run', () => {
   });
 
   test('runs every case end to end against real servers and accounts S3 bytes', { timeout: 180_000 }, async (t) => {
-    const missing = ['/usr/sbin/in.tftpd', '/usr/bin/atftp', '/usr/bin/curl', '/usr/bin/busybox'].filter((p) => !fs.existsSync(p));
+    const missing = ['/usr/sbin/in.tftpd', '/usr/bin/atftp', '/usr/bin/curl', '/usr/bin/busybox', '/usr/sbin/nginx'].filter((p) => !fs.existsSync(p));
     if (missing.length > 0) return t.skip(`not installed: ${missing.join(', ')} (scripts/install-test-deps.sh)`);
     const lines: string[] = [];
     const results = await runBench({
@@ -140,6 +346,8 @@ describe('benchmark, tiny run', () => {
       latencyMs: 20,
       coldCases: [[1468, 4]],
       transferTimeoutMs: 20_000,
+      // The HTTP rows, tiny: 4 clients, a 20 ms path, 16 KiB of lock-step TFTP, 3 cold samples.
+      http: { clients: 4, hashSample: 2, rttMs: 20, windowBytes: MiB, tftpBytes: 16 * 1024, tftpBlksize: 1468, coldSamples: 3, coldObjectBytes: 256 * 1024, seed: 7 },
       s3: { kind: s3.kind, endpoint: s3.endpoint, credentials: s3.credentials, region: s3.region },
       pinSelf: false,
       entry: 'tsx',
@@ -182,11 +390,44 @@ describe('benchmark, tiny run', () => {
     assert.ok(results.peakRssBytes !== undefined && results.peakRssBytes > 10 * MiB);
     const row = results.rows.find((r) => r.case === 'storm 4: aggregate vs tftpd-hpa');
     assert.ok(row && row.ratio !== undefined && row.ratio > 0);
+
+    // HTTP: every download correct from both servers, the seeded sample hashed, CPU measured.
+    const http = results.http!;
+    assert.equal(http.seed, 7);
+    assert.ok(lines.some((l) => /HTTP stage-2 boot, seed 7 /.test(l)), 'the seed is printed');
+    assert.equal(http.warm.length, 2, 'one run per server');
+    for (const w of http.warm) {
+      assert.equal(w.failures, 0, `${w.server}: ${w.firstError}`);
+      assert.equal(w.hashed, 2);
+      assert.equal(w.clients, 4);
+      assert.ok(w.cpuSecondsPerGB !== undefined && w.cpuSecondsPerGB >= 0, `${w.server} CPU-s per GB`);
+    }
+    assert.equal(http.warm.find((w) => w.server === 'nginx')?.workers, http.warm.find((w) => w.server === 'gateway')?.workers, 'nginx runs as many workers as the gateway');
+    const wan = http.wan!;
+    assert.ok(wan.gateway.ok && wan.nginx.ok && wan.tftp.ok, `${wan.gateway.error} ${wan.nginx.error} ${wan.tftp.error}`);
+    // Through the path: at least the handshake's round trip and the request's, before the first byte.
+    assert.ok(wan.gateway.firstByteSeconds >= 0.039 && wan.nginx.firstByteSeconds >= 0.039, `first bytes ${wan.gateway.firstByteSeconds} ${wan.nginx.firstByteSeconds}`);
+    // Lock-step: one round trip per block at least (12 blocks of 1468 bytes).
+    assert.ok(wan.tftp.seconds >= (12 * 20) / 1000, `TFTP through the path: ${wan.tftp.seconds} s`);
+    assert.ok(Math.abs(wan.tftp.scaledSeconds - (wan.tftp.seconds * (300 * 1024 + 17)) / (16 * 1024)) < 1e-9);
+    const cold = http.cold!;
+    assert.equal(cold.samples.length, 3);
+    for (const c of cold.samples) assert.ok(c.ok && c.gatewayMs > 0 && c.s3Ms > 0, `${c.key}: ${c.error}`);
+    assert.deepEqual(cold.samples.map((c) => c.first), ['s3', 'gateway', 's3']);
+    assert.equal(cold.rangeBytes, 256 * 1024);
+    for (const prefix of ['HTTP warm 4 curl', 'WAN 20 ms: HTTP 300 KiB speed-up', 'WAN 20 ms: HTTP 300 KiB time vs nginx', 'cold HTTP first byte vs S3']) {
+      const r = results.rows.find((x) => x.case.startsWith(prefix));
+      assert.ok(r && r.ratio !== undefined && r.ratio > 0, `row ${prefix}: ${JSON.stringify(r)}`);
+    }
+    assert.match(results.table, /≤ S3 \+ 50 ms/);
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tftpgw-bench-out-'));
     try {
       const files = writeResults(results, out);
-      const json = JSON.parse(fs.readFileSync(files.json, 'utf8')) as { storms: unknown[]; rows: unknown[] };
+      const json = JSON.parse(fs.readFileSync(files.json, 'utf8')) as { storms: unknown[]; rows: unknown[]; http: { seed: number; cold: { samples: unknown[] } }; meta: { seed: number } };
       assert.equal(json.storms.length, 2);
+      assert.equal(json.http.seed, 7);
+      assert.equal(json.meta.seed, 7);
+      assert.equal(json.http.cold.samples.length, 3, 'the raw figures');
       assert.equal(json.rows.length, results.rows.length);
       assert.match(fs.readFileSync(files.svg, 'utf8'), /<polyline /);
     } finally {
