@@ -309,3 +309,13 @@ export async function pool<T>(count: number, limit: number, job: (i: number) => 
   await Promise.all(Array.from({ length: Math.min(limit, count) }, () => worker()));
   return out;
 }
+
+/** `p`'s value, or 'timeout' after `ms` (the timer is cleared either way: nothing keeps the process up). */
+export async function orTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
