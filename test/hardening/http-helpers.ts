@@ -1,7 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { stat, symlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { TestGateway } from '../support/gateway.js';
 
 /**
@@ -318,4 +322,98 @@ export async function orTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'time
   } finally {
     clearTimeout(timer);
   }
+}
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * Compiles the sources as `npm run build` does (tsconfig.build.json) into `dir`/dist, beside a
+ * package.json and the repository's node_modules: the CLI a deployment runs, for a process whose
+ * RSS is measured (the sources under tsx carry the loader's own memory, 10-40 MiB of it).
+ */
+export async function buildCli(dir: string): Promise<string> {
+  await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+  await symlink(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  const tsc = path.join(REPO_ROOT, 'node_modules/typescript/bin/tsc');
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, [tsc, '-p', path.join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--sourceMap', 'false'], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (out += s));
+    child.once('error', reject);
+    // Type errors elsewhere in a shared tree still emit JavaScript: only a missing CLI is fatal.
+    child.once('close', () => {
+      stat(path.join(dir, 'dist/cli.js')).then(
+        () => resolve(),
+        () => reject(new Error(`the build wrote no dist/cli.js:\n${out}`)),
+      );
+    });
+  });
+  return path.join(dir, 'dist/cli.js');
+}
+
+export interface BuiltGateway {
+  readonly child: ChildProcess;
+  readonly lines: Record<string, unknown>[];
+  /** The first HTTP boot listener. */
+  readonly boot: Target;
+  /** The ops listener (host:port), when --http-listen was given. */
+  readonly ops: string | undefined;
+  /** SIGTERM, SIGKILL after `graceMs`; resolves once it has exited. */
+  stop(graceMs: number): Promise<void>;
+}
+
+/** Runs `node cli serve ...args` and waits (bounded) for its "listening" line. */
+export async function spawnBuiltGateway(cli: string, args: readonly string[], env: Record<string, string>): Promise<BuiltGateway> {
+  const child = spawn(process.execPath, [cli, 'serve', ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let partial = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    partial += chunk;
+    for (let nl = partial.indexOf('\n'); nl !== -1; nl = partial.indexOf('\n')) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ unparsable: line });
+      }
+    }
+  });
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const stop = async (graceMs: number): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+  const deadline = Date.now() + 20_000;
+  let listening: Record<string, unknown> | undefined;
+  while (!(listening = lines.find((l) => l.msg === 'tftp-gateway listening'))) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      await stop(1000);
+      throw new Error(`the built gateway did not start:\n${JSON.stringify(lines)}\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const boot = (listening.httpBoot as string[] | undefined)?.[0];
+  if (!boot) {
+    await stop(1000);
+    throw new Error('the built gateway has no HTTP boot listener');
+  }
+  return { child, lines, boot: parseTarget(boot), ops: typeof listening.http === 'string' ? listening.http : undefined, stop };
+}
+
+/** A process's resident set, from /proc. */
+export function rssOf(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 }
