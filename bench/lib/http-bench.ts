@@ -18,7 +18,7 @@ import {
   type HttpWanResult,
   type HttpWarmRun,
 } from './http-report.js';
-import { allCores, onCleanup } from './procs.js';
+import { allCores, busyShare, coreTicks, onCleanup } from './procs.js';
 import { fmt, mbps, MiB } from './report.js';
 import { startGateway, startNginx, startWanPath, uploadFiles, type GatewayOptions, type GatewayServer, type NginxServer, type S3Backend } from './servers.js';
 
@@ -132,9 +132,9 @@ export async function runHttpSection(ctx: HttpSectionContext): Promise<HttpResul
   try {
     gateway = await startGateway(ctx.gateway);
     nginx = await startNginx(root, nginxDir, gateway.workers, allCores());
-    const servers: Record<HttpServerName, { port: number; cpu: () => number | undefined }> = {
-      gateway: { port: gateway.bootPort, cpu: () => gateway!.process.cpuSeconds() },
-      nginx: { port: nginx.port, cpu: () => nginx!.process.cpuSeconds() },
+    const servers: Record<HttpServerName, { port: number; cpu: () => number | undefined; accounting: () => string }> = {
+      gateway: { port: gateway.bootPort, cpu: () => gateway!.process.cpuSeconds(), accounting: () => gateway!.process.cpuAccounting },
+      nginx: { port: nginx.port, cpu: () => nginx!.process.cpuSeconds(), accounting: () => nginx!.process.cpuAccounting },
     };
     const url = (port: number, key: string): string => `http://127.0.0.1:${port}/${key}`;
     const get = (port: number, hash: boolean, timeoutMs = ctx.transferTimeoutMs): Promise<HttpOutcome> =>
@@ -151,17 +151,28 @@ export async function runHttpSection(ctx: HttpSectionContext): Promise<HttpResul
     for (let r = 0; r < ctx.repeats; r++) {
       for (const name of r % 2 === 0 ? (['gateway', 'nginx'] as const) : (['nginx', 'gateway'] as const)) {
         const cpuBefore = servers[name].cpu();
+        const ticksBefore = coreTicks();
         const started = performance.now();
         const outcomes = await Promise.all(Array.from({ length: http.clients }, (_, i) => get(servers[name].port, hashed.has(i), ctx.transferTimeoutMs * 4)));
         const wall = (performance.now() - started) / 1000;
         const cpuAfter = servers[name].cpu();
-        const run = summarizeHttpWarm(name, ctx.image.length, wall, outcomes.map(download), {
+        const ticksAfter = coreTicks();
+        // How busy each core was (every process: servers, clients, the kernel): a full clients' core
+        // means the aggregate measures the clients as much as the server.
+        const coresBusy: Record<string, number> = {};
+        for (const [core, before] of ticksBefore) {
+          const share = core === '' ? undefined : busyShare(before, ticksAfter.get(core));
+          if (share !== undefined) coresBusy[core] = share;
+        }
+        const summary = summarizeHttpWarm(name, ctx.image.length, wall, outcomes.map(download), {
           cpuSeconds: cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined,
           workers: name === 'gateway' ? gateway.workers : nginx.workers,
         });
+        const run: HttpWarmRun = { ...summary, coresBusy };
         warm.push(run);
+        const busy = Object.entries(coresBusy).map(([core, share]) => `${core}${core === clientCore ? ' (clients)' : ''} ${fmt(share * 100, 0)}%`).join(', ');
         log(
-          `  ${name.padEnd(8)} ${fmt(run.aggregateMbps)} MB/s aggregate, slowest ${fmt(run.slowestSeconds, 2)} s, ${run.failures} failed${run.firstError ? ` (${run.firstError})` : ''}, ${run.hashed} sha256-checked, ${fmt(run.cpuSecondsPerGB, 2)} CPU-s/GB`,
+          `  ${name.padEnd(8)} ${fmt(run.aggregateMbps)} MB/s aggregate, slowest ${fmt(run.slowestSeconds, 2)} s, ${run.failures} failed${run.firstError ? ` (${run.firstError})` : ''}, ${run.hashed} sha256-checked, ${fmt(run.cpuSecondsPerGB, 2)} CPU-s/GB (${servers[name].accounting()}), cores busy: ${busy}`,
         );
       }
     }

@@ -37,6 +37,8 @@ export interface HttpWarmRun {
   readonly workers: number;
   readonly slowestSeconds: number;
   readonly firstError?: string;
+  /** How busy each core was during the run (0..1, every process), by core number. */
+  readonly coresBusy?: Readonly<Record<string, number>>;
 }
 
 export interface HttpWanResult {
