@@ -401,6 +401,8 @@ describe('benchmark, tiny run', () => {
       assert.equal(w.hashed, 2);
       assert.equal(w.clients, 4);
       assert.ok(w.cpuSecondsPerGB !== undefined && w.cpuSecondsPerGB >= 0, `${w.server} CPU-s per GB`);
+      const busy = Object.values(w.coresBusy ?? {});
+      assert.ok(busy.length > 0 && busy.every((b) => b >= 0 && b <= 1), `${w.server}: how busy each core was`);
     }
     assert.equal(http.warm.find((w) => w.server === 'nginx')?.workers, http.warm.find((w) => w.server === 'gateway')?.workers, 'nginx runs as many workers as the gateway');
     const wan = http.wan!;
