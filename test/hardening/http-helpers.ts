@@ -183,6 +183,8 @@ export function parseResponses(data: Buffer, methods: readonly string[] = []): P
 export interface HeldConnection {
   readonly socket: net.Socket;
   readonly received: () => Buffer;
+  /** How many bytes have arrived (cheap: no copy). */
+  readonly receivedBytes: () => number;
   /** Resolves (never rejects) when the connection has closed, with how. */
   readonly closed: Promise<'close' | 'reset'>;
   /** Resolves with the first status code once a status line has arrived. */
@@ -193,6 +195,8 @@ export interface HeldConnection {
 export function hold(t: Target, request?: string | Buffer, opts: { localAddress?: string; paused?: boolean } = {}): Promise<HeldConnection> {
   return new Promise((resolve, reject) => {
     const got: Buffer[] = [];
+    let bytes = 0;
+    let statusSeen = false;
     let error: string | undefined;
     let onStatus: (s: number) => void = () => undefined;
     const status = new Promise<number>((r) => (onStatus = r));
@@ -202,14 +206,18 @@ export function hold(t: Target, request?: string | Buffer, opts: { localAddress?
     if (!opts.paused) {
       socket.on('data', (d: Buffer) => {
         got.push(d);
-        const m = /^HTTP\/1\.[01] (\d{3}) /.exec(Buffer.concat(got).subarray(0, 16).toString('latin1'));
-        if (m) onStatus(Number(m[1]));
+        bytes += d.length;
+        if (!statusSeen && bytes >= 13) {
+          statusSeen = true;
+          const m = /^HTTP\/1\.[01] (\d{3}) /.exec(Buffer.concat(got).subarray(0, 16).toString('latin1'));
+          if (m) onStatus(Number(m[1]));
+        }
       });
     }
     socket.once('connect', () => {
       socket.off('error', reject);
       if (request !== undefined) socket.write(request);
-      resolve({ socket, received: () => Buffer.concat(got), closed, status });
+      resolve({ socket, received: () => Buffer.concat(got), receivedBytes: () => bytes, closed, status });
     });
     socket.once('error', reject);
   });
