@@ -85,7 +85,7 @@ describe('HTTP boot drain', () => {
         // The held download resumes and completes whole; then its connection is closed.
         download.socket.resume();
         await until(() => download.receivedBytes() >= headLength + big.length || download.socket.destroyed, DRAIN_MS, 'the download to complete').catch((err: unknown) => {
-          const lines = gw.logs.filter((l) => typeof l.msg === 'string' && !/malformed/.test(l.msg)).map((l) => `${String(l.time)} ${String(l.msg)} ${String(l.result ?? '')}`);
+          const lines = gw.logs.filter((l) => typeof l.msg === 'string' && !/malformed/.test(l.msg)).map((l) => `${String(l.time)} ${String(l.msg)} ${JSON.stringify(l.result ?? '')}`);
           throw new Error(`${String(err)}: ${download.receivedBytes()} bytes received, destroyed ${download.socket.destroyed}; ${JSON.stringify(lines)}`);
         });
         const body = download.received().subarray(headLength);
