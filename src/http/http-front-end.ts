@@ -83,6 +83,8 @@ export class HttpFrontEnd {
       connectionsCheckingInterval: DEADLINE_CHECK_MS,
       maxHeaderSize: MAX_HEADER_BYTES,
     });
+    // Node ends the connection when the client half-closes unless told (an untyped field of http.Server).
+    (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     const front = new HttpFrontEnd(options, deps, server);
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => front.onRequest(req, res));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => front.onClientError(err, socket));
@@ -137,7 +139,9 @@ export class HttpFrontEnd {
   }
 
   private listenOn(addr: ListenAddress): Promise<net.Server> {
-    const listener = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    // Half-open: a client that sends its request and then shuts down its side (nc -N, some scripts)
+    // still gets the response.
+    const listener = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.onConnection(socket));
     return new Promise((resolve, reject) => {
       listener.once('error', reject);
       listener.listen({ host: addr.host, port: addr.port, reusePort: this.options.reusePort, ipv6Only: false }, () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
@@ -140,6 +141,23 @@ describe('HTTP boot front end', () => {
     const old = await curl(`${base}/boot/initrd.img`, ['--http1.0']);
     assert.equal(old.status, 200);
     assert.ok(old.body.equals(SMALL));
+  });
+
+  test('a client that shuts down its side after the request (half-close) still gets the whole response', async () => {
+    // An object not yet cached: the answer waits on S3 after the client's FIN has arrived.
+    const body = randomBytes(300_000);
+    await putObject(s3, bucket, 'tftp/boot/half-close.bin', body);
+    const port = gw.gateway.httpBootAddresses[0]!.port;
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = net.connect(port, '127.0.0.1', () => socket.end('GET /boot/half-close.bin HTTP/1.1\r\nHost: gw\r\n\r\n'));
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    const split = got.indexOf('\r\n\r\n');
+    assert.match(got.subarray(0, split).toString('latin1'), /^HTTP\/1\.1 200/);
+    assert.ok(got.subarray(split + 4).equals(body));
   });
 
   test('busybox wget downloads the image intact', async () => {
