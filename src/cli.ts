@@ -49,6 +49,13 @@ async function serve(argv: readonly string[]): Promise<void> {
   try {
     gateway = await Gateway.start(config, { logger });
   } catch (err) {
+    if (err instanceof ConfigError) {
+      // A configuration only the start can check (an unusable --cache-dir): one clear message.
+      logger.fatal({ err: err.problems.join('; ') }, 'could not start: invalid configuration');
+      process.stderr.write(`tftp-gateway: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
     logger.fatal({ err: errorMessage(err) }, 'could not start');
     process.exitCode = 1;
     return;

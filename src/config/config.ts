@@ -75,6 +75,9 @@ export interface GatewayConfig {
   readonly rateBurst: number;
   readonly stallTimeoutS: number;
   readonly cacheSize: number;
+  /** Directory of the persistent disk tier (undefined: off). */
+  readonly cacheDir: string | undefined;
+  readonly cacheDirSize: number;
   readonly rangeSize: number;
   readonly readAhead: number;
   /** Ranged GETs per cache range at most (parts of at least 2 MiB). */
@@ -188,6 +191,8 @@ export const FLAGS = [
   { flag: 'map-strip-junk', kind: 'bool', default: 'false', help: 'cut file names at the first control byte or byte that is not valid UTF-8 (old ROMs append junk)' },
   { flag: 'refuse-options', kind: 'list', help: 'options never granted, like tftp-hpa --refuse (blksize, tsize, timeout, windowsize); refusing timeout keeps the adaptive retransmission timer' },
   { flag: 'cache-size', kind: 'size', help: 'bytes of object data the read cache may hold (default: a quarter of memory, at most 4 GiB)' },
+  { flag: 'cache-dir', kind: 'string', help: 'directory of a persistent disk cache tier: ranges and object metadata survive restarts (default: off)' },
+  { flag: 'cache-dir-size', kind: 'size', default: '1GiB', min: 1, help: 'bytes of range files the --cache-dir tier holds at most (least recently used evicted)' },
   { flag: 'range-size', kind: 'size', default: '8MiB', min: 64 * 1024, max: 1024 * MiB, help: 'size of the aligned ranges read from S3' },
   { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer' },
   { flag: 'range-streams', kind: 'int', default: '4', min: 1, max: 16, help: 'ranged GETs reading one range at once (parts of at least 2 MiB), so a cold transfer is not held to one S3 stream' },
@@ -524,6 +529,8 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, check: Con
     rateBurst: value('rate-burst'),
     stallTimeoutS: value('stall-timeout'),
     cacheSize,
+    cacheDir: value('cache-dir') || undefined,
+    cacheDirSize: value('cache-dir-size'),
     rangeSize: value('range-size'),
     readAhead: value('read-ahead'),
     rangeStreams: value('range-streams'),

@@ -11,6 +11,7 @@ import { TaskProtection } from '../ops/task-protection.js';
 import { systemClock, type Clock } from '../tftp/session/types.js';
 import { BlockCache } from '../storage/block-cache.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
+import { DiskTier } from '../storage/disk-tier.js';
 import { ParallelRangeReader } from '../storage/parallel-range.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { CallDeadline } from '../storage/deadline.js';
@@ -140,7 +141,32 @@ export class Gateway {
       onBytesFetched: (n) => metrics.s3BytesFetched.inc(n),
     });
     // A range is read with up to --range-streams GETs at once (parts of at least 2 MiB).
-    const reader = config.rangeStreams > 1 ? new ParallelRangeReader(store, { streams: config.rangeStreams, minPartBytes: RANGE_PART_MIN }) : store;
+    const s3Reader = config.rangeStreams > 1 ? new ParallelRangeReader(store, { streams: config.rangeStreams, minPartBytes: RANGE_PART_MIN }) : store;
+    // --cache-dir: a persistent disk tier between the memory cache and S3 (start-up never waits for S3).
+    let disk: DiskTier | undefined;
+    if (config.cacheDir) {
+      const dir = config.cacheDir;
+      disk = await DiskTier.open(s3Reader, {
+        dir,
+        maxBytes: config.cacheDirSize,
+        onHit: () => metrics.cacheDiskHits.inc(),
+        onError: () => metrics.cacheDiskErrors.inc(),
+        onCorrupt: (file) => {
+          metrics.cacheDiskCorrupt.inc();
+          logger.warn({ file }, 'disk cache: a range file failed its checksum; deleted, reading the range from S3');
+        },
+        onDisabled: (err) =>
+          logger.error(
+            { dir, code: (err as NodeJS.ErrnoException).code, err: String(err) },
+            'disk cache tier turned off: a write failed (disk full or I/O error); serving from memory and S3',
+          ),
+      });
+      const tier = disk;
+      metrics.cacheDiskBytesSource = () => tier.bytesHeld;
+      metrics.cacheDiskEnabledSource = () => (tier.enabled ? 1 : 0);
+      logger.info({ dir, maxBytes: config.cacheDirSize, bytes: tier.bytesHeld, objects: tier.persisted.length }, 'disk cache tier opened');
+    }
+    const reader = disk ?? s3Reader;
     const cache = new BlockCache(reader, {
       maxBytes: config.cacheSize,
       rangeSize: config.rangeSize,
@@ -166,7 +192,9 @@ export class Gateway {
       onEvict: () => metrics.cacheEvictions.inc(),
       // Worker threads read the ranges in place.
       sharedMemory: config.workers > 1,
+      ...(disk ? { lowerTierBytes: () => disk.bytesHeld } : {}),
     });
+    for (const m of disk?.persisted ?? []) cache.seedMetadata(m.key, m.info, m.validatedAt);
     metrics.cacheBytesSource = () => cache.bytesHeld;
     metrics.staleObjectsSource = () => cache.staleObjects;
 

@@ -211,6 +211,39 @@ export class GatewayMetrics {
     collect: (): void => this.cacheBytes.set(this.cacheBytesSource()),
   });
 
+  /** Read at scrape time for the disk tier gauges. */
+  cacheDiskBytesSource: () => number = () => 0;
+  cacheDiskEnabledSource: () => number = () => 0;
+  readonly cacheDiskBytes: Gauge = new Gauge({
+    name: 'tftp_gateway_cache_disk_bytes',
+    help: 'Bytes of range files held by the disk cache tier (--cache-dir)',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.cacheDiskBytes.set(this.cacheDiskBytesSource()),
+  });
+  readonly cacheDiskEnabled: Gauge = new Gauge({
+    name: 'tftp_gateway_cache_disk_enabled',
+    help: '1 while the disk cache tier writes ranges; 0 when it is not configured or a write error (disk full, I/O error) turned it off',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.cacheDiskEnabled.set(this.cacheDiskEnabledSource()),
+  });
+  readonly cacheDiskHits = new Counter({
+    name: 'tftp_gateway_cache_disk_hits_total',
+    help: 'Ranges read from the disk cache tier instead of S3',
+    registers: [this.registry],
+  });
+  readonly cacheDiskErrors = new Counter({
+    name: 'tftp_gateway_cache_disk_errors_total',
+    help: 'Disk cache tier I/O errors (failed writes and reads; corrupt files are counted in tftp_gateway_cache_disk_corrupt_total)',
+    registers: [this.registry],
+  });
+  readonly cacheDiskCorrupt = new Counter({
+    name: 'tftp_gateway_cache_disk_corrupt_total',
+    help: 'Range files that failed their checksum (deleted, the range read from S3)',
+    registers: [this.registry],
+  });
+
   readonly staleTransfers = new Counter({
     name: 'tftp_gateway_stale_transfers_total',
     help: 'Read transfers started on stale metadata (served past a failed refresh, --stale-if-error)',

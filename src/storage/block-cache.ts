@@ -100,6 +100,8 @@ export interface BlockCacheOptions {
   readonly now?: () => number;
   /** Range buffers in shared memory, for worker threads (see RangeEntry). */
   readonly sharedMemory?: boolean;
+  /** Bytes of object data a lower tier (disk) holds, for readiness without S3. */
+  readonly lowerTierBytes?: () => number;
 }
 
 /**
@@ -183,7 +185,12 @@ export class BlockCache implements RangeCache<RangeEntry> {
 
   /** True if some object could be served without S3: its metadata is servable and some range is held. */
   get servesCachedContent(): boolean {
-    return this.bytesHeld > 0 && this.metadata.servableObjects > 0;
+    return this.bytesHeld + (this.options.lowerTierBytes?.() ?? 0) > 0 && this.metadata.servableObjects > 0;
+  }
+
+  /** Seeds object metadata S3 confirmed at `validatedAt` (wall clock ms), e.g. persisted by the disk tier. */
+  seedMetadata(key: string, info: ObjectInfo, validatedAt: number): void {
+    this.metadata.seed(key, info, validatedAt);
   }
 
   /** Forgets what we know of `key` (after the object changed under a transfer, or was uploaded). */

@@ -118,6 +118,16 @@ export class MetadataCache {
     return { info: fallback.info, stale: true };
   }
 
+  /**
+   * Remembers an answer S3 confirmed at `validatedAt` (persisted by an earlier process), unless a
+   * newer one is known: it is fresh, stale-servable or expired by the same rules as any other.
+   */
+  seed(key: string, info: ObjectInfo, validatedAt: number): void {
+    const known = this.entries.peek(key);
+    if (known && known.validatedAt >= validatedAt) return;
+    this.entries.set(key, { info, validatedAt });
+  }
+
   /** Forgets `key` (the object changed under a transfer, or was uploaded). */
   invalidate(key: string): void {
     this.entries.delete(key);

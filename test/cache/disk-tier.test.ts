@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { ConfigError } from '../../src/config/config.js';
+import { BlockCache } from '../../src/storage/block-cache.js';
+import { DiskTier } from '../../src/storage/disk-tier.js';
+import type { RangeReader } from '../../src/storage/parallel-range.js';
+import type { ObjectInfo } from '../../src/storage/s3-store.js';
+
+/** An in-memory "S3" that counts its reads and can be switched off. */
+class FakeStore implements RangeReader {
+  readonly bucket = 'b';
+  reads = 0;
+  heads = 0;
+  down = false;
+  constructor(readonly objects: Map<string, { body: Buffer; etag: string }>) {}
+  head(key: string): Promise<ObjectInfo> {
+    this.heads++;
+    if (this.down) return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+    const o = this.objects.get(key);
+    if (!o) return Promise.reject(new Error('missing'));
+    return Promise.resolve({ size: o.body.length, etag: o.etag, lastModifiedMs: 1000 });
+  }
+  readRange(key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void): Promise<void> {
+    this.reads++;
+    if (this.down) return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+    const o = this.objects.get(key)!;
+    assert.equal(o.etag, etag);
+    o.body.copy(target, 0, start, start + target.length);
+    onData(target.length);
+    return Promise.resolve();
+  }
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'disk-tier-'));
+  dirs.push(d);
+  return d;
+}
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function readAll(tier: RangeReader, key: string, info: ObjectInfo, rangeSize: number): Promise<Buffer> {
+  const out = Buffer.alloc(info.size);
+  for (let start = 0; start < info.size; start += rangeSize) {
+    const part = out.subarray(start, Math.min(info.size, start + rangeSize));
+    await tier.readRange(key, info.etag, start, part, () => undefined);
+  }
+  return out;
+}
+
+describe('DiskTier', () => {
+  test('a filled range is written once and served from disk by a later process (index rebuilt, temp files removed)', async () => {
+    const dir = await tempDir();
+    const body = randomBytes(300_000);
+    const store = new FakeStore(new Map([['a.bin', { body, etag: '"e1"' }]]));
+    const first = await DiskTier.open(store, { dir, maxBytes: 10_000_000 });
+    const info = await first.head('a.bin');
+    assert.equal(sha(await readAll(first, 'a.bin', info, 100_000)), sha(body));
+    await first.flush();
+    assert.equal(store.reads, 3);
+    assert.equal(first.bytesHeld, body.length);
+    await writeFile(join(dir, 'tmp-leftover'), 'torn');
+
+    let hits = 0;
+    const second = await DiskTier.open(store, { dir, maxBytes: 10_000_000, onHit: () => hits++ });
+    assert.equal(second.bytesHeld, body.length);
+    assert.ok(!(await readdir(dir)).includes('tmp-leftover'), 'leftover temp file removed');
+    assert.deepEqual(second.persisted.map((m) => [m.key, m.info.etag, m.info.size]), [['a.bin', '"e1"', body.length]]);
+    store.down = true;
+    assert.equal(sha(await readAll(second, 'a.bin', info, 100_000)), sha(body));
+    assert.equal(store.reads, 3, 'no S3 read');
+    assert.equal(hits, 3);
+  });
+
+  test('a corrupted range file is detected, deleted and never served', async () => {
+    const dir = await tempDir();
+    const body = randomBytes(200_000);
+    const store = new FakeStore(new Map([['c.bin', { body, etag: '"c"' }]]));
+    const first = await DiskTier.open(store, { dir, maxBytes: 10_000_000 });
+    const info = await first.head('c.bin');
+    await readAll(first, 'c.bin', info, 100_000);
+    await first.flush();
+    const files = (await readdir(dir)).filter((n) => n.startsWith('r-')).sort();
+    assert.equal(files.length, 2);
+    const victim = join(dir, files[0]!);
+    const bytes = await readFile(victim);
+    bytes[1234] = bytes[1234]! ^ 0xff;
+    await writeFile(victim, bytes);
+
+    let corrupt = 0;
+    const second = await DiskTier.open(store, { dir, maxBytes: 10_000_000, onCorrupt: () => corrupt++ });
+    const readsBefore = store.reads;
+    assert.equal(sha(await readAll(second, 'c.bin', info, 100_000)), sha(body));
+    assert.equal(corrupt, 1);
+    assert.equal(store.reads, readsBefore + 1, 'the corrupt range was read from S3');
+    await second.flush();
+    // Rewritten from S3's bytes (same name: same range, same checksum).
+    assert.equal(sha(await readFile(victim)), sha(body.subarray(0, 100_000)));
+  });
+
+  test('bounded: least recently used files are evicted; at start the oldest mtime goes first', async () => {
+    const dir = await tempDir();
+    const body = randomBytes(500_000);
+    const store = new FakeStore(new Map([['big.bin', { body, etag: '"b"' }]]));
+    const tier = await DiskTier.open(store, { dir, maxBytes: 250_000 });
+    const info = await tier.head('big.bin');
+    assert.equal(sha(await readAll(tier, 'big.bin', info, 100_000)), sha(body));
+    await tier.flush();
+    assert.ok(tier.bytesHeld <= 250_000, `${tier.bytesHeld} bytes held`);
+    const kept = (await readdir(dir)).filter((n) => n.startsWith('r-'));
+    assert.equal(kept.length, 2);
+    // The last two ranges (most recent) are kept.
+    assert.deepEqual(kept.map((n) => Number(n.split('-')[3])).sort((a, b) => a - b), [300_000, 400_000]);
+
+    // At start: a smaller bound evicts by mtime (oldest first).
+    const older = kept.find((n) => n.split('-')[3] === '400000')!;
+    await utimes(join(dir, older), new Date(1000), new Date(1000));
+    const reopened = await DiskTier.open(store, { dir, maxBytes: 150_000 });
+    assert.equal(reopened.bytesHeld, 100_000);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('r-')).map((n) => n.split('-')[3]), ['300000']);
+  });
+
+  test('an unusable directory is a configuration error', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'a-file');
+    await writeFile(file, 'x');
+    const store = new FakeStore(new Map());
+    await assert.rejects(DiskTier.open(store, { dir: join(file, 'sub'), maxBytes: 1000 }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /--cache-dir: '.*a-file\/sub' cannot be used/);
+      return true;
+    });
+  });
+
+  test('after a restart with S3 down, seeded metadata serves disk-held objects within the stale window only', async () => {
+    const dir = await tempDir();
+    const body = randomBytes(150_000);
+    const store = new FakeStore(new Map([['s.bin', { body, etag: '"s"' }]]));
+    let clock = 1_000_000;
+    const first = await DiskTier.open(store, { dir, maxBytes: 10_000_000, now: () => clock });
+    const cache1 = new BlockCache(first, { maxBytes: 1_000_000, rangeSize: 100_000, metadataTtlMs: 1000, staleIfErrorMs: 60_000, now: () => clock });
+    const info = await cache1.stat('s.bin');
+    for (let i = 0; i < 2; i++) await cache1.range('s.bin', info, i).waitFor(i === 0 ? 100_000 : 50_000);
+    cache1.close();
+    await first.flush();
+
+    store.down = true;
+    clock += 30_000;
+    const second = await DiskTier.open(store, { dir, maxBytes: 10_000_000, now: () => clock });
+    const cache2 = new BlockCache(second, { maxBytes: 1_000_000, rangeSize: 100_000, metadataTtlMs: 1000, staleIfErrorMs: 60_000, now: () => clock, lowerTierBytes: () => second.bytesHeld });
+    for (const m of second.persisted) cache2.seedMetadata(m.key, m.info, m.validatedAt);
+    assert.equal(cache2.servesCachedContent, true, 'disk-held objects count for readiness');
+    const answer = await cache2.lookup('s.bin');
+    assert.equal(answer.stale, true);
+    assert.deepEqual(answer.info, info);
+    const got = Buffer.alloc(body.length);
+    for (let i = 0; i < 2; i++) {
+      const r = cache2.range('s.bin', info, i);
+      await r.waitFor(r.buffer.length);
+      r.buffer.copy(got, i * 100_000);
+    }
+    assert.equal(sha(got), sha(body));
+    // Past the window measured from the last validation (in the first process): no longer served.
+    clock += 40_000;
+    assert.equal(cache2.servesCachedContent, false);
+    await assert.rejects(cache2.lookup('s.bin'));
+    cache2.close();
+  });
+});
