@@ -47,6 +47,9 @@ export interface GatewayDeps {
 /** Smallest part a range is split into for parallel GETs. */
 const RANGE_PART_MIN = 2 * 1024 * 1024;
 
+/** How long stop() waits for the disk tier's writes in flight. */
+const DISK_CLOSE_MS = 5000;
+
 /** How long a readiness answer (HeadBucket) is reused. */
 const READY_CACHE_MS = 10_000;
 
@@ -79,6 +82,8 @@ export class Gateway {
     private readonly logger: Logger,
     /** The HTTP boot front end of this thread (single-threaded mode; workers run their own). */
     private readonly httpBoot: HttpFrontEnd | undefined,
+    /** The disk cache tier (--cache-dir): its writes in flight finish (or are cut) at stop. */
+    private readonly disk: DiskTier | undefined,
   ) {}
 
   static async start(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
@@ -244,7 +249,7 @@ export class Gateway {
         });
         await listenHttp(httpServer, config.httpListen.host, config.httpListen.port);
       }
-      const gateway = new Gateway(config, metrics, host, endpoints, pool, httpServer, client, cache, health, embedded, logger, httpBoot);
+      const gateway = new Gateway(config, metrics, host, endpoints, pool, httpServer, client, cache, health, embedded, logger, httpBoot, disk);
       gatewayRef.current = gateway;
       gateway.startReporters(deps);
       logger.info(
@@ -264,6 +269,7 @@ export class Gateway {
       await pool?.close();
       httpServer?.close();
       cache.close();
+      await disk?.close();
       client.destroy();
       await embedded?.close();
       throw err;
@@ -427,6 +433,8 @@ export class Gateway {
       await new Promise<void>((resolve) => this.httpServer!.close(() => resolve()));
     }
     this.cache.close();
+    // Range files being written finish (a write cut by the deadline leaves only a temp file, removed at the next start).
+    if (this.disk) await within(this.disk.close(), DISK_CLOSE_MS, undefined);
     this.client.destroy();
     await this.embedded?.close();
     this.logger.info('tftp-gateway stopped');
