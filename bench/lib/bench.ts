@@ -369,6 +369,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         imageKey: IMAGE,
         image,
         gateway: { ...gatewayOpts(s3.endpoint), core: allCores(), ...(opts.stormWorkers !== undefined ? { extraFlags: ['--workers', String(opts.stormWorkers)] } : {}) },
+        cacheBytes: opts.cacheBytes,
         clientCore,
         repeats: opts.repeats,
         transferTimeoutMs: opts.transferTimeoutMs,

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import type { HttpDownload } from './http-report.js';
 import { pinned } from './procs.js';
 import type { ClientName } from './report.js';
 
@@ -58,7 +59,6 @@ export function runClient(req: ClientRequest): Promise<ClientOutcome> {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let offset = 0;
     let mismatch: string | undefined;
-    let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {
       if (mismatch === undefined) {
         const end = offset + chunk.length;
@@ -67,27 +67,53 @@ export function runClient(req: ClientRequest): Promise<ClientOutcome> {
       }
       offset += chunk.length;
     });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr = (stderr + c.toString()).slice(-2000);
-    });
-    const timer = setTimeout(() => {
+    const onTimeout = (): void => {
       mismatch ??= `timed out after ${req.timeoutMs} ms`;
-      child.kill('SIGKILL');
-    }, req.timeoutMs);
-    let settled = false;
-    const finish = (code: number | null, spawnError?: string): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      const seconds = (performance.now() - started) / 1000;
+    };
+    watchChild(child, { started, timeoutMs: req.timeoutMs, stderrTail: 2000, onTimeout }, ({ code, spawnError, stderr, seconds }) => {
       let error = spawnError ?? mismatch;
       if (error === undefined && code !== 0) error = `exit ${code}: ${stderr.trim().split('\n').slice(-2).join(' | ')}`;
       if (error === undefined && offset !== req.expected.length) error = `short file: ${offset} of ${req.expected.length} bytes`;
       resolve({ client: req.client, ok: error === undefined, bytes: offset, seconds, ...(error !== undefined ? { error } : {}) });
-    };
-    child.once('error', (err) => finish(-1, err.message));
-    child.once('close', (code) => finish(code));
+    });
   });
+}
+
+/** How a watched child ended: its exit code (-1 if it never started), the spawn error, the tail of its stderr, seconds since `started`. */
+interface ChildEnd {
+  readonly code: number | null;
+  readonly spawnError: string | undefined;
+  readonly stderr: string;
+  readonly seconds: number;
+}
+
+/**
+ * Watches a client process: keeps the last `stderrTail` characters of its stderr, kills it
+ * (SIGKILL, after `onTimeout`) once `timeoutMs` have passed, and calls `done` once, when it
+ * closes or fails to start.
+ */
+function watchChild(
+  child: ChildProcess,
+  opts: { readonly started: number; readonly timeoutMs: number; readonly stderrTail: number; readonly onTimeout?: () => void },
+  done: (end: ChildEnd) => void,
+): void {
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr = (stderr + c.toString()).slice(-opts.stderrTail);
+  });
+  const timer = setTimeout(() => {
+    opts.onTimeout?.();
+    child.kill('SIGKILL');
+  }, opts.timeoutMs);
+  let settled = false;
+  const finish = (code: number | null, spawnError?: string): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    done({ code, spawnError, stderr, seconds: (performance.now() - opts.started) / 1000 });
+  };
+  child.once('error', (err) => finish(-1, err.message));
+  child.once('close', (code) => finish(code));
 }
 
 /** One HTTP download with curl. */
@@ -106,17 +132,9 @@ export interface HttpRequest {
   readonly core?: string;
 }
 
-export interface HttpOutcome {
-  readonly ok: boolean;
+/** What runCurl measured: the download (bench/lib/http-report.ts) and the response's status. */
+export interface HttpOutcome extends HttpDownload {
   readonly status: number;
-  readonly bytes: number;
-  /** Spawn to exit. */
-  readonly seconds: number;
-  /** curl's time_starttransfer: from its start to the first response byte (connect included). */
-  readonly firstByteSeconds: number;
-  /** The body's sha256 was checked. */
-  readonly hashed: boolean;
-  readonly error?: string;
 }
 
 /** SHA-256 of empty content, which a SigV4 GET declares as its payload hash. */
@@ -127,7 +145,7 @@ export function curlArgv(req: Pick<HttpRequest, 'url' | 'sha256' | 'headers' | '
   return [
     'curl', '-sS', '--noproxy', '*',
     '--max-time', String(Math.max(1, Math.ceil(req.timeoutMs / 1000))),
-    '-w', '%{stderr}\ncurl-result %{http_code} %{size_download} %{time_starttransfer}\n',
+    '-w', '%{stderr}\ncurl-result %{http_code} %{size_download} %{time_starttransfer} %{time_total}\n',
     ...(req.headers ?? []).flatMap((h) => ['-H', h]),
     ...(req.sigv4 ? ['--aws-sigv4', req.sigv4.provider, '-H', `x-amz-content-sha256: ${EMPTY_SHA256}`, '--config', '-'] : []),
     '-o', req.sha256 !== undefined ? '-' : '/dev/null',
@@ -151,29 +169,27 @@ export function runCurl(req: HttpRequest): Promise<HttpOutcome> {
       piped += chunk.length;
       hash!.update(chunk);
     });
-    let stderr = '';
-    child.stderr!.on('data', (c: Buffer) => {
-      stderr = (stderr + c.toString()).slice(-4000);
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), req.timeoutMs + 1000);
-    let settled = false;
-    const finish = (code: number | null, spawnError?: string): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      const seconds = (performance.now() - started) / 1000;
-      const m = /curl-result (\d+) (\d+) ([\d.]+)\s*$/.exec(stderr);
+    watchChild(child, { started, timeoutMs: req.timeoutMs + 1000, stderrTail: 4000 }, ({ code, spawnError, stderr, seconds }) => {
+      const m = /curl-result (\d+) (\d+) ([\d.]+) ([\d.]+)\s*$/.exec(stderr);
       const status = m ? Number(m[1]) : 0;
       const bytes = hash ? piped : m ? Number(m[2]) : 0;
       const firstByteSeconds = m ? Number(m[3]) : 0;
+      const totalSeconds = m ? Number(m[4]) : undefined;
       let error = spawnError;
       if (error === undefined && code !== 0) error = `curl exit ${code}: ${stderr.replace(/curl-result.*$/s, '').trim().split('\n').slice(-2).join(' | ')}`;
       if (error === undefined && status !== req.status) error = `status ${status}, expected ${req.status}`;
       if (error === undefined && bytes !== req.bytes) error = `${bytes} bytes, expected ${req.bytes}`;
       if (error === undefined && hash && hash.digest('hex') !== req.sha256) error = 'sha256 differs';
-      resolve({ ok: error === undefined, status, bytes, seconds, firstByteSeconds, hashed: hash !== undefined, ...(error !== undefined ? { error } : {}) });
-    };
-    child.once('error', (err) => finish(-1, err.message));
-    child.once('close', (code) => finish(code));
+      resolve({
+        ok: error === undefined,
+        status,
+        bytes,
+        seconds,
+        firstByteSeconds,
+        ...(totalSeconds !== undefined ? { totalSeconds } : {}),
+        hashed: hash !== undefined,
+        ...(error !== undefined ? { error } : {}),
+      });
+    });
   });
 }

@@ -1,25 +1,29 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { runClient, runCurl, type HttpOutcome } from './clients.js';
 import {
   bestWarm,
+  downloadSeconds,
   fastest,
   scaleByBytes,
   seededBytes,
   seededSample,
   summarizeCold,
   summarizeHttpWarm,
+  summarizeStalled,
   type HttpColdSample,
   type HttpDownload,
   type HttpResults,
   type HttpServerName,
+  type HttpStalledResult,
   type HttpWanResult,
   type HttpWarmRun,
 } from './http-report.js';
-import { allCores, busyShare, coreTicks, onCleanup } from './procs.js';
-import { fmt, mbps, MiB } from './report.js';
+import { allCores, busyShare, coreTicks, onCleanup, tcpMemory } from './procs.js';
+import { fmt, mbps, MiB, promLabelled, promValue } from './report.js';
 import { startGateway, startNginx, startWanPath, uploadFiles, type GatewayOptions, type GatewayServer, type NginxServer, type S3Backend } from './servers.js';
 
 /** The HTTP stage-2 boot cases (issue 20). */
@@ -40,6 +44,10 @@ export interface HttpBenchOptions {
   readonly coldObjectBytes: number;
   /** Seeds the hashed sample and the extra objects' bytes. */
   readonly seed: number;
+  /** Connections that ask for the image and read nothing, open while a download is timed (0: not run). */
+  readonly stalledConnections: number;
+  /** Downloads timed alone, and again alongside the stalled connections (medians compared). */
+  readonly stalledDownloads: number;
 }
 
 export const HTTP_FULL: HttpBenchOptions = {
@@ -53,6 +61,8 @@ export const HTTP_FULL: HttpBenchOptions = {
   coldSamples: 7,
   coldObjectBytes: 16 * MiB,
   seed: 20,
+  stalledConnections: 1000,
+  stalledDownloads: 9,
 };
 
 export const HTTP_QUICK: HttpBenchOptions = {
@@ -62,10 +72,21 @@ export const HTTP_QUICK: HttpBenchOptions = {
   tftpBytes: 256 * 1024,
   coldSamples: 3,
   coldObjectBytes: 4 * MiB,
+  // A smoke run: 200 stalled readers, not the issue's 1,000.
+  stalledConnections: 200,
 };
 
 /** The gateway's --range-size (its default): the first S3 read of an object asks for this much. */
 export const GATEWAY_RANGE_BYTES = 8 * MiB;
+
+/** The gateway's --http-send-timeout (its default): a response that makes no progress this long is cut. */
+export const GATEWAY_SEND_TIMEOUT_S = 60;
+
+/**
+ * Flags of the HTTP rows' gateway beyond the storms': no per-client connection cap, so the stalled
+ * readers (all from 127.0.0.1) are answered rather than refused with 503 at the default 256.
+ */
+export const HTTP_GATEWAY_FLAGS = ['--http-max-connections-per-client', '0'] as const;
 
 export const WAN_TFTP_FILE = 'wan-tftp.bin';
 
@@ -78,6 +99,8 @@ export interface HttpSectionContext {
   readonly image: Buffer;
   /** The gateway's options as the storms run it (every core, their worker count). */
   readonly gateway: GatewayOptions;
+  /** Its --cache-size in bytes (the RSS target is this + 150 MiB). */
+  readonly cacheBytes: number;
   readonly clientCore: string;
   readonly repeats: number;
   readonly transferTimeoutMs: number;
@@ -102,6 +125,7 @@ const download = (o: HttpOutcome): HttpDownload => ({
   bytes: o.bytes,
   seconds: o.seconds,
   firstByteSeconds: o.firstByteSeconds,
+  ...(o.totalSeconds !== undefined ? { totalSeconds: o.totalSeconds } : {}),
   hashed: o.hashed,
   ...(o.error !== undefined ? { error: o.error } : {}),
 });
@@ -130,7 +154,7 @@ export async function runHttpSection(ctx: HttpSectionContext): Promise<HttpResul
   let nginx: NginxServer | undefined;
   let wanPath: Awaited<ReturnType<typeof startWanPath>> | undefined;
   try {
-    gateway = await startGateway(ctx.gateway);
+    gateway = await startGateway({ ...ctx.gateway, extraFlags: [...(ctx.gateway.extraFlags ?? []), ...HTTP_GATEWAY_FLAGS] });
     nginx = await startNginx(root, nginxDir, gateway.workers, allCores());
     const servers: Record<HttpServerName, { port: number; cpu: () => number | undefined; accounting: () => string }> = {
       gateway: { port: gateway.bootPort, cpu: () => gateway!.process.cpuSeconds(), accounting: () => gateway!.process.cpuAccounting },
@@ -266,12 +290,201 @@ export async function runHttpSection(ctx: HttpSectionContext): Promise<HttpResul
     }
     const cold = summarizeCold(rangeBytes, samples);
     log(`  median: gateway ${fmt(cold.gatewayMedianMs, 1)} ms, S3 ${fmt(cold.s3MedianMs, 1)} ms, difference ${fmt(cold.differenceMedianMs, 1)} ms (worst ${fmt(cold.differenceMaxMs, 1)} ms)`);
-    return { seed: http.seed, warm, wan, cold };
+
+    const stalled = http.stalledConnections > 0 ? await runStalled(ctx, gateway, (hash) => get(gateway!.bootPort, hash)) : undefined;
+    return { seed: http.seed, warm, wan, cold, ...(stalled ? { stalled } : {}) };
   } finally {
     await wanPath?.stop();
     await nginx?.stop();
     await gateway?.stop();
     fs.rmSync(root, { recursive: true, force: true });
     forget();
+  }
+}
+
+/** Connections that send one request and never read a byte (kept paused from the start). */
+interface StalledReaders {
+  readonly sockets: net.Socket[];
+  /** Connected with the request written. */
+  readonly established: () => number;
+  /** Closed before close() (by the peer or an error). */
+  readonly closedEarly: () => number;
+  readonly firstError: () => string | undefined;
+  /** Destroys every socket and waits until each has closed. */
+  close(): Promise<void>;
+}
+
+/** Opens `count` connections to 127.0.0.1:port, `batch` at a time, each writing `request` once. */
+async function openStalledReaders(port: number, request: string, count: number, batch = 100): Promise<StalledReaders> {
+  const sockets: net.Socket[] = [];
+  const closed: Promise<void>[] = [];
+  let established = 0;
+  let closedEarly = 0;
+  let closing = false;
+  let firstError: string | undefined;
+  const open = (): Promise<void> =>
+    new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      // Paused before it connects: Node never starts reading it, so the bytes stay in the kernel.
+      s.pause();
+      sockets.push(s);
+      const timer = setTimeout(() => {
+        firstError ??= 'connect timed out';
+        s.destroy();
+      }, 10_000);
+      s.on('error', (err: NodeJS.ErrnoException) => (firstError ??= err.code ?? err.message));
+      closed.push(
+        new Promise((r) =>
+          s.once('close', () => {
+            clearTimeout(timer);
+            if (!closing) closedEarly++;
+            resolve();
+            r();
+          }),
+        ),
+      );
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.write(request, (err) => {
+          if (!err) established++;
+          resolve();
+        });
+      });
+    });
+  for (let i = 0; i < count; i += batch) await Promise.all(Array.from({ length: Math.min(batch, count - i) }, open));
+  return {
+    sockets,
+    established: () => established,
+    closedEarly: () => closedEarly,
+    firstError: () => firstError,
+    close: async () => {
+      closing = true;
+      for (const s of sockets) s.destroy();
+      await Promise.all(closed);
+    },
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The stalled-readers case (issue 20, "Backpressure and limits"): the image downloaded alone
+ * `stalledDownloads` times (curl, status and size checked), then `stalledConnections` connections
+ * from this process each send a GET for it and read nothing; once every response has begun and
+ * the bytes handed to them stop growing, the same downloads again alongside them (and one more,
+ * sha256-checked), the gateway's RSS followed from before they opened to the last download. Then
+ * they are closed, and the downloads are timed alone once more (for the noise). The connections are
+ * held well under the gateway's send timeout, which would cut them.
+ */
+async function runStalled(ctx: HttpSectionContext, gateway: GatewayServer, get: (hash: boolean) => Promise<HttpOutcome>): Promise<HttpStalledResult> {
+  const { http, log } = ctx;
+  const n = http.stalledConnections;
+  log(`   stalled readers: ${n} connections that GET the ${fmt(ctx.image.length / MiB, 0)} MiB image and read nothing, against ${http.stalledDownloads} curl downloads alone and alongside; gateway RSS vs --cache-size ${fmt(ctx.cacheBytes / MiB, 0)} MiB + 150 MiB`);
+  const scrape = async (): Promise<{ started: number; open: number; active: number; refused: number; sent: number }> => {
+    const text = await gateway.metricsText();
+    return {
+      started: promLabelled(text, 'tftp_gateway_transfers_started_total', { operation: 'read', protocol: 'http' }) ?? 0,
+      open: promValue(text, 'tftp_gateway_http_connections') ?? 0,
+      active: promLabelled(text, 'tftp_gateway_active_sessions', { operation: 'read', protocol: 'http' }) ?? 0,
+      refused: promValue(text, 'tftp_gateway_http_connections_refused_total', true) ?? 0,
+      sent: promLabelled(text, 'tftp_gateway_transfer_bytes_total', { direction: 'sent', protocol: 'http' }) ?? 0,
+    };
+  };
+  const timed = async (what: string, count: number): Promise<HttpDownload[]> => {
+    const runs: HttpDownload[] = [];
+    for (let i = 0; i < count; i++) runs.push(download(await get(false)));
+    log(`  ${what.padEnd(9)} ${runs.map((d) => (d.ok ? `${fmt(downloadSeconds(d), 3)} s` : `FAILED (${d.error})`)).join(', ')}`);
+    return runs;
+  };
+
+  // Warm (and whole) first, then alone.
+  const first = await get(true);
+  if (!first.ok) throw new Error(`HTTP download from the gateway failed before the stalled readers: ${first.error}`);
+  const alone = await timed('alone:', http.stalledDownloads);
+
+  const proc = gateway.process;
+  const before = await scrape();
+  const rssBeforeBytes = proc.rss();
+  const fromHwm = proc.resetPeakRss();
+  let sampledPeak = rssBeforeBytes ?? 0;
+  const sampler = setInterval(() => (sampledPeak = Math.max(sampledPeak, proc.rss() ?? 0)), 50);
+  const t0 = performance.now();
+  const request = `GET /${ctx.imageKey} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: tftpgw-bench-stalled\r\n\r\n`;
+  let readers: StalledReaders | undefined;
+  try {
+    readers = await openStalledReaders(gateway.bootPort, request, n);
+    // Every response begun, and the bytes handed to the sockets no longer growing (at most 30 s).
+    let now = await scrape();
+    let lastSent = -1;
+    let settled = false;
+    const deadline = t0 + 30_000;
+    while (performance.now() < deadline) {
+      const begun = now.started - before.started >= n || readers.closedEarly() > 0;
+      if (begun && now.sent === lastSent) {
+        settled = true;
+        break;
+      }
+      if (begun) lastSent = now.sent;
+      await sleep(250);
+      now = await scrape();
+    }
+    const settleSeconds = (performance.now() - t0) / 1000;
+    const tcp = tcpMemory();
+    log(
+      `  ${readers.established()} connected, ${now.started - before.started} responses begun, ${now.active} in progress, ${now.open} open connections, ${fmt((now.sent - before.sent) / n / 1024, 0)} KiB handed to each; ${settled ? 'settled' : 'NOT settled'} after ${fmt(settleSeconds, 1)} s; ` +
+        `kernel TCP memory ${tcp ? `${tcp.pages} pages (tcp_mem ${tcp.limits.join(' ')})${tcp.pages >= tcp.limits[1]! ? ": past tcp_mem's pressure line, every TCP socket on the machine is held back" : ''}` : '?'}`,
+    );
+    const loaded = await timed('alongside:', http.stalledDownloads);
+    const checked = download(await get(true));
+    const end = await scrape();
+    clearInterval(sampler);
+    sampledPeak = Math.max(sampledPeak, proc.rss() ?? 0);
+    const hwm = fromHwm ? proc.peakRss() : undefined;
+    const established = readers.established();
+    const closedEarly = readers.closedEarly();
+    const firstError = readers.firstError();
+    await readers.close();
+    const heldSeconds = (performance.now() - t0) / 1000;
+    readers = undefined;
+    // The gateway has seen every close before the downloads alone again.
+    const closedBy = performance.now() + 10_000;
+    while ((await scrape()).open > before.open && performance.now() < closedBy) await sleep(100);
+    const after = await timed('after:', http.stalledDownloads);
+
+    const peakRssBytes = hwm !== undefined ? Math.max(hwm, sampledPeak) : sampledPeak > 0 ? sampledPeak : undefined;
+    const result = summarizeStalled({
+      connections: n,
+      established,
+      accepted: now.started - before.started,
+      openConnections: now.open,
+      inProgress: now.active,
+      refused: end.refused - before.refused,
+      stalledBytesSent: now.sent - before.sent,
+      settleSeconds,
+      settled,
+      ...(tcp ? { tcpMemPages: tcp.pages, tcpMemLimitPages: tcp.limits } : {}),
+      heldSeconds,
+      sendTimeoutSeconds: GATEWAY_SEND_TIMEOUT_S,
+      closedEarly,
+      ...(firstError !== undefined ? { firstError } : {}),
+      imageBytes: ctx.image.length,
+      cacheBytes: ctx.cacheBytes,
+      alone,
+      loaded,
+      after,
+      checked,
+      ...(rssBeforeBytes !== undefined ? { rssBeforeBytes } : {}),
+      ...(peakRssBytes !== undefined ? { peakRssBytes, peakRssFrom: hwm !== undefined ? ('VmHWM' as const) : ('sampled' as const) } : {}),
+    });
+    const mib = (b: number | undefined): string => `${fmt(b !== undefined ? b / MiB : undefined, 0)} MiB`;
+    log(
+      `  medians: alone ${fmt(result.aloneMedianSeconds, 3)} s, alongside ${fmt(result.loadedMedianSeconds, 3)} s (× ${fmt(result.slowdown, 2)}), after ${fmt(result.afterMedianSeconds, 3)} s; ` +
+        `sha256-checked alongside: ${checked.ok ? 'ok' : `FAILED (${checked.error})`}; ${result.refused} refused, ${closedEarly} closed early${firstError ? ` (${firstError})` : ''}; ` +
+        `gateway RSS ${mib(rssBeforeBytes)} before, peak ${mib(peakRssBytes)} (${result.peakRssFrom ?? '?'}; limit ${mib(result.rssLimitBytes)}); held ${fmt(heldSeconds, 1)} s (send timeout ${GATEWAY_SEND_TIMEOUT_S} s)`,
+    );
+    return result;
+  } finally {
+    clearInterval(sampler);
+    await readers?.close();
   }
 }

@@ -2,6 +2,8 @@
  * The HTTP stage-2 boot rows (issue 20): their arithmetic, seeded choices and table rows. Pure
  * functions (no I/O), so the test suite checks them directly.
  */
+// The test suite's seeded generator (mulberry32): the same seed, the same sequence, on every run.
+import { mulberry32 } from '../../test/support/prng.js';
 import { cpuSecondsPerGB, fmt, mbps, MiB, ratio, type Row } from './report.js';
 
 export type HttpServerName = 'gateway' | 'nginx';
@@ -12,8 +14,10 @@ export interface HttpDownload {
   readonly bytes: number;
   /** Spawn to exit. */
   readonly seconds: number;
-  /** curl's time to the first response byte. */
+  /** curl's time_starttransfer: from its start to the first response byte (connect included). */
   readonly firstByteSeconds: number;
+  /** curl's time_total: from its start to the last byte (connect included, process start-up not). */
+  readonly totalSeconds?: number;
   /** Its sha256 was checked (the others: status and size). */
   readonly hashed: boolean;
   readonly error?: string;
@@ -85,12 +89,77 @@ export interface HttpColdResult {
   readonly differenceMaxMs?: number;
 }
 
+/** What the stalled-readers case measured, before its summary (runHttpSection). */
+export interface HttpStalledMeasurement {
+  /** Connections opened, each sending a GET for the image and never reading. */
+  readonly connections: number;
+  /** Of them: connected with the request written. */
+  readonly established: number;
+  /** Responses the gateway began during the case (its HTTP transfers started, from /metrics). */
+  readonly accepted: number;
+  /** The gateway's open HTTP connections, and its HTTP reads in progress, when the loaded downloads began. */
+  readonly openConnections: number;
+  readonly inProgress: number;
+  /** Connections refused by a cap during the case. */
+  readonly refused: number;
+  /** Bytes the gateway handed to the stalled connections (all of them) before the loaded downloads. */
+  readonly stalledBytesSent: number;
+  /** Seconds from the first connect until every response had begun and those bytes stopped growing. */
+  readonly settleSeconds: number;
+  /** Whether they stopped growing before the settle's time limit. */
+  readonly settled: boolean;
+  /**
+   * The kernel's TCP socket memory then (pages, every socket on the machine) and its limits
+   * (net.ipv4.tcp_mem: min, pressure, max): past `pressure` every socket's buffers are held back.
+   */
+  readonly tcpMemPages?: number;
+  readonly tcpMemLimitPages?: readonly number[];
+  /** Seconds the stalled connections were held (first connect to closing them): under the send timeout. */
+  readonly heldSeconds: number;
+  /** The gateway's --http-send-timeout: it cuts a stalled response after this long. */
+  readonly sendTimeoutSeconds: number;
+  /** Stalled connections closed (by the gateway or an error) before the case closed them. */
+  readonly closedEarly: number;
+  readonly firstError?: string;
+  readonly imageBytes: number;
+  /** The gateway's --cache-size. */
+  readonly cacheBytes: number;
+  /** The image downloaded alone, alongside the stalled connections, and alone again once they closed. */
+  readonly alone: readonly HttpDownload[];
+  readonly loaded: readonly HttpDownload[];
+  readonly after: readonly HttpDownload[];
+  /** One more download alongside them, its sha256 checked. */
+  readonly checked?: HttpDownload;
+  /** The gateway's RSS when the connections were opened, and its peak from then to the last loaded download. */
+  readonly rssBeforeBytes?: number;
+  readonly peakRssBytes?: number;
+  /** 'VmHWM': the kernel's peak, reset when the case began; 'sampled': VmRSS read every 50 ms. */
+  readonly peakRssFrom?: 'VmHWM' | 'sampled';
+}
+
+/** The stalled-readers case with its medians and ratios. */
+export interface HttpStalledResult extends HttpStalledMeasurement {
+  /** Medians of the correct downloads' times (curl's own time where it gave one). */
+  readonly aloneMedianSeconds?: number;
+  readonly loadedMedianSeconds?: number;
+  readonly afterMedianSeconds?: number;
+  /** loaded ÷ alone medians. */
+  readonly slowdown?: number;
+  /** Failed downloads among alone, loaded and checked. */
+  readonly failures: number;
+  /** --cache-size + 150 MiB, and peak RSS ÷ that. */
+  readonly rssLimitBytes: number;
+  readonly rssRatio?: number;
+}
+
 export interface HttpResults {
   /** Seeds the sample of downloads whose sha256 is checked and the extra objects' bytes. */
   readonly seed: number;
   readonly warm: readonly HttpWarmRun[];
   readonly wan?: HttpWanResult;
   readonly cold?: HttpColdResult;
+  /** Connections that read nothing, against a concurrent download and the gateway's RSS. */
+  readonly stalled?: HttpStalledResult;
 }
 
 /** The targets of issue 20. */
@@ -105,23 +174,15 @@ export const HTTP_TARGETS = {
   wanVsNginx: 1.5,
   /** Cold first byte ≤ S3's first byte + this many ms. */
   coldExtraMs: 50,
+  /** With the stalled readers open, a concurrent download's median time ≤ this × its time alone. */
+  stalledSlowdown: 1.1,
+  /** With them open, the gateway's peak RSS ≤ --cache-size + this. */
+  stalledRssExtraBytes: 150 * MiB,
 } as const;
-
-/** A small seeded generator (mulberry32): the same seed, the same sequence, on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `length` bytes from a seed (the same seed, the same bytes). */
 export function seededBytes(seed: number, length: number): Buffer {
-  const next = prng(seed);
+  const next = mulberry32(seed);
   const words = new Uint32Array(Math.ceil(length / 4));
   for (let i = 0; i < words.length; i++) words[i] = Math.floor(next() * 4294967296);
   return Buffer.from(words.buffer, 0, length);
@@ -129,7 +190,7 @@ export function seededBytes(seed: number, length: number): Buffer {
 
 /** `k` distinct indices of 0..n-1, chosen by the seed, in increasing order. */
 export function seededSample(seed: number, n: number, k: number): number[] {
-  const next = prng(seed);
+  const next = mulberry32(seed);
   const all = Array.from({ length: n }, (_, i) => i);
   // Fisher–Yates, the first k places.
   for (let i = 0; i < Math.min(k, n); i++) {
@@ -206,6 +267,33 @@ export function summarizeCold(rangeBytes: number, samples: readonly HttpColdSamp
     ...(differenceMedianMs !== undefined ? { differenceMedianMs, differenceMaxMs: Math.max(...diffs) } : {}),
   };
 }
+
+/** A download's time: curl's own (connect to last byte) where it gave one, else spawn to exit. */
+export const downloadSeconds = (d: HttpDownload): number => d.totalSeconds ?? d.seconds;
+
+export function summarizeStalled(m: HttpStalledMeasurement): HttpStalledResult {
+  const med = (runs: readonly HttpDownload[]): number | undefined => median(runs.filter((d) => d.ok).map(downloadSeconds));
+  const aloneMedianSeconds = med(m.alone);
+  const loadedMedianSeconds = med(m.loaded);
+  const afterMedianSeconds = med(m.after);
+  const slowdown = ratio(loadedMedianSeconds, aloneMedianSeconds);
+  const failures = [...m.alone, ...m.loaded, ...(m.checked ? [m.checked] : [])].filter((d) => !d.ok).length;
+  const rssLimitBytes = m.cacheBytes + HTTP_TARGETS.stalledRssExtraBytes;
+  const rssRatio = ratio(m.peakRssBytes, rssLimitBytes);
+  return {
+    ...m,
+    ...(aloneMedianSeconds !== undefined ? { aloneMedianSeconds } : {}),
+    ...(loadedMedianSeconds !== undefined ? { loadedMedianSeconds } : {}),
+    ...(afterMedianSeconds !== undefined ? { afterMedianSeconds } : {}),
+    ...(slowdown !== undefined ? { slowdown } : {}),
+    failures,
+    rssLimitBytes,
+    ...(rssRatio !== undefined ? { rssRatio } : {}),
+  };
+}
+
+/** Every stalled connection was answered and still open when measured: the case is the one it names. */
+export const stalledHeld = (s: HttpStalledMeasurement): boolean => s.established === s.connections && s.accepted >= s.connections && s.closedEarly === 0;
 
 const size = (bytes: number): string => (bytes >= MiB ? `${fmt(bytes / MiB, bytes % MiB === 0 ? 0 : 1)} MiB` : `${fmt(bytes / 1024, 0)} KiB`);
 
@@ -293,6 +381,28 @@ export function buildHttpRows(h: HttpResults): Row[] {
         met: c.differenceMedianMs <= HTTP_TARGETS.coldExtraMs,
       });
     }
+  }
+  const s = h.stalled;
+  if (s) {
+    const held = stalledHeld(s);
+    const label = `HTTP ${s.connections} stalled readers${held ? '' : ` (${Math.min(s.established, s.accepted)} answered, ${s.closedEarly} closed early)`}`;
+    const loaded = s.loaded.filter((d) => d.ok).length;
+    rows.push({
+      case: `${label}: ${size(s.imageBytes)} download alongside vs alone (median of ${loaded}/${s.loaded.length})`,
+      gateway: s.loadedMedianSeconds !== undefined ? `${fmt(s.loadedMedianSeconds, 3)} s` : 'failed',
+      reference: s.aloneMedianSeconds !== undefined ? `${fmt(s.aloneMedianSeconds, 3)} s alone` : 'failed',
+      ratio: s.slowdown,
+      target: `≤ ${fmt(HTTP_TARGETS.stalledSlowdown, 2)}`,
+      met: s.slowdown === undefined || s.failures > 0 || !held ? false : s.slowdown <= HTTP_TARGETS.stalledSlowdown,
+    });
+    rows.push({
+      case: `${label}: gateway peak RSS vs --cache-size + 150 MiB`,
+      gateway: s.peakRssBytes !== undefined ? `${fmt(s.peakRssBytes / MiB, 0)} MiB` : '—',
+      reference: `${fmt(s.rssLimitBytes / MiB, 0)} MiB budget+150`,
+      ratio: s.rssRatio,
+      target: '≤ 1.00',
+      met: s.rssRatio === undefined ? undefined : s.rssRatio <= 1 && held,
+    });
   }
   return rows;
 }

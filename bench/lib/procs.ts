@@ -176,6 +176,20 @@ export class ManagedProcess {
     return readStatusKb(this.pid, 'VmRSS');
   }
 
+  /**
+   * Sets the peak resident set size (VmHWM) back to the current RSS, so that peakRss() then gives
+   * the peak since now (Linux: `5` written to /proc/PID/clear_refs). False where that is not allowed.
+   */
+  resetPeakRss(): boolean {
+    if (this.pid === undefined) return false;
+    try {
+      fs.writeFileSync(`/proc/${this.pid}/clear_refs`, '5');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async stop(graceMs = 5000): Promise<void> {
     if (!this.running) {
       await this.exited;
@@ -277,6 +291,20 @@ function readStatusKb(pid: number | undefined, field: string): number | undefine
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
     return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The kernel's TCP memory now (pages of socket buffers, every TCP socket on the machine, from
+ * /proc/net/sockstat) and its limits (net.ipv4.tcp_mem: min, pressure, max pages), or undefined.
+ */
+export function tcpMemory(): { pages: number; limits: number[] } | undefined {
+  try {
+    const pages = Number(/^TCP:.* mem (\d+)/m.exec(fs.readFileSync('/proc/net/sockstat', 'utf8'))?.[1]);
+    const limits = fs.readFileSync('/proc/sys/net/ipv4/tcp_mem', 'utf8').trim().split(/\s+/).map(Number);
+    return Number.isFinite(pages) && limits.length === 3 && limits.every(Number.isFinite) ? { pages, limits } : undefined;
   } catch {
     return undefined;
   }

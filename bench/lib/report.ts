@@ -131,6 +131,24 @@ export function promValue(text: string, name: string, sumLabels = false): number
   return found;
 }
 
+/**
+ * The sum of the samples of `name` whose labels include every one of `labels` (Prometheus text
+ * format; label values without escaped quotes), or undefined when there is none.
+ */
+export function promLabelled(text: string, name: string, labels: Readonly<Record<string, string>>): number | undefined {
+  let found: number | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const close = line.indexOf('}');
+    if (close === -1) continue;
+    const have = new Map([...line.slice(name.length + 1, close).matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    if (!Object.entries(labels).every(([k, v]) => have.get(k) === v)) continue;
+    const value = Number(line.slice(close + 1).trim().split(/\s+/)[0]);
+    if (Number.isFinite(value)) found = (found ?? 0) + value;
+  }
+  return found;
+}
+
 /** One row of the printed table. */
 export interface Row {
   readonly case: string;

@@ -8,20 +8,23 @@ import { after, before, describe, test } from 'node:test';
 import { buildRows, runBench, writeResults, FULL } from '../../bench/lib/bench.js';
 import { clientArgv, curlArgv } from '../../bench/lib/clients.js';
 import { startDelayPath } from '../../bench/lib/delay-path.js';
-import { HTTP_FULL, HTTP_QUICK } from '../../bench/lib/http-bench.js';
+import { GATEWAY_SEND_TIMEOUT_S, HTTP_FULL, HTTP_GATEWAY_FLAGS, HTTP_QUICK } from '../../bench/lib/http-bench.js';
 import {
   buildHttpRows,
+  downloadSeconds,
   median,
   scaleByBytes,
   seededBytes,
   seededSample,
   summarizeCold,
   summarizeHttpWarm,
+  summarizeStalled,
   type HttpDownload,
   type HttpResults,
+  type HttpStalledMeasurement,
 } from '../../bench/lib/http-report.js';
 import { nginxConfig } from '../../bench/lib/servers.js';
-import { formatTable, mbps, MiB, promValue, ratio, renderStormSvg, s3FetchRatio, summarizeStorm, type StormClient, type TransferRun } from '../../bench/lib/report.js';
+import { formatTable, mbps, MiB, promLabelled, promValue, ratio, renderStormSvg, s3FetchRatio, summarizeStorm, type StormClient, type TransferRun } from '../../bench/lib/report.js';
 import { testS3, type TestS3 } from '../support/s3.js';
 
 const run = (server: TransferRun['server'], blksize: number, windowsize: number, seconds: number, ok = true): TransferRun => ({
@@ -56,6 +59,17 @@ describe('benchmark arithmetic', () => {
     assert.equal(promValue(text, 'tftp_gateway_s3_requests_total', true), 15);
     assert.equal(promValue(text, 'tftp_gateway_s3_requests'), undefined);
     assert.equal(promValue(text, 'missing_metric'), undefined);
+    // By label: the samples that carry every label asked for, summed.
+    const labelled = [
+      'tftp_gateway_active_sessions{operation="read",protocol="http"} 998',
+      'tftp_gateway_active_sessions{operation="read",protocol="tftp"} 3',
+      'tftp_gateway_active_sessions{operation="write",protocol="http"} 1',
+      'tftp_gateway_active_sessions_other{operation="read",protocol="http"} 7',
+    ].join('\n');
+    assert.equal(promLabelled(labelled, 'tftp_gateway_active_sessions', { operation: 'read', protocol: 'http' }), 998);
+    assert.equal(promLabelled(labelled, 'tftp_gateway_active_sessions', { protocol: 'http' }), 999);
+    assert.equal(promLabelled(labelled, 'tftp_gateway_active_sessions', {}), 1002);
+    assert.equal(promLabelled(labelled, 'tftp_gateway_active_sessions', { protocol: 'udp' }), undefined);
   });
 
   test('storm summary: aggregate counts only correct transfers, slowest and failures', () => {
@@ -224,9 +238,86 @@ describe('HTTP rows: arithmetic', () => {
     assert.match(formatTable(buildHttpRows(h)), /≤ S3 \+ 50 ms/);
   });
 
+  test('stalled readers: medians of curl\'s own times, the slowdown and RSS rows, each with its target', () => {
+    const image = 32 * MiB + 1;
+    // curl's own time where it gave one (process start-up left out), else spawn to exit.
+    const t = (seconds: number, ok = true): HttpDownload => ({ ...dl(seconds + 0.02, ok, image), totalSeconds: seconds });
+    assert.equal(downloadSeconds(t(0.1)), 0.1);
+    assert.equal(downloadSeconds(dl(0.3)), 0.3);
+    const m: HttpStalledMeasurement = {
+      connections: 1000,
+      established: 1000,
+      accepted: 1000,
+      openConnections: 1000,
+      inProgress: 1000,
+      refused: 0,
+      stalledBytesSent: 1000 * 2 * MiB,
+      settleSeconds: 3,
+      settled: true,
+      heldSeconds: 6,
+      sendTimeoutSeconds: 60,
+      closedEarly: 0,
+      imageBytes: image,
+      cacheBytes: 512 * MiB,
+      alone: [t(0.1), t(0.12), t(0.09), t(0.3), t(0.1)],
+      loaded: [t(0.105), t(0.2), t(0.108), t(0.11), t(0.1)],
+      after: [t(0.1)],
+      checked: { ...t(0.15), hashed: true },
+      rssBeforeBytes: 300 * MiB,
+      peakRssBytes: 331 * MiB,
+      peakRssFrom: 'VmHWM',
+    };
+    const s = summarizeStalled(m);
+    assert.equal(s.aloneMedianSeconds, 0.1);
+    assert.equal(s.loadedMedianSeconds, 0.108);
+    assert.ok(Math.abs(s.slowdown! - 1.08) < 1e-9);
+    assert.equal(s.failures, 0);
+    assert.equal(s.rssLimitBytes, 662 * MiB, '--cache-size + 150 MiB');
+    assert.equal(s.rssRatio, 0.5);
+    const rows = buildHttpRows({ seed: 20, warm: [], stalled: s });
+    assert.equal(rows.length, 2);
+    const [slow, rss] = rows as [(typeof rows)[number], (typeof rows)[number]];
+    assert.equal(slow.case, 'HTTP 1000 stalled readers: 32.0 MiB download alongside vs alone (median of 5/5)');
+    assert.equal(slow.gateway, '0.108 s');
+    assert.equal(slow.reference, '0.100 s alone');
+    assert.equal(slow.target, '≤ 1.10');
+    assert.equal(slow.met, true);
+    assert.equal(rss.case, 'HTTP 1000 stalled readers: gateway peak RSS vs --cache-size + 150 MiB');
+    assert.equal(rss.gateway, '331 MiB');
+    assert.equal(rss.reference, '662 MiB budget+150');
+    assert.equal(rss.met, true);
+    assert.match(formatTable(rows), /1000 stalled readers.*≤ 1\.10 +ok/);
+    // Short: slower by more than 10%, or over the budget.
+    const slower = buildHttpRows({ seed: 20, warm: [], stalled: summarizeStalled({ ...m, loaded: [t(0.111), t(0.111), t(0.2)] }) });
+    assert.equal(slower[0]!.met, false, '0.111 ÷ 0.100 is over 1.10');
+    const fat = buildHttpRows({ seed: 20, warm: [], stalled: summarizeStalled({ ...m, peakRssBytes: 663 * MiB }) });
+    assert.equal(fat[1]!.met, false);
+    // A failed download, or stalled connections the gateway did not answer or closed early, miss
+    // the target rather than hide it, and the row says how many were held.
+    const failed = summarizeStalled({ ...m, checked: { ...t(0.1, false), error: 'sha256 differs' } });
+    assert.equal(failed.failures, 1);
+    assert.equal(buildHttpRows({ seed: 20, warm: [], stalled: failed })[0]!.met, false);
+    const cut = buildHttpRows({ seed: 20, warm: [], stalled: summarizeStalled({ ...m, accepted: 744, closedEarly: 256 }) });
+    assert.equal(cut[0]!.met, false);
+    assert.equal(cut[1]!.met, false);
+    assert.match(cut[0]!.case, /^HTTP 1000 stalled readers \(744 answered, 256 closed early\): /);
+    // No correct download alongside: no ratio, and short.
+    const none = buildHttpRows({ seed: 20, warm: [], stalled: summarizeStalled({ ...m, loaded: [t(1, false)] }) });
+    assert.equal(none[0]!.ratio, undefined);
+    assert.equal(none[0]!.gateway, 'failed');
+    assert.equal(none[0]!.met, false);
+  });
+
   test('the issue\'s cases, nginx\'s config and curl\'s command line', () => {
     assert.equal(FULL.http, HTTP_FULL);
     assert.equal(HTTP_FULL.clients, 100);
+    // 1,000 readers that read nothing (200 in the quick smoke run), held under the send timeout
+    // with no per-client cap (they all come from 127.0.0.1).
+    assert.equal(HTTP_FULL.stalledConnections, 1000);
+    assert.equal(HTTP_QUICK.stalledConnections, 200);
+    assert.ok(HTTP_FULL.stalledDownloads >= 5);
+    assert.equal(GATEWAY_SEND_TIMEOUT_S, 60);
+    assert.deepEqual([...HTTP_GATEWAY_FLAGS], ['--http-max-connections-per-client', '0']);
     assert.equal(HTTP_FULL.rttMs, 30);
     assert.equal(HTTP_FULL.tftpBlksize, 1468);
     assert.ok(HTTP_QUICK.clients < HTTP_FULL.clients);
@@ -245,6 +336,7 @@ describe('HTTP rows: arithmetic', () => {
     assert.ok(argv.includes('--aws-sigv4') && argv.includes('Range: bytes=0-9') && argv.includes('/dev/null'));
     assert.ok(!argv.some((a) => a.includes('SECRET')), 'the secret goes in on standard input');
     assert.ok(curlArgv({ url: 'http://127.0.0.1:1/k', sha256: 'x', timeoutMs: 1 }).includes('-'));
+    assert.ok(argv.some((a) => a.includes('%{time_starttransfer} %{time_total}')), "curl reports its own times");
   });
 });
 
@@ -347,7 +439,8 @@ describe('benchmark, tiny run', () => {
       coldCases: [[1468, 4]],
       transferTimeoutMs: 20_000,
       // The HTTP rows, tiny: 4 clients, a 20 ms path, 16 KiB of lock-step TFTP, 3 cold samples.
-      http: { clients: 4, hashSample: 2, rttMs: 20, windowBytes: MiB, tftpBytes: 16 * 1024, tftpBlksize: 1468, coldSamples: 3, coldObjectBytes: 256 * 1024, seed: 7 },
+      // And 20 stalled readers against 3 timed downloads.
+      http: { clients: 4, hashSample: 2, rttMs: 20, windowBytes: MiB, tftpBytes: 16 * 1024, tftpBlksize: 1468, coldSamples: 3, coldObjectBytes: 256 * 1024, seed: 7, stalledConnections: 20, stalledDownloads: 3 },
       s3: { kind: s3.kind, endpoint: s3.endpoint, credentials: s3.credentials, region: s3.region },
       pinSelf: false,
       entry: 'tsx',
@@ -422,14 +515,43 @@ describe('benchmark, tiny run', () => {
       assert.ok(r && r.ratio !== undefined && r.ratio > 0, `row ${prefix}: ${JSON.stringify(r)}`);
     }
     assert.match(results.table, /≤ S3 \+ 50 ms/);
+    // Stalled readers: every one answered and held to the end, every download correct, curl's own
+    // times, the gateway's RSS followed, each row with its ratio.
+    const stalled = http.stalled!;
+    assert.equal(stalled.connections, 20);
+    assert.equal(stalled.established, 20);
+    assert.equal(stalled.accepted, 20, 'every stalled request answered');
+    assert.equal(stalled.refused, 0, 'no per-client cap refused them');
+    assert.equal(stalled.closedEarly, 0, `${stalled.firstError}`);
+    assert.equal(stalled.failures, 0);
+    assert.deepEqual([stalled.alone.length, stalled.loaded.length, stalled.after.length], [3, 3, 3]);
+    assert.ok(stalled.checked?.ok && stalled.checked.hashed);
+    assert.ok([...stalled.alone, ...stalled.loaded].every((d) => d.totalSeconds !== undefined && d.totalSeconds > 0 && d.totalSeconds <= d.seconds));
+    assert.ok(stalled.slowdown !== undefined && stalled.slowdown > 0);
+    assert.ok(stalled.heldSeconds < stalled.sendTimeoutSeconds);
+    assert.equal(stalled.rssLimitBytes, 64 * MiB + 150 * MiB);
+    if (fs.existsSync('/proc/net/sockstat')) assert.ok(stalled.tcpMemPages !== undefined && stalled.tcpMemLimitPages?.length === 3, "the kernel's TCP memory");
+    assert.ok(stalled.peakRssBytes !== undefined && stalled.rssBeforeBytes !== undefined && stalled.peakRssBytes >= stalled.rssBeforeBytes * 0.9, `RSS ${stalled.rssBeforeBytes} then ${stalled.peakRssBytes}`);
+    for (const prefix of ['HTTP 20 stalled readers: 300 KiB download alongside vs alone', 'HTTP 20 stalled readers: gateway peak RSS']) {
+      const r = results.rows.find((x) => x.case.startsWith(prefix));
+      assert.ok(r && r.ratio !== undefined && r.ratio > 0, `row ${prefix}: ${JSON.stringify(r)}`);
+    }
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tftpgw-bench-out-'));
     try {
       const files = writeResults(results, out);
-      const json = JSON.parse(fs.readFileSync(files.json, 'utf8')) as { storms: unknown[]; rows: unknown[]; http: { seed: number; cold: { samples: unknown[] } }; meta: { seed: number } };
+      const json = JSON.parse(fs.readFileSync(files.json, 'utf8')) as {
+        storms: unknown[];
+        rows: unknown[];
+        http: { seed: number; cold: { samples: unknown[] }; stalled: { connections: number; loaded: unknown[]; peakRssBytes: number } };
+        meta: { seed: number };
+      };
       assert.equal(json.storms.length, 2);
       assert.equal(json.http.seed, 7);
       assert.equal(json.meta.seed, 7);
       assert.equal(json.http.cold.samples.length, 3, 'the raw figures');
+      assert.equal(json.http.stalled.connections, 20);
+      assert.equal(json.http.stalled.loaded.length, 3);
+      assert.equal(json.http.stalled.peakRssBytes, stalled.peakRssBytes);
       assert.equal(json.rows.length, results.rows.length);
       assert.match(fs.readFileSync(files.svg, 'utf8'), /<polyline /);
     } finally {
