@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { stat, symlink, writeFile } from 'node:fs/promises';
@@ -361,64 +361,6 @@ export async function buildCli(dir: string): Promise<string> {
     });
   });
   return path.join(dir, 'dist/cli.js');
-}
-
-export interface BuiltGateway {
-  readonly child: ChildProcess;
-  readonly lines: Record<string, unknown>[];
-  /** The first HTTP boot listener. */
-  readonly boot: Target;
-  /** The ops listener (host:port), when --http-listen was given. */
-  readonly ops: string | undefined;
-  /** SIGTERM, SIGKILL after `graceMs`; resolves once it has exited. */
-  stop(graceMs: number): Promise<void>;
-}
-
-/** Runs `node cli serve ...args` and waits (bounded) for its "listening" line. */
-export async function spawnBuiltGateway(cli: string, args: readonly string[], env: Record<string, string>): Promise<BuiltGateway> {
-  const child = spawn(process.execPath, [cli, 'serve', ...args], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Record<string, unknown>[] = [];
-  let partial = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    partial += chunk;
-    for (let nl = partial.indexOf('\n'); nl !== -1; nl = partial.indexOf('\n')) {
-      const line = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ unparsable: line });
-      }
-    }
-  });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const stop = async (graceMs: number): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    await exited;
-    clearTimeout(timer);
-  };
-  const deadline = Date.now() + 20_000;
-  let listening: Record<string, unknown> | undefined;
-  while (!(listening = lines.find((l) => l.msg === 'tftp-gateway listening'))) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      await stop(1000);
-      throw new Error(`the built gateway did not start:\n${JSON.stringify(lines)}\n${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const boot = (listening.httpBoot as string[] | undefined)?.[0];
-  if (!boot) {
-    await stop(1000);
-    throw new Error('the built gateway has no HTTP boot listener');
-  }
-  return { child, lines, boot: parseTarget(boot), ops: typeof listening.http === 'string' ? listening.http : undefined, stop };
 }
 
 /** A process's resident set, from /proc. */

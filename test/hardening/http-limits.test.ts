@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { ErrorCode } from '../../src/tftp/protocol/packet.js';
 import { scrape } from '../observability/helpers.js';
 import { s3Flags, startTestGateway, type TestGateway } from '../support/gateway.js';
+import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
 import { seededBytes } from '../support/prng.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
@@ -22,9 +23,8 @@ import {
   request,
   rssOf,
   sha256,
-  spawnBuiltGateway,
+  parseTarget,
   urlOf,
-  type BuiltGateway,
   type HeldConnection,
   type Target,
 } from './http-helpers.js';
@@ -159,12 +159,11 @@ describe('HTTP boot limits', () => {
     // The built CLI in a process of its own: its RSS is the gateway's (not the test's, not tsx's).
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tftpgw-http-rss-'));
     const stalled: net.Socket[] = [];
-    let gateway: BuiltGateway | undefined;
+    let gateway: GatewayProcess | undefined;
     let sampler: NodeJS.Timeout | undefined;
     try {
       const cli = await buildCli(dir);
-      gateway = await spawnBuiltGateway(
-        cli,
+      gateway = await spawnGateway(
         [
           '--listen', '127.0.0.1:0',
           '--http-listen', '127.0.0.1:0',
@@ -178,12 +177,15 @@ describe('HTTP boot limits', () => {
           '--log-level', 'info',
         ],
         { AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
+        20_000,
+        cli,
       );
-      const { boot: target, ops } = gateway;
+      const target = parseTarget(gateway.httpBootAddress!);
+      const ops = gateway.httpAddress;
       const pid = gateway.child.pid!;
       let maxRss = 0;
       sampler = setInterval(() => (maxRss = Math.max(maxRss, rssOf(pid))), 50);
-      const sent = async (): Promise<number> => (await scrape(ops!)).value('tftp_gateway_transfer_bytes_total', { direction: 'sent', protocol: 'http' });
+      const sent = async (): Promise<number> => (await scrape(ops)).value('tftp_gateway_transfer_bytes_total', { direction: 'sent', protocol: 'http' });
 
       // Downloads alone first (the first brings the object into the cache; the second is timed).
       for (let i = 0; i < 2; i++) {
@@ -208,13 +210,13 @@ describe('HTTP boot limits', () => {
       }
       // Every one of them is being answered: a response started, stalled on its socket.
       await until(
-        async () => (await scrape(ops!)).value('tftp_gateway_active_sessions', { operation: 'read', protocol: 'http' }) >= CONNECTIONS,
+        async () => (await scrape(ops)).value('tftp_gateway_active_sessions', { operation: 'read', protocol: 'http' }) >= CONNECTIONS,
         30_000,
         `${CONNECTIONS} responses in progress`,
       );
       const stalledBytes = (await sent()) - sentBefore;
       const during = await curl(urlOf(target, '/big32.bin'));
-      const m = await scrape(ops!);
+      const m = await scrape(ops);
       maxRss = Math.max(maxRss, rssOf(pid));
       clearInterval(sampler);
       sampler = undefined;

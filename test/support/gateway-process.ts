@@ -20,6 +20,8 @@ export interface GatewayProcess {
   stderr(): string;
   readonly udpPort: number;
   readonly httpAddress: string;
+  /** The first HTTP boot listener (host:port), when --http-boot-listen was given. */
+  readonly httpBootAddress: string | undefined;
   /** Resolves with the exit code (or the signal name) once the process has exited. */
   readonly exited: Promise<number | string>;
   waitForLine(predicate: (line: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>>;
@@ -28,10 +30,19 @@ export interface GatewayProcess {
   stop(graceMs: number): Promise<void>;
 }
 
-/** Spawns the real CLI (`node --import tsx src/cli.ts serve ...`) and waits until it listens. */
-export async function spawnGateway(args: readonly string[], env: Record<string, string>, startTimeoutMs = 20_000): Promise<GatewayProcess> {
+/**
+ * Spawns the real CLI (`node --import tsx src/cli.ts serve ...`, or a built `cli` such as
+ * dist/cli.js: no loader in the process, for RSS measurements) and waits until it listens.
+ */
+export async function spawnGateway(
+  args: readonly string[],
+  env: Record<string, string>,
+  startTimeoutMs = 20_000,
+  cli?: string,
+): Promise<GatewayProcess> {
   const workers = args.includes('--workers') ? [] : ['--workers', testWorkers()];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...workers, ...args], {
+  const entry = cli ? [cli] : ['--import', 'tsx', 'src/cli.ts'];
+  const child = spawn(process.execPath, [...entry, 'serve', ...workers, ...args], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -85,6 +96,7 @@ export async function spawnGateway(args: readonly string[], env: Record<string, 
     stderr: () => err,
     udpPort: Number(udp.slice(udp.lastIndexOf(':') + 1)),
     httpAddress: listening.http as string,
+    httpBootAddress: (listening.httpBoot as string[] | undefined)?.[0],
     exited,
     waitForLine,
     kill,
