@@ -27,6 +27,12 @@ export interface DelayPathOptions {
   readonly rttMs: number;
   /** TCP bytes a connection may have in flight per round trip (default 4 MiB). */
   readonly windowBytes?: number;
+  /**
+   * Bandwidth of each TCP connection, per direction, in bytes per second (default: no cap): a
+   * connection's bytes leave its FIFO no faster than this (serialisation delay), as one TCP flow
+   * across a WAN link or a per-flow shaper would carry them.
+   */
+  readonly bytesPerSecond?: number;
 }
 
 export interface DelayPathStats {
@@ -64,6 +70,8 @@ export class DelayLine<T> {
   private readonly items: { due: number; item: T }[] = [];
   private head = 0;
   private lastDue = 0;
+  /** When the line's link finishes sending what is queued (bandwidth cap), performance.now() ms. */
+  private linkFreeAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private blocked = false;
   private closed = false;
@@ -77,6 +85,8 @@ export class DelayLine<T> {
     private readonly deliver: (item: T) => boolean,
     /** Called whenever bytes left the line (the source may read again). */
     private readonly onDrained: () => void = () => undefined,
+    /** Bytes per second the line carries at most (0: no cap). */
+    private readonly bytesPerSecond = 0,
   ) {}
 
   get length(): number {
@@ -86,7 +96,14 @@ export class DelayLine<T> {
   /** Queues an item, due `delayMs` from now (and not before `notBefore`, nor before the last one). */
   push(item: T, notBefore = 0): void {
     if (this.closed) return;
-    const due = Math.max(performance.now() + this.delayMs, notBefore, this.lastDue);
+    const now = performance.now();
+    let sent = now;
+    if (this.bytesPerSecond > 0) {
+      // A link of this rate: the item is on the wire after everything queued before it.
+      this.linkFreeAt = Math.max(this.linkFreeAt, now) + (this.size(item) * 1000) / this.bytesPerSecond;
+      sent = this.linkFreeAt;
+    }
+    const due = Math.max(sent + this.delayMs, notBefore, this.lastDue);
     this.lastDue = due;
     this.items.push({ due, item });
     this.queuedBytes += this.size(item);
@@ -147,7 +164,7 @@ export async function startDelayPath(forwards: readonly DelayForward[], options:
   const ports: number[] = [];
   try {
     for (const f of forwards) {
-      const started = f.kind === 'tcp' ? await tcpForward(f.target, oneWay, lineLimit, stats) : await udpForward(f.target, oneWay, stats);
+      const started = f.kind === 'tcp' ? await tcpForward(f.target, oneWay, lineLimit, options.bytesPerSecond ?? 0, stats) : await udpForward(f.target, oneWay, stats);
       ports.push(started.port);
       closers.push(() => started.close());
     }
@@ -164,7 +181,7 @@ export async function startDelayPath(forwards: readonly DelayForward[], options:
   };
 }
 
-async function tcpForward(target: number, oneWay: number, lineLimit: number, stats: DelayPathStats): Promise<{ port: number; close(): Promise<void> }> {
+async function tcpForward(target: number, oneWay: number, lineLimit: number, bytesPerSecond: number, stats: DelayPathStats): Promise<{ port: number; close(): Promise<void> }> {
   const live = new Set<() => void>();
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     stats.tcpConnections++;
@@ -195,6 +212,7 @@ async function tcpForward(target: number, oneWay: number, lineLimit: number, sta
       () => {
         if (up.queuedBytes < lineLimit / 2 && client.isPaused()) client.resume();
       },
+      bytesPerSecond,
     );
     const down: DelayLine<Chunk> = new DelayLine<Chunk>(
       oneWay,
@@ -210,6 +228,7 @@ async function tcpForward(target: number, oneWay: number, lineLimit: number, sta
       () => {
         if (down.queuedBytes < lineLimit / 2 && upstream.isPaused()) upstream.resume();
       },
+      bytesPerSecond,
     );
     upstream.on('drain', () => up.resume());
     client.on('drain', () => down.resume());

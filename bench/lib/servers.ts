@@ -361,9 +361,17 @@ export async function startNginx(root: string, dir: string, workers: number, cor
 }
 
 /** bench/wan-path.ts: the delay path in a process of its own; `ports[i]` is where forward i listens. */
-export async function startWanPath(rttMs: number, windowBytes: number, forwards: readonly DelayForward[], core?: string): Promise<{ ports: number[]; stop(): Promise<void> }> {
+export async function startWanPath(
+  rttMs: number,
+  windowBytes: number,
+  forwards: readonly DelayForward[],
+  core?: string,
+  /** Each TCP connection's bandwidth per direction (default: no cap). */
+  bytesPerSecond?: number,
+): Promise<{ ports: number[]; stop(): Promise<void> }> {
   const specs = forwards.map((f) => `${f.kind}:${f.target}`);
-  const proc = new ManagedProcess('wan-path', pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/wan-path.ts'), String(rttMs), String(windowBytes), ...specs]), { cwd: REPO });
+  const rate = bytesPerSecond !== undefined ? ['--rate', String(bytesPerSecond)] : [];
+  const proc = new ManagedProcess('wan-path', pinned(core, [process.execPath, '--import', 'tsx', path.join(REPO, 'bench/wan-path.ts'), String(rttMs), String(windowBytes), ...rate, ...specs]), { cwd: REPO });
   const line = await readyOrStopped(proc, () => proc.waitForLine(/^\{"wanPath":/, 20_000));
   const listed = (JSON.parse(line) as { wanPath: { port: number }[] }).wanPath;
   return { ports: listed.map((f) => f.port), stop: () => proc.stop() };

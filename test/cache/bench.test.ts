@@ -377,6 +377,37 @@ describe('the WAN delay path', () => {
     }
   });
 
+  test('TCP with a bandwidth cap: a connection carries at most its rate, bytes whole and in order; two connections each get it', { timeout: 20_000 }, async () => {
+    // A server that sends 2 MiB (+ 5) on each connection: at 4 MB/s that takes at least ~0.52 s.
+    const body = seededBytes(5, 2 * MiB + 5);
+    const source = net.createServer((s) => s.end(body));
+    await new Promise<void>((r) => source.listen(0, '127.0.0.1', r));
+    const rate = 4_000_000;
+    const wan = await startDelayPath([{ kind: 'tcp', target: (source.address() as net.AddressInfo).port }], { rttMs: 20, bytesPerSecond: rate });
+    try {
+      const fetchAll = (): Promise<{ data: Buffer; ms: number }> =>
+        new Promise((resolve, reject) => {
+          const t0 = performance.now();
+          const c = net.connect(wan.ports[0]!, '127.0.0.1');
+          const parts: Buffer[] = [];
+          c.on('data', (d: Buffer) => parts.push(d));
+          c.on('end', () => resolve({ data: Buffer.concat(parts), ms: performance.now() - t0 }));
+          c.on('error', reject);
+        });
+      const [a, b] = await Promise.all([fetchAll(), fetchAll()]);
+      const least = (body.length / rate) * 1000;
+      for (const got of [a, b]) {
+        assert.ok(got.data.equals(body), 'every byte, in order');
+        assert.ok(got.ms >= least, `took ${got.ms.toFixed(0)} ms, at least ${least.toFixed(0)} ms at the cap`);
+        // Per connection, not shared: both finish well before twice the time one needs.
+        assert.ok(got.ms < least * 1.6 + 200, `took ${got.ms.toFixed(0)} ms: the cap is per connection`);
+      }
+    } finally {
+      await wan.close();
+      source.close();
+    }
+  });
+
   test('UDP: datagrams wait the round trip, and replies from a new port (a TFTP transfer ID) are followed', { timeout: 10_000 }, async () => {
     const server = dgram.createSocket('udp4');
     const transfer = dgram.createSocket('udp4');
