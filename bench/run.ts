@@ -1,6 +1,6 @@
 /**
  * npm run bench [-- --quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms 50,200] [--workers N]
- *                [--no-http | --http-only] [--seed N]
+ *                [--no-http | --http-only | --wan-only] [--no-wan] [--wan-storm N] [--seed N]
  *
  * Starts, on loopback, an S3-compatible store (Ceph RGW by default) with an optional delaying
  * proxy, the gateway, Debian's tftpd-hpa (and atftpd for windowed cases) serving the same file
@@ -8,6 +8,8 @@
  * core, and prints gateway/reference ratios measured in the same run. Then the HTTP stage-2 rows:
  * the gateway's HTTP front end against Debian's nginx serving the same file from tmpfs, warm,
  * through a 30 ms WAN path (against lock-step TFTP too), and cold against S3's own first byte.
+ * Last, the cold path across a WAN: S3 behind a 60 ms round trip at 10 MB/s per connection, cold
+ * transfers and a cold storm against warm ones from the same gateway.
  * Writes results.json, storm.svg and table.txt under bench/results/<timestamp>/ (or --out).
  */
 import path from 'node:path';
@@ -21,7 +23,7 @@ process.env.AWS_EC2_METADATA_DISABLED = 'true';
 
 function usage(): never {
   process.stderr.write(
-    'usage: npm run bench -- [--quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms N,N] [--size MiB] [--cache-size MiB] [--latency-ms N] [--repeats N] [--workers N] [--no-http | --http-only] [--seed N]\n',
+    'usage: npm run bench -- [--quick] [--s3 rgw|s3rver|env] [--out DIR] [--no-atftpd] [--storms N,N] [--size MiB] [--cache-size MiB] [--latency-ms N] [--repeats N] [--workers N] [--no-http | --http-only | --wan-only] [--no-wan] [--wan-storm N] [--seed N]\n',
   );
   process.exit(2);
 }
@@ -36,7 +38,7 @@ async function main(): Promise<void> {
     if (v === undefined || v.startsWith('--')) usage();
     return v;
   };
-  for (const a of args) if (a.startsWith('--') && !['--quick', '--no-atftpd', '--s3', '--out', '--storms', '--size', '--cache-size', '--latency-ms', '--repeats', '--tsx', '--workers', '--no-http', '--http-only', '--seed'].includes(a)) usage();
+  for (const a of args) if (a.startsWith('--') && !['--quick', '--no-atftpd', '--s3', '--out', '--storms', '--size', '--cache-size', '--latency-ms', '--repeats', '--tsx', '--workers', '--no-http', '--http-only', '--wan-only', '--no-wan', '--wan-storm', '--seed'].includes(a)) usage();
   const base = quick ? QUICK : FULL;
   const s3Text = value('--s3') ?? 'rgw';
   if (s3Text !== 'rgw' && s3Text !== 's3rver' && s3Text !== 'env') usage();
@@ -51,9 +53,11 @@ async function main(): Promise<void> {
   const size = num('--size');
   const cache = num('--cache-size');
   const storms = value('--storms')?.split(',').map(Number);
-  if (args.includes('--no-http') && args.includes('--http-only')) usage();
+  const only = ['--http-only', '--wan-only'].filter((a) => args.includes(a));
+  if (only.length > 1 || (args.includes('--no-http') && args.includes('--http-only')) || (args.includes('--no-wan') && args.includes('--wan-only'))) usage();
+  const wanOnly = args.includes('--wan-only');
   const seed = num('--seed');
-  const http = args.includes('--no-http') || !base.http ? undefined : { ...base.http, ...(seed !== undefined ? { seed: Math.floor(seed) } : {}) };
+  const http = args.includes('--no-http') || wanOnly || !base.http ? undefined : { ...base.http, ...(seed !== undefined ? { seed: Math.floor(seed) } : {}) };
   const options: BenchOptions = {
     ...base,
     ...(size !== undefined ? { imageBytes: Math.round(size * MiB) } : {}),
@@ -64,9 +68,14 @@ async function main(): Promise<void> {
     // The storms' gateway --workers (default: the gateway's own default, the CPUs it may use).
     ...(num('--workers') !== undefined ? { stormWorkers: Math.max(1, Math.floor(num('--workers')!)) } : {}),
     atftpd: !args.includes('--no-atftpd'),
-    // Sections 1–3 (TFTP) unless --http-only; section 4 (HTTP) unless --no-http.
-    tftp: !args.includes('--http-only'),
+    // Sections 1–3 (TFTP) unless --http-only or --wan-only; section 4 (HTTP) unless --no-http or
+    // --wan-only; section 5 (cold across a WAN) unless --no-wan or --http-only.
+    tftp: !args.includes('--http-only') && !wanOnly,
     http,
+    wanCold:
+      args.includes('--no-wan') || args.includes('--http-only') || !base.wanCold
+        ? undefined
+        : { ...base.wanCold, ...(num('--wan-storm') !== undefined ? { stormClients: Math.floor(num('--wan-storm')!) } : {}) },
     s3,
     entry: args.includes('--tsx') ? 'tsx' : 'dist',
     cacheDir: DEFAULT_CACHE_DIR,

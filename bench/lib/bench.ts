@@ -5,6 +5,7 @@ import path from 'node:path';
 import { runClient, type ClientOutcome } from './clients.js';
 import { HTTP_FULL, HTTP_QUICK, runHttpSection, type HttpBenchOptions } from './http-bench.js';
 import { buildHttpRows, type HttpResults } from './http-report.js';
+import { buildWanColdRows, runStorm, runWanColdSection, WAN_COLD_FULL, WAN_COLD_QUICK, type WanColdOptions, type WanColdResults } from './wan-cold.js';
 import { allCores, busyShare, coreCount, cores, coreTicks, ManagedProcess, onCleanup, run } from './procs.js';
 import {
   fmt,
@@ -73,6 +74,8 @@ export interface BenchOptions {
   readonly tftp?: boolean;
   /** The HTTP stage-2 boot cases against nginx (section 4); absent: none. */
   readonly http?: HttpBenchOptions;
+  /** The cold path with S3 across a WAN (section 5); absent: none. */
+  readonly wanCold?: WanColdOptions;
   readonly entry: 'dist' | 'tsx';
   /** Where atftpd is unpacked (kept between runs). */
   readonly cacheDir: string;
@@ -105,6 +108,7 @@ export const FULL: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
   ],
   transferTimeoutMs: 120_000,
   http: HTTP_FULL,
+  wanCold: WAN_COLD_FULL,
 };
 
 export const QUICK: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
@@ -119,6 +123,7 @@ export const QUICK: Omit<BenchOptions, 'log' | 'entry' | 's3' | 'cacheDir'> = {
   coldCases: [[1468, 16]],
   transferTimeoutMs: 60_000,
   http: HTTP_QUICK,
+  wanCold: WAN_COLD_QUICK,
 };
 
 export interface ColdResult {
@@ -378,7 +383,23 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       });
     }
 
-    const rows = buildRows({ single, windowed, matrix, storms, cold, peakRssBytes, cacheBytes: opts.cacheBytes, ...(http ? { http } : {}) });
+    let wanCold: WanColdResults | undefined;
+    if (opts.wanCold) {
+      wanCold = await runWanColdSection({
+        wan: opts.wanCold,
+        s3,
+        gateway: gatewayOpts(s3.endpoint),
+        image,
+        imageKey: IMAGE,
+        warmup: { key: WARMUP, body: warmup },
+        serverCore,
+        clientCore,
+        transferTimeoutMs: opts.transferTimeoutMs,
+        log,
+      });
+    }
+
+    const rows = buildRows({ single, windowed, matrix, storms, cold, peakRssBytes, cacheBytes: opts.cacheBytes, ...(http ? { http } : {}), ...(wanCold ? { wanCold } : {}) });
     const table = formatTable(rows);
     const meta = {
       date: new Date().toISOString(),
@@ -392,7 +413,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       options: { ...opts, log: undefined, s3: typeof opts.s3 === 'object' ? opts.s3.kind : opts.s3 },
       ...(http ? { seed: http.seed } : {}),
     };
-    return { meta, single, windowed, matrix, storms, cold, peakRssBytes, ...(http ? { http } : {}), rows, table };
+    return { meta, single, windowed, matrix, storms, cold, peakRssBytes, ...(http ? { http } : {}), ...(wanCold ? { wanCold } : {}), rows, table };
   } finally {
     for (const s of [...servers].reverse()) await s.stop().catch(() => undefined);
     await s3?.close().catch(() => undefined);
@@ -403,17 +424,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
 }
 
 /** N clients at once; each one's completion time from the storm's start. */
-async function storm(port: number, n: number, opts: BenchOptions, image: Buffer, core: string): Promise<{ wall: number; clients: StormClient[] }> {
-  const started = performance.now();
-  const clients = await Promise.all(
-    Array.from({ length: n }, async (_, index) => {
-      const client = opts.stormClients[index % opts.stormClients.length]!;
-      const out = await runClient({ client, port, file: IMAGE, blksize: opts.stormBlksize, windowsize: 1, expected: image, timeoutMs: opts.transferTimeoutMs * 4, core });
-      const finishedAt = (performance.now() - started) / 1000;
-      return { index, client, finishedAt, ok: out.ok, ...(out.error ? { error: out.error } : {}) } satisfies StormClient;
-    }),
-  );
-  return { wall: (performance.now() - started) / 1000, clients };
+function storm(port: number, n: number, opts: BenchOptions, image: Buffer, core: string): Promise<{ wall: number; clients: StormClient[] }> {
+  return runStorm(port, n, opts.stormClients, opts.stormBlksize, IMAGE, image, opts.transferTimeoutMs * 4, core);
 }
 
 export interface RowInputs {
@@ -426,6 +438,8 @@ export interface RowInputs {
   readonly cacheBytes: number;
   /** The HTTP stage-2 boot measurements (section 4). */
   readonly http?: HttpResults;
+  /** The cold path across a WAN (section 5). */
+  readonly wanCold?: WanColdResults;
 }
 
 const speed = (r: TransferRun | undefined): number | undefined => (r && r.ok ? mbps(r.bytes, r.seconds) : r ? 0 : undefined);
@@ -559,6 +573,7 @@ export function buildRows(inp: RowInputs): Row[] {
     rows.push({ case: `peak RSS, largest storm`, gateway: `${fmt(inp.peakRssBytes / MiB, 0)} MiB`, reference: `${fmt(limit / MiB, 0)} MiB budget+150`, ratio: q, target: '≤ 1.00', met: q <= 1 });
   }
   if (inp.http) rows.push(...buildHttpRows(inp.http));
+  if (inp.wanCold) rows.push(...buildWanColdRows(inp.wanCold));
   return rows;
 }
 
