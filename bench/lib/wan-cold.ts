@@ -1,6 +1,6 @@
 import { runClient } from './clients.js';
 import { allCores, coreCount } from './procs.js';
-import { fmt, mbps, MiB, ratio, s3FetchRatio, summarizeStorm, type ClientName, type Row, type StormClient, type StormSummary, type TransferRun } from './report.js';
+import { fmt, mbps, MiB, promValue, ratio, s3FetchRatio, summarizeStorm, type ClientName, type Row, type StormClient, type StormSummary, type TransferRun } from './report.js';
 import { startGateway, startWanPath, type GatewayOptions, type GatewayServer, type S3Backend } from './servers.js';
 
 /**
@@ -102,6 +102,13 @@ async function s3Gets(gateway: GatewayServer): Promise<number> {
   return n;
 }
 
+/** What the gateway's adaptive reader measured and planned, for the log. */
+async function readPlan(gateway: GatewayServer): Promise<string> {
+  const text = await gateway.metricsText();
+  const v = (name: string): number => promValue(text, name) ?? Number.NaN;
+  return `S3 first byte ${fmt(v('tftp_gateway_s3_read_first_byte_seconds') * 1000, 0)} ms, ${fmt(v('tftp_gateway_s3_read_stream_bytes_per_second') / 1e6, 1)} MB/s per stream, parts ${fmt(v('tftp_gateway_s3_read_part_bytes') / 1024, 0)} KiB, read-ahead ${v('tftp_gateway_read_ahead_ranges')} ranges`;
+}
+
 export async function runWanColdSection(ctx: WanColdContext): Promise<WanColdResults> {
   const { wan, log } = ctx;
   log(
@@ -135,6 +142,7 @@ export async function runWanColdSection(ctx: WanColdContext): Promise<WanColdRes
       const cold = await transfer(gateway, blksize, windowsize);
       const fetched = (await gateway.s3BytesFetched()) - bytesBefore;
       const gets = (await s3Gets(gateway)) - getsBefore;
+      const plan = await readPlan(gateway);
       let warm: TransferRun | undefined;
       for (let i = 0; i < Math.max(1, wan.repeats); i++) {
         const r = await transfer(gateway, blksize, windowsize);
@@ -144,7 +152,7 @@ export async function runWanColdSection(ctx: WanColdContext): Promise<WanColdRes
       gateway = undefined;
       cases.push({ blksize, windowsize, cold, warm: warm!, s3BytesFetched: fetched, s3Gets: gets });
       log(
-        `  atftp blksize ${blksize} window ${windowsize}: cold ${cold.ok ? `${fmt(mbps(cold.bytes, cold.seconds))} MB/s` : `FAILED (${cold.error})`}, warm ${warm!.ok ? `${fmt(mbps(warm!.bytes, warm!.seconds))} MB/s` : 'FAILED'}, S3 ${fmt(fetched / ctx.image.length, 3)}× image in ${gets} GETs`,
+        `  atftp blksize ${blksize} window ${windowsize}: cold ${cold.ok ? `${fmt(mbps(cold.bytes, cold.seconds))} MB/s` : `FAILED (${cold.error})`}, warm ${warm!.ok ? `${fmt(mbps(warm!.bytes, warm!.seconds))} MB/s` : 'FAILED'}, S3 ${fmt(fetched / ctx.image.length, 3)}× image in ${gets} GETs (${plan})`,
       );
     }
     if (wan.stormClients > 0) {

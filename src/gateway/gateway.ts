@@ -12,7 +12,7 @@ import { systemClock, type Clock } from '../tftp/session/types.js';
 import { BlockCache } from '../storage/block-cache.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStore, type EmbeddedStore } from '../storage/embedded-s3.js';
 import { DiskTier } from '../storage/disk-tier.js';
-import { ParallelRangeReader } from '../storage/parallel-range.js';
+import { AdaptiveRangeReader } from '../storage/adaptive-range.js';
 import { S3ObjectStore } from '../storage/s3-store.js';
 import { CallDeadline } from '../storage/deadline.js';
 import { outageCause } from '../storage/s3-errors.js';
@@ -44,8 +44,8 @@ export interface GatewayDeps {
   readonly emfIntervalMs?: number;
 }
 
-/** Smallest part a range is split into for parallel GETs. */
-const RANGE_PART_MIN = 2 * 1024 * 1024;
+/** Most bytes a cold object's first HEAD brings along (a GET of its front instead of a HEAD). */
+const HEAD_FRONT_MAX = 1024 * 1024;
 
 /** How long stop() waits for the disk tier's writes in flight. */
 const DISK_CLOSE_MS = 5000;
@@ -145,8 +145,9 @@ export class Gateway {
       retryBudgetMs: config.s3RetryBudgetMs,
       onBytesFetched: (n) => metrics.s3BytesFetched.inc(n),
     });
-    // A range is read with up to --range-streams GETs at once (parts of at least 2 MiB).
-    const s3Reader = config.rangeStreams > 1 ? new ParallelRangeReader(store, { streams: config.rangeStreams, minPartBytes: RANGE_PART_MIN }) : store;
+    // Ranges are read with several GETs at once, parts and read-ahead sized from measured S3
+    // latency and throughput (--range-streams per range, --s3-streams in all).
+    const s3Reader = new AdaptiveRangeReader(store, { streamsPerRange: config.rangeStreams, maxStreams: config.s3Streams, frontBytes: HEAD_FRONT_MAX });
     // --cache-dir: a persistent disk tier between the memory cache and S3 (start-up never waits for S3).
     let disk: DiskTier | undefined;
     if (config.cacheDir) {
@@ -198,9 +199,17 @@ export class Gateway {
       // Worker threads read the ranges in place.
       sharedMemory: config.workers > 1,
       ...(disk ? { lowerTierBytes: () => disk.bytesHeld } : {}),
+      readAheadRanges: () => s3Reader.readAheadRanges(config.rangeSize),
     });
     for (const m of disk?.persisted ?? []) cache.seedMetadata(m.key, m.info, m.validatedAt);
     metrics.cacheBytesSource = () => cache.bytesHeld;
+    metrics.s3ReadSource = () => ({
+      latencyMs: s3Reader.estimator.latencyMs,
+      streamBytesPerSecond: s3Reader.estimator.streamBytesPerSecond,
+      partBytes: s3Reader.partBytes,
+      streams: s3Reader.streamsActive,
+      readAheadRanges: Math.max(config.readAhead, s3Reader.readAheadRanges(config.rangeSize)),
+    });
     metrics.staleObjectsSource = () => cache.staleObjects;
 
     const endpoints: UdpListenEndpoint[] = [];

@@ -271,6 +271,50 @@ export class GatewayMetrics {
     collect: (): void => this.staleObjects.set(this.staleObjectsSource()),
   });
 
+  /** Read at scrape time: what the adaptive S3 reader measures and plans (src/storage/adaptive-range.ts). */
+  s3ReadSource: () => { latencyMs: number; streamBytesPerSecond: number; partBytes: number; streams: number; readAheadRanges: number } = () => ({
+    latencyMs: 0,
+    streamBytesPerSecond: 0,
+    partBytes: 0,
+    streams: 0,
+    readAheadRanges: 0,
+  });
+  readonly s3ReadFirstByte: Gauge = new Gauge({
+    name: 'tftp_gateway_s3_read_first_byte_seconds',
+    help: 'Moving average of the time S3 GETs and HEADs take to their first byte (round trip and store latency): the cold path sizes parts and read-ahead from it',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.s3ReadFirstByte.set(this.s3ReadSource().latencyMs / 1000),
+  });
+  readonly s3ReadStreamRate: Gauge = new Gauge({
+    name: 'tftp_gateway_s3_read_stream_bytes_per_second',
+    help: 'Moving average of the rate one S3 GET delivers after its first byte',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.s3ReadStreamRate.set(this.s3ReadSource().streamBytesPerSecond),
+  });
+  readonly s3ReadPartBytes: Gauge = new Gauge({
+    name: 'tftp_gateway_s3_read_part_bytes',
+    help: 'Bytes one ranged GET reads now (about two round trips of one stream, within bounds)',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.s3ReadPartBytes.set(this.s3ReadSource().partBytes),
+  });
+  readonly s3ReadStreams: Gauge = new Gauge({
+    name: 'tftp_gateway_s3_read_streams',
+    help: 'Ranged GETs in flight now (at most --s3-streams)',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.s3ReadStreams.set(this.s3ReadSource().streams),
+  });
+  readonly readAheadRanges: Gauge = new Gauge({
+    name: 'tftp_gateway_read_ahead_ranges',
+    help: 'Ranges a transfer keeps in flight ahead of itself now (--read-ahead, deeper when S3 latency and throughput need it)',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.readAheadRanges.set(this.s3ReadSource().readAheadRanges),
+  });
+
   /** Counts a received datagram by opcode, or as malformed (hot path: a plain increment). */
   countReceived(opcode: number | 'malformed'): void {
     if (opcode === 'malformed') this.receivedCounts[PACKET_TYPES.length]!++;

@@ -102,6 +102,8 @@ export interface BlockCacheOptions {
   readonly sharedMemory?: boolean;
   /** Bytes of object data a lower tier (disk) holds, for readiness without S3. */
   readonly lowerTierBytes?: () => number;
+  /** Ranges a transfer should keep in flight ahead of itself (adaptive, from the S3 reader); at least the transfer's own read-ahead. */
+  readonly readAheadRanges?: () => number;
 }
 
 /**
@@ -118,6 +120,8 @@ export class BlockCache implements RangeCache<RangeEntry> {
   /** Evicted ranges still in flight or held by a session, by cache key. */
   private readonly inUse = new Map<string, RangeEntry>();
   private inUseBytes = 0;
+  /** Bytes of ranges being fetched now (read-ahead stops while they pass half the budget). */
+  private fetchingBytes = 0;
   private readonly metadata: MetadataCache;
   /** Aborts every fetch when the cache is closed (server stop). */
   private readonly lifetime = new AbortController();
@@ -152,6 +156,11 @@ export class BlockCache implements RangeCache<RangeEntry> {
 
   get rangeSize(): number {
     return this.options.rangeSize;
+  }
+
+  /** Ranges a transfer keeps in flight ahead of itself, as the S3 reader measures it (0: no advice). */
+  readAheadRanges(): number {
+    return this.options.readAheadRanges?.() ?? 0;
   }
 
   /** Bytes of range buffers currently held: the LRU plus evicted ranges still in use. */
@@ -231,9 +240,11 @@ export class BlockCache implements RangeCache<RangeEntry> {
     this.dropInUse(cacheKey);
     if (length === 0) return entry;
     entry.fetching = true;
+    this.fetchingBytes += length;
     this.ranges.set(cacheKey, entry);
     if (this.lifetime.signal.aborted) {
       entry.fetching = false;
+      this.fetchingBytes -= length;
       entry.fail(new TransferError('ABORTED', 'cache closed'));
       this.ranges.delete(cacheKey);
       return entry;
@@ -243,11 +254,13 @@ export class BlockCache implements RangeCache<RangeEntry> {
       .then(
         () => {
           entry.fetching = false;
+          this.fetchingBytes -= length;
           entry.progress(entry.buffer.length);
           this.settle(cacheKey, entry);
         },
         (err: unknown) => {
           entry.fetching = false;
+          this.fetchingBytes -= length;
           const failure = err instanceof TransferError ? err : new TransferError('STORAGE_ERROR', String(err));
           if (this.ranges.peek(cacheKey) === entry) this.ranges.delete(cacheKey);
           this.settle(cacheKey, entry);
@@ -258,8 +271,13 @@ export class BlockCache implements RangeCache<RangeEntry> {
     return entry;
   }
 
-  /** Starts fetching the range unless it is cached or in flight (read-ahead: not a hit or miss of a session). */
+  /**
+   * Starts fetching the range unless it is cached or in flight (read-ahead: not a hit or miss of a
+   * session), and unless fetches in flight already hold half the budget: read-ahead must not push
+   * out what transfers are reading.
+   */
   prefetch(key: string, info: ObjectInfo, index: number): void {
+    if (this.fetchingBytes >= this.options.maxBytes / 2) return;
     if (!this.has(key, info, index)) this.range(key, info, index);
   }
 

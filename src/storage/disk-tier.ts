@@ -3,7 +3,7 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ConfigError } from '../config/config.js';
-import type { RangeReader } from './parallel-range.js';
+import type { RangeReader } from './adaptive-range.js';
 import type { ObjectInfo } from './s3-store.js';
 
 export interface DiskTierOptions {

@@ -127,7 +127,9 @@ export class CachedObjectSource implements ReadSource {
   }
 
   private startReadAhead(index: number): void {
-    const upto = Math.min(this.lastIndex, index + this.readAhead);
+    // The transfer's own depth, or deeper where the S3 reader measures that more keeps its GETs busy.
+    const depth = Math.max(this.readAhead, this.cache.readAheadRanges?.() ?? 0);
+    const upto = Math.min(this.lastIndex, index + depth);
     for (let i = index + 1; i <= upto; i++) {
       this.cache.prefetch(this.key, this.info, i);
     }

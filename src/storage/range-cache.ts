@@ -30,6 +30,8 @@ export interface RangeCache<R extends RangeView = RangeView> {
   has(key: string, info: ObjectInfo, index: number): boolean;
   /** The range, starting its fetch if nobody has (single flight). */
   range(key: string, info: ObjectInfo, index: number): R;
+  /** Ranges a transfer should keep in flight ahead of itself, as measured on S3 (absent or 0: no advice). */
+  readAheadRanges?(): number;
   /** Starts fetching the range if it is neither cached nor in flight (read-ahead). */
   prefetch(key: string, info: ObjectInfo, index: number): void;
   /** A transfer starts using `entry` (not fetched again, not freed, while held). */

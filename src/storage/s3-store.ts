@@ -81,6 +81,62 @@ export class S3ObjectStore {
   }
 
   /**
+   * HeadObject's answer and the object's first bytes in one round trip: a GET of bytes
+   * [0, frontBytes) whose Content-Range carries the size (a cold transfer needs both, and across a
+   * WAN the round trip a HEAD would cost first is most of its wait). The front comes back empty if
+   * its body broke off (the answer still stands). An empty object (416 to any range) gets a HEAD.
+   */
+  async headWithFront(key: string, frontBytes: number, signal?: AbortSignal): Promise<{ info: ObjectInfo; front: Buffer }> {
+    const deadline = new CallDeadline(this.options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, `GetObject ${key} (front)`, signal);
+    let out: GetObjectCommandOutput;
+    try {
+      out = await deadline.race(
+        this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: key, Range: `bytes=0-${Math.max(1, frontBytes) - 1}` }), {
+          abortSignal: deadline.signal,
+          requestTimeout: this.options.metadataTimeoutMs ?? DEFAULT_METADATA_TIMEOUT_MS,
+        }),
+        (late: GetObjectCommandOutput) => (late.Body as Readable | undefined)?.destroy(),
+      );
+    } catch (err) {
+      deadline.close();
+      if (httpStatus(err) === 416) return { info: await this.head(key, signal), front: Buffer.alloc(0) };
+      throw storageError(err, `GetObject ${key} (front)`);
+    }
+    const body = out.Body as Readable | undefined;
+    const size = totalFromContentRange(out.ContentRange) ?? (out.ContentRange === undefined ? out.ContentLength : undefined);
+    if (size === undefined || out.ETag === undefined) {
+      body?.destroy();
+      deadline.close();
+      throw new TransferError('STORAGE_ERROR', `GetObject ${key}: no size or ETag in the answer`);
+    }
+    const lastModifiedMs = out.LastModified?.getTime();
+    const info: ObjectInfo = lastModifiedMs === undefined ? { size, etag: out.ETag } : { size, etag: out.ETag, lastModifiedMs };
+    const expected = Math.min(size, frontBytes);
+    const front = Buffer.allocUnsafeSlow(expected);
+    let filled = 0;
+    const onAbort = (): void => void body?.destroy();
+    deadline.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const chunk of (body ?? []) as AsyncIterable<Buffer>) {
+        deadline.touch();
+        const n = Math.min(expected - filled, chunk.length);
+        chunk.copy(front, filled, 0, n);
+        filled += n;
+        if (n > 0) this.options.onBytesFetched?.(n);
+        // A store that ignored the Range: the rest is not wanted.
+        if (filled >= expected && n < chunk.length) break;
+      }
+    } catch {
+      // The answer stands; the bytes that did come are kept (a prefix is still right).
+    } finally {
+      deadline.signal.removeEventListener('abort', onAbort);
+      body?.destroy();
+      deadline.close();
+    }
+    return { info, front: front.subarray(0, filled) };
+  }
+
+  /**
    * Reads bytes [start, start+target.length) of `key` at `etag` into `target`, reporting progress
    * through `onData(filled)` so readers can use the front of a range before its end arrives.
    * A body that breaks off is re-requested from where it stopped.
@@ -206,6 +262,16 @@ function guardComplete(client: S3Client, bucket: string, key: string): S3Client 
       };
     },
   });
+}
+
+/** The total of a Content-Range answer (`bytes 0-99/1234` → 1234); undefined when absent or unknown (`*`). */
+export function totalFromContentRange(value: string | undefined): number | undefined {
+  const m = value === undefined ? null : /\/(\d+)\s*$/.exec(value);
+  return m ? Number(m[1]) : undefined;
+}
+
+function httpStatus(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }
 
 /** Waits `ms`, or less if `signal` aborts first (the caller then sees the abort). */

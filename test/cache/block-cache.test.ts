@@ -96,6 +96,28 @@ describe('block cache against a real S3-compatible server', () => {
     }
   });
 
+  test("headWithFront: HEAD's answer and the first bytes in one GET; an empty object gets a HEAD; a missing one is NOT_FOUND", async () => {
+    const c = countedStore(s3, bucket);
+    try {
+      await putObject(s3, bucket, 'empty', Buffer.alloc(0));
+      const body = objects.get('one')!;
+      const head = await c.store.head('one');
+      const got = await c.store.headWithFront('one', 100 * KiB);
+      assert.deepEqual(got.info, head, 'the same size, ETag and Last-Modified as HeadObject');
+      assert.ok(got.front.equals(body.subarray(0, 100 * KiB)));
+      // Asking for more than the object has: the whole object.
+      const small = await c.store.headWithFront('big', 4096 * KiB);
+      assert.equal(small.info.size, objects.get('big')!.length);
+      assert.ok(small.front.equals(objects.get('big')!));
+      const empty = await c.store.headWithFront('empty', 64 * KiB);
+      assert.equal(empty.info.size, 0);
+      assert.equal(empty.front.length, 0);
+      await assert.rejects(c.store.headWithFront('no-such-object', 64 * KiB), (err: unknown) => err instanceof TransferError && err.code === 'NOT_FOUND');
+    } finally {
+      c.client.destroy();
+    }
+  });
+
   test('a HEAD answer expires after its TTL and is asked again', async () => {
     const c = countedStore(s3, bucket);
     let now = 10_000;
@@ -255,7 +277,8 @@ describe('gateway read path', () => {
 
   test('an object replaced mid-transfer ends that transfer with an ERROR, never mixed versions', async (t) => {
     if (s3.kind !== 'rgw') return t.skip('needs Ceph RGW (s3rver ignores If-Match on GET)');
-    const old = randomBytes(512 * KiB);
+    // Larger than the first bytes a cold HEAD brings along (at most 1 MiB, served from that one GET).
+    const old = randomBytes(2048 * KiB);
     await putObject(s3, bucket, 'moving.img', old);
     const gw = await startTestGateway(s3, bucket, ['--range-size', '64KiB', '--read-ahead', '0']);
     const peer = await UdpPeer.open();
@@ -270,7 +293,7 @@ describe('gateway read path', () => {
       peer.send(encodeAck(0), gw.port);
       const received: Buffer[] = [];
       let error: { code: number; message: string } | undefined;
-      for (let expected = 1; expected <= 512; expected++) {
+      for (let expected = 1; expected <= 2048; expected++) {
         const packet = await next();
         if (packet.opcode === Opcode.ERROR) {
           error = { code: packet.code, message: packet.message };
@@ -286,13 +309,14 @@ describe('gateway read path', () => {
         assert.equal(packet.block, expected);
         received.push(Buffer.from(packet.data));
         // After the first block the object is replaced: the next range must not come from it.
-        if (expected === 1) await putObject(s3, bucket, 'moving.img', randomBytes(512 * KiB));
+        if (expected === 1) await putObject(s3, bucket, 'moving.img', randomBytes(2048 * KiB));
         peer.send(encodeAck(expected), gw.port);
       }
       assert.ok(error, 'the transfer ends with an ERROR');
       assert.equal(error.code, 0);
       const got = Buffer.concat(received);
-      assert.ok(got.length >= 1024 && got.length <= 64 * KiB, `received ${got.length} bytes`);
+      // The error comes at the first range past the front the HEAD brought (1 MiB at most).
+      assert.ok(got.length >= 1024 && got.length <= 1024 * KiB + 64 * KiB, `received ${got.length} bytes`);
       assert.ok(got.equals(old.subarray(0, got.length)), 'everything sent came from the old version');
     } finally {
       await peer.close();

@@ -7,7 +7,7 @@ import { after, describe, test } from 'node:test';
 import { ConfigError } from '../../src/config/config.js';
 import { BlockCache } from '../../src/storage/block-cache.js';
 import { DiskTier } from '../../src/storage/disk-tier.js';
-import type { RangeReader } from '../../src/storage/parallel-range.js';
+import type { RangeReader } from '../../src/storage/adaptive-range.js';
 import type { ObjectInfo } from '../../src/storage/s3-store.js';
 
 /** An in-memory "S3" that counts its reads and can be switched off. */

@@ -1,0 +1,285 @@
+import { LRUCache } from 'lru-cache';
+import type { ObjectInfo, S3ObjectStore } from './s3-store.js';
+
+/** What the block cache reads ranges through (S3ObjectStore, or a tier or reader in front of it). */
+export type RangeReader = Pick<S3ObjectStore, 'bucket' | 'head' | 'readRange'>;
+/** The S3 side of the adaptive reader: ranged reads, and a HEAD that brings the first bytes along. */
+export type FrontReader = RangeReader & Pick<S3ObjectStore, 'headWithFront'>;
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** A body shorter than this says little about a stream's rate (its first chunk dominates). */
+const MIN_RATE_SAMPLE = 128 * KiB;
+/** Weight of a new sample in the moving averages. */
+const EWMA_WEIGHT = 0.25;
+
+/**
+ * What S3 has delivered lately, from every GET: the time to its first byte (the round trip, the
+ * store's own latency, a connection set up) and the rate one stream keeps after that. Their product
+ * is the bytes one GET has "in the pipe": the unit the reader plans parts and read-ahead in.
+ */
+export class S3ReadEstimator {
+  private latency: number;
+  private rate: number;
+
+  /** The priors (before anything is measured) suit a WAN: a LAN corrects them within a few GETs. */
+  constructor(prior: { latencyMs: number; bytesPerSecond: number } = { latencyMs: 30, bytesPerSecond: 20e6 }) {
+    this.latency = prior.latencyMs;
+    this.rate = prior.bytesPerSecond;
+  }
+
+  get latencyMs(): number {
+    return this.latency;
+  }
+
+  get streamBytesPerSecond(): number {
+    return this.rate;
+  }
+
+  /** One stream's bandwidth-delay product: bytes it delivers in one round trip. */
+  get streamWindowBytes(): number {
+    return (this.latency / 1000) * this.rate;
+  }
+
+  firstByte(ms: number): void {
+    if (!(ms >= 0)) return;
+    this.latency += EWMA_WEIGHT * (ms - this.latency);
+  }
+
+  body(bytes: number, ms: number): void {
+    if (bytes < MIN_RATE_SAMPLE || !(ms > 0)) return;
+    this.rate += EWMA_WEIGHT * ((bytes * 1000) / ms - this.rate);
+  }
+}
+
+export interface AdaptiveRangeOptions {
+  /** GETs reading one range at once at most. */
+  readonly streamsPerRange: number;
+  /** GETs in flight at once at most, all ranges together (read-ahead is sized to keep them busy). */
+  readonly maxStreams: number;
+  /** Smallest and largest part one GET reads (the first part of a range may be smaller). */
+  readonly minPartBytes?: number;
+  readonly maxPartBytes?: number;
+  /** Bytes a cold HEAD asks for along with the answer (0: plain HEAD). */
+  readonly frontBytes?: number;
+  readonly estimator?: S3ReadEstimator;
+  /** Clock in ms (tests). */
+  readonly now?: () => number;
+}
+
+/** Keys whose first HEAD was answered with bytes: later HEADs (TTL refreshes) are plain. */
+const SEEN_KEYS = 10_000;
+const SEEN_MS = 10 * 60_000;
+/** First bytes kept from a cold HEAD for the range reads that use them (this long). */
+const FRONT_KEEP_MS = 30_000;
+const FRONT_KEEP_BYTES = 64 * MiB;
+
+/**
+ * Reads each cache range with several ranged GETs whose sizes follow what S3 delivers: parts of
+ * about two round trips of one stream (so the request's wait is a third of a part's time, and
+ * across a WAN a range is read by as many streams as it has parts), the first part of a range
+ * smaller (the bytes a waiting client needs first come first), up to `streamsPerRange` at once
+ * and `maxStreams` in all. `readAheadRanges` tells sessions how far ahead to fetch so that many
+ * streams stay busy. A cold object's first HEAD brings its first bytes along (one round trip
+ * instead of two before a client's first block). Progress is reported as the contiguous prefix;
+ * each byte is asked for once. A part that fails aborts the others and fails the range (each
+ * part already re-requests a body that broke off).
+ */
+export class AdaptiveRangeReader implements RangeReader {
+  readonly estimator: S3ReadEstimator;
+  private readonly now: () => number;
+  private readonly seen = new LRUCache<string, true>({ max: SEEN_KEYS, ttl: SEEN_MS });
+  private readonly fronts = new LRUCache<string, Buffer>({ maxSize: FRONT_KEEP_BYTES, sizeCalculation: (b) => Math.max(1, b.length), ttl: FRONT_KEEP_MS });
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(
+    private readonly store: FrontReader,
+    private readonly options: AdaptiveRangeOptions,
+  ) {
+    this.estimator = options.estimator ?? new S3ReadEstimator();
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  get bucket(): string {
+    return this.store.bucket;
+  }
+
+  /** GETs in flight now. */
+  get streamsActive(): number {
+    return this.active;
+  }
+
+  /** Bytes one GET reads: about two round trips of one stream, within the bounds. */
+  get partBytes(): number {
+    const min = this.options.minPartBytes ?? 256 * KiB;
+    const max = Math.max(min, this.options.maxPartBytes ?? 8 * MiB);
+    return Math.round(Math.min(max, Math.max(min, 2 * this.estimator.streamWindowBytes)));
+  }
+
+  /** Ranges a session keeps in flight ahead of itself so that `maxStreams` parts can be read at once. */
+  readAheadRanges(rangeSize: number): number {
+    const partsPerRange = Math.ceil(rangeSize / this.partFor(rangeSize));
+    return Math.ceil(this.options.maxStreams / partsPerRange);
+  }
+
+  /**
+   * The part size for `length` bytes: about `partBytes`, or smaller where that lets every one of a
+   * range's streams work (a client faster than one stream waits for the whole range).
+   */
+  private partFor(length: number): number {
+    const min = this.options.minPartBytes ?? 256 * KiB;
+    return Math.max(min, Math.min(this.partBytes, Math.ceil(length / this.options.streamsPerRange)));
+  }
+
+  async head(key: string, signal?: AbortSignal): Promise<ObjectInfo> {
+    const frontBytes = this.options.frontBytes ?? 0;
+    const started = this.now();
+    if (frontBytes <= 0 || this.seen.has(key)) {
+      const info = await this.store.head(key, signal);
+      this.estimator.firstByte(this.now() - started);
+      return info;
+    }
+    // The first bytes a client will ask for: as many as one stream delivers in about a round trip.
+    const want = Math.max(64 * KiB, Math.min(frontBytes, Math.round(this.estimator.streamWindowBytes)));
+    const { info, front } = await this.store.headWithFront(key, want, signal);
+    this.estimator.firstByte(this.now() - started);
+    this.seen.set(key, true);
+    if (front.length > 0) this.fronts.set(frontKey(key, info.etag), front);
+    return info;
+  }
+
+  async readRange(key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void, signal?: AbortSignal): Promise<void> {
+    let from = 0;
+    // The front a cold HEAD brought along serves every range that starts inside it (small ranges:
+    // several), until it expires.
+    const front = this.fronts.size > 0 ? this.fronts.get(frontKey(key, etag)) : undefined;
+    if (front && start < front.length) {
+      from = Math.min(front.length - start, target.length);
+      front.copy(target, 0, start, start + from);
+      onData(from);
+      if (from === target.length) return;
+    }
+    const parts = this.plan(target.length, from);
+    const fills = parts.map(() => 0);
+    /** Index of the first part not yet complete, and the prefix length before it. */
+    let head = 0;
+    let prefix = from;
+    const report = (): void => {
+      while (head < parts.length && fills[head] === parts[head]!.length) {
+        prefix += parts[head]!.length;
+        head++;
+      }
+      onData(head < parts.length ? prefix + fills[head]! : prefix);
+    };
+    const inner = new AbortController();
+    const onAbort = (): void => inner.abort(signal?.reason);
+    if (signal?.aborted) inner.abort(signal.reason);
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < parts.length && !inner.signal.aborted) {
+        const i = next++;
+        const p = parts[i]!;
+        await this.readPart(key, etag, start + p.from, target.subarray(p.from, p.from + p.length), (n) => {
+          fills[i] = n;
+          // Only the part at the front moves the prefix.
+          if (i === head) report();
+        }, inner.signal);
+        fills[i] = p.length;
+        if (i === head) report();
+      }
+    };
+    try {
+      const streams = Math.max(1, Math.min(this.options.streamsPerRange, parts.length));
+      await Promise.all(
+        Array.from({ length: streams }, () =>
+          worker().catch((err: unknown) => {
+            inner.abort(err);
+            throw err;
+          }),
+        ),
+      );
+      if (inner.signal.aborted) throw inner.signal.reason;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** [from, length) split into parts of `partFor`, the first half size (the bytes a waiting client needs first). */
+  private plan(length: number, from: number): { from: number; length: number }[] {
+    const part = this.partFor(length - from);
+    const first = Math.max(this.options.minPartBytes ?? 256 * KiB, Math.round(part / 2));
+    const parts: { from: number; length: number }[] = [];
+    let pos = from;
+    let size = Math.min(first, part);
+    while (pos < length) {
+      let n = Math.min(size, length - pos);
+      // A short tail joins the part before it.
+      if (length - pos - n < part / 4) n = length - pos;
+      parts.push({ from: pos, length: n });
+      pos += n;
+      size = part;
+    }
+    return parts;
+  }
+
+  /** One GET under the overall stream cap, measured for the estimator. */
+  private async readPart(key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void, signal: AbortSignal): Promise<void> {
+    await this.acquire(signal);
+    const started = this.now();
+    let firstAt: number | undefined;
+    let firstBytes = 0;
+    try {
+      await this.store.readRange(
+        key,
+        etag,
+        start,
+        target,
+        (filled) => {
+          if (firstAt === undefined) {
+            firstAt = this.now();
+            firstBytes = filled;
+            this.estimator.firstByte(firstAt - started);
+          }
+          onData(filled);
+        },
+        signal,
+      );
+      if (firstAt !== undefined) this.estimator.body(target.length - firstBytes, this.now() - firstAt);
+    } finally {
+      this.releaseStream();
+    }
+  }
+
+  private acquire(signal: AbortSignal): Promise<void> {
+    if (this.active < this.options.maxStreams) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const grant = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        this.active++;
+        resolve();
+      };
+      const onAbort = (): void => {
+        const i = this.queue.indexOf(grant);
+        if (i !== -1) this.queue.splice(i, 1);
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(grant);
+    });
+  }
+
+  private releaseStream(): void {
+    this.active--;
+    this.queue.shift()?.();
+  }
+}
+
+function frontKey(key: string, etag: string): string {
+  return `${key}\u0000${etag}`;
+}
