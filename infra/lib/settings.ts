@@ -251,6 +251,7 @@ export function resolveProps(props: TftpGatewayStackProps) {
   }
   const diskCache = resolveDiskCache(props);
   const warmUp = resolveWarmUp(props);
+  const targetHealthCheckPath: '/readyz' | '/healthz' = warmUp ? '/readyz' : '/healthz';
   return {
     httpBoot,
     diskCache,
@@ -259,7 +260,7 @@ export function resolveProps(props: TftpGatewayStackProps) {
      * A warming task answers 503 on /readyz: the target groups check it then, so the task gets traffic
      * once warm. Without warm-up they keep checking /healthz (liveness), as before.
      */
-    targetHealthCheckPath: (warmUp ? '/readyz' : '/healthz') as '/readyz' | '/healthz',
+    targetHealthCheckPath,
     ephemeralStorageGiB: props.ephemeralStorageGiB,
     healthCheckGracePeriod: Duration.seconds(warmUp ? Math.max(HEALTH_CHECK_GRACE_SECONDS, warmUp.timeoutSeconds + WARM_GRACE_MARGIN_SECONDS) : HEALTH_CHECK_GRACE_SECONDS),
     vpcId: props.vpcId,
