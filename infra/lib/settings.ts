@@ -167,14 +167,14 @@ export interface TftpGatewayStackProps extends StackProps {
    */
   readonly ephemeralStorageGiB?: number;
   /**
-   * Files (as clients name them) or prefixes (ending in `/`) a new task reads into its caches before
+   * File names or prefixes (as the gateway's `--warm` takes them) a new task reads into its caches before
    * it reports ready (TFTP_GATEWAY_WARM). Default: none, no warm-up. With warm-up (this or
    * `warmFile`) the target groups check /readyz, which answers 503 "warming" until the warm-up is done
    * or `warmTimeout` has passed, so a cold task gets no traffic; the ECS service's health check grace
    * period covers `warmTimeout`, so the warming task is not replaced meanwhile.
    */
   readonly warm?: string[];
-  /** A file inside the container listing more names or prefixes to warm, one a line (TFTP_GATEWAY_WARM_FILE; e.g. in an image built FROM this one). */
+  /** A file inside the container listing more names or prefixes to warm, as `--warm-file` reads it (TFTP_GATEWAY_WARM_FILE; e.g. in an image built FROM this one). */
   readonly warmFile?: string;
   /** Longest warm-up before the task reports ready anyway (TFTP_GATEWAY_WARM_TIMEOUT). Default 600 s, at most 3600 s. */
   readonly warmTimeout?: Duration;
