@@ -33,7 +33,15 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# The base image's unprivileged user (uid 1000); the files above stay root-owned and read-only to it.
+# The disk cache tier's directory. The tier stays off (the image is stateless) unless
+# TFTP_GATEWAY_CACHE_DIR=/var/cache/tftp-gateway (or --cache-dir) turns it on. Owned by the runtime
+# user and declared a VOLUME, so what gets mounted there is writable by it: ECS on Fargate gives a
+# task volume at a VOLUME path the image's owner and mode (else root 0755), and Docker does the same
+# for a new named volume; a host directory bind-mounted there must be owned by uid 1000 itself.
+# (`docker run` without a volume gets an anonymous one here: use --rm, or mount a named volume.)
+RUN mkdir -p /var/cache/tftp-gateway && chown node:node /var/cache/tftp-gateway
+VOLUME ["/var/cache/tftp-gateway"]
+# The base image's unprivileged user (uid 1000); the app files above stay root-owned and read-only to it.
 USER node
 # TFTP, the ops endpoints (/metrics, /healthz, /readyz), and HTTP boot. HTTP boot stays off unless
 # TFTP_GATEWAY_HTTP_BOOT_LISTEN is set (e.g. 0.0.0.0:8080; the CDK stack sets it on its tasks).

@@ -41,6 +41,12 @@ export const CONTEXT_KEYS = [
   'logRetentionDays',
   'logLevel',
   'maxBlksize',
+  'cacheDirSizeMiB',
+  'ephemeralStorageGiB',
+  'warm',
+  'warmFile',
+  'warmTimeoutSeconds',
+  'warmIntervalSeconds',
   'ampWorkspaceArn',
   'createAmpWorkspace',
   'adotImage',
@@ -110,6 +116,8 @@ export function configFromContext(
     throw new Error(`context logRetentionDays: ${retentionDays} is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, ...)`);
   }
   const longest = num('longestTransferSeconds');
+  const warmTimeout = num('warmTimeoutSeconds');
+  const warmInterval = num('warmIntervalSeconds');
 
   const props: TftpGatewayStackProps = {
     env,
@@ -145,6 +153,12 @@ export function configFromContext(
     logRetention: retentionDays,
     logLevel: str('logLevel'),
     maxBlksize: num('maxBlksize'),
+    cacheDirSizeMiB: num('cacheDirSizeMiB'),
+    ephemeralStorageGiB: num('ephemeralStorageGiB'),
+    warm: list('warm'),
+    warmFile: str('warmFile'),
+    warmTimeout: warmTimeout !== undefined ? Duration.seconds(warmTimeout) : undefined,
+    warmInterval: warmInterval !== undefined ? Duration.seconds(warmInterval) : undefined,
     ampWorkspaceArn: str('ampWorkspaceArn'),
     createAmpWorkspace: bool('createAmpWorkspace'),
     adotImage: str('adotImage'),

@@ -21,6 +21,11 @@ export interface GatewayLoadBalancerProps {
   readonly privateIps: readonly string[];
   /** How long a deregistering task keeps its flows (the longest expected transfer). */
   readonly deregistrationDelay: Duration;
+  /**
+   * Path of the targets' HTTP health check on the ops port: /healthz (liveness), or /readyz when tasks
+   * warm their caches before serving (a warming task answers 503 there and gets no traffic).
+   */
+  readonly healthCheckPath: '/healthz' | '/readyz';
   /** HTTP boot: a TCP listener (and an HTTPS one with a certificate) to the container's HTTP boot port; undefined: none. */
   readonly httpBoot: HttpBootSettings | undefined;
   /** Destination of the access logs an HTTPS listener enables; called only then. */
@@ -101,13 +106,17 @@ export class GatewayLoadBalancer extends FlatConstruct {
       checkFixedIps(privateIps, props.privateSubnets.subnets);
     }
 
-    // Both target groups ask the same liveness endpoint on the ops port: a task that serves TFTP
-    // serves HTTP (one process), and /healthz stays 200 while S3 is away (cached files still boot).
+    // Both target groups ask the same endpoint on the ops port: a task that serves TFTP serves HTTP
+    // (one process). /healthz (liveness) stays 200 while S3 is away (cached files still boot). With
+    // warm-up it is /readyz: 503 "warming" keeps a cold task out until its caches are filled (or the
+    // warm timeout passed); /readyz also stays 200 during an S3 outage while the task holds cached
+    // content. A target that is not yet healthy just gets no traffic: replacing it is ECS's call,
+    // held off by the service's health check grace period, which covers the warm timeout.
     const healthCheck: elbv2.HealthCheck = {
       enabled: true,
       protocol: elbv2.Protocol.HTTP,
       port: String(GATEWAY_HTTP_PORT),
-      path: '/healthz',
+      path: props.healthCheckPath,
       healthyHttpCodes: '200',
       interval: Duration.seconds(10),
       timeout: Duration.seconds(5),

@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import type { Duration } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -16,6 +16,11 @@ export interface GatewayServiceProps {
   readonly securityGroup: ec2.ISecurityGroup;
   /** Target group the tasks' TFTP port (UDP 6969) is registered with. */
   readonly targetGroup: elbv2.INetworkTargetGroup;
+  /**
+   * How long ECS ignores a new task's failing health checks (load balancer and container): covers
+   * start-up, and the warm-up when tasks warm their caches before they report ready.
+   */
+  readonly healthCheckGracePeriod: Duration;
   /** HTTP boot: the target group the tasks' HTTP boot port (TCP) is registered with; undefined: none. */
   readonly httpBoot: { readonly targetGroup: elbv2.INetworkTargetGroup; readonly containerPort: number } | undefined;
 }
@@ -36,7 +41,7 @@ export class GatewayService extends FlatConstruct {
       minHealthyPercent: 100,
       maxHealthyPercent: 200,
       circuitBreaker: { enable: true, rollback: true },
-      healthCheckGracePeriod: Duration.seconds(30),
+      healthCheckGracePeriod: props.healthCheckGracePeriod,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [props.securityGroup],
       assignPublicIp: false,

@@ -33,6 +33,37 @@ export const SESSIONS_METRIC = { namespace: 'TftpGateway', metricName: 'ActiveSe
 /** Memory kept for the ADOT collector sidecar when it runs. */
 export const ADOT_MEMORY_MIB = 256;
 export const DEFAULT_ADOT_IMAGE = 'public.ecr.aws/aws-observability/aws-otel-collector:v0.48.0';
+/**
+ * Where the disk cache tier lives in the container (TFTP_GATEWAY_CACHE_DIR). The Dockerfile creates
+ * it owned by the runtime user and declares it a VOLUME: Fargate copies that owner and mode to the
+ * task volume mounted there (an empty bind mount is otherwise root-owned 0755, unwritable to `node`).
+ */
+export const CACHE_DIR_PATH = '/var/cache/tftp-gateway';
+/** Fargate's ephemeral storage when the task definition sets none, and the settable range. */
+export const FARGATE_DEFAULT_EPHEMERAL_GIB = 20;
+export const FARGATE_EPHEMERAL_GIB = { min: 21, max: 200 } as const;
+/** Ephemeral storage kept for what else lives there: the image layers (gateway, ADOT), /tmp, the writable layer. */
+export const EPHEMERAL_RESERVE_GIB = 4;
+/** ECS ignores failing health checks of a new task this long; without warm-up, start-up is seconds. */
+export const HEALTH_CHECK_GRACE_SECONDS = 30;
+/**
+ * With warm-up, the grace period is the warm timeout plus this: process start and the target group's
+ * two healthy checks 10 s apart after the warm-up ends, with room to spare.
+ */
+export const WARM_GRACE_MARGIN_SECONDS = 60;
+/** The longest warm-up the stack allows: ECS does not replace a broken new task before it is over. */
+export const MAX_WARM_TIMEOUT_SECONDS = 3600;
+/** The gateway's default --warm-timeout; the stack always passes it explicitly. */
+export const DEFAULT_WARM_TIMEOUT_SECONDS = 600;
+/** Gateway variables that the props below own (the stack sizes storage and health checks from them). */
+const PROP_OWNED_ENVIRONMENT: Record<string, string> = {
+  TFTP_GATEWAY_CACHE_DIR: 'cacheDirSizeMiB',
+  TFTP_GATEWAY_CACHE_DIR_SIZE: 'cacheDirSizeMiB',
+  TFTP_GATEWAY_WARM: 'warm',
+  TFTP_GATEWAY_WARM_FILE: 'warmFile',
+  TFTP_GATEWAY_WARM_TIMEOUT: 'warmTimeout',
+  TFTP_GATEWAY_WARM_INTERVAL: 'warmInterval',
+};
 
 /** The repository root: the Docker build context of the gateway image. */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -114,8 +145,41 @@ export interface TftpGatewayStackProps extends StackProps {
   readonly logLevel?: string;
   /** TFTP_GATEWAY_MAX_BLKSIZE. Default: the gateway's (1468). */
   readonly maxBlksize?: number;
-  /** Extra TFTP_GATEWAY_* variables for the gateway container. */
+  /** Extra TFTP_GATEWAY_* variables for the gateway container (not those of the disk tier or warm-up: use their props). */
   readonly extraEnvironment?: Record<string, string>;
+
+  // ----- disk cache tier and warm-up -----
+  /**
+   * Turn the gateway's disk cache tier on, this many MiB (TFTP_GATEWAY_CACHE_DIR_SIZE). Default: off.
+   * It lives on the task's Fargate ephemeral storage: a task volume mounted at /var/cache/tftp-gateway
+   * (TFTP_GATEWAY_CACHE_DIR), writable by the container user while the root file system stays
+   * read-only. Fargate storage belongs to one task: a replaced task (deployment, scaling, a crash)
+   * starts with an empty directory. On Fargate the tier is a cache larger than the task's memory and
+   * a place for `warm` to fill; surviving restarts and WAN outages is what it does at edge sites that
+   * run the image with a host directory mounted there (Docker, ECS Anywhere). Not EFS: every range
+   * read would cross the network again (the latency and the per-GB cost the tier exists to avoid).
+   * Must fit `ephemeralStorageGiB` less 4 GiB (image layers, /tmp).
+   */
+  readonly cacheDirSizeMiB?: number;
+  /**
+   * Fargate ephemeral storage per task, GiB (21..200; billed above 20). Default: Fargate's 20 GiB.
+   * Raise it for a disk tier over 16 GiB.
+   */
+  readonly ephemeralStorageGiB?: number;
+  /**
+   * File names or prefixes (as the gateway's `--warm` takes them) a new task reads into its caches before
+   * it reports ready (TFTP_GATEWAY_WARM). Default: none, no warm-up. With warm-up (this or
+   * `warmFile`) the target groups check /readyz, which answers 503 "warming" until the warm-up is done
+   * or `warmTimeout` has passed, so a cold task gets no traffic; the ECS service's health check grace
+   * period covers `warmTimeout`, so the warming task is not replaced meanwhile.
+   */
+  readonly warm?: string[];
+  /** A file inside the container listing more names or prefixes to warm, as `--warm-file` reads it (TFTP_GATEWAY_WARM_FILE; e.g. in an image built FROM this one). */
+  readonly warmFile?: string;
+  /** Longest warm-up before the task reports ready anyway (TFTP_GATEWAY_WARM_TIMEOUT). Default 600 s, at most 3600 s. */
+  readonly warmTimeout?: Duration;
+  /** Warm the list again this often, picking up new versions (TFTP_GATEWAY_WARM_INTERVAL). Default: the gateway's (0, off). */
+  readonly warmInterval?: Duration;
 
   // ----- Prometheus -----
   /** Remote-write to this Amazon Managed Service for Prometheus workspace through an ADOT sidecar. */
@@ -180,8 +244,25 @@ export function resolveProps(props: TftpGatewayStackProps) {
     if (parseIpv4(ip) === undefined) throw new Error(`nlbPrivateIps: not an IPv4 address: ${ip}`);
   }
   const httpBoot = resolveHttpBoot(props);
+  const extraEnvironment = props.extraEnvironment ?? {};
+  for (const key of Object.keys(extraEnvironment)) {
+    const prop = PROP_OWNED_ENVIRONMENT[key];
+    if (prop) throw new Error(`extraEnvironment: set ${key} through the ${prop} prop (the stack sizes storage and health checks from it)`);
+  }
+  const diskCache = resolveDiskCache(props);
+  const warmUp = resolveWarmUp(props);
+  const targetHealthCheckPath: '/readyz' | '/healthz' = warmUp ? '/readyz' : '/healthz';
   return {
     httpBoot,
+    diskCache,
+    warmUp,
+    /**
+     * A warming task answers 503 on /readyz: the target groups check it then, so the task gets traffic
+     * once warm. Without warm-up they keep checking /healthz (liveness), as before.
+     */
+    targetHealthCheckPath,
+    ephemeralStorageGiB: props.ephemeralStorageGiB,
+    healthCheckGracePeriod: Duration.seconds(warmUp ? Math.max(HEALTH_CHECK_GRACE_SECONDS, warmUp.timeoutSeconds + WARM_GRACE_MARGIN_SECONDS) : HEALTH_CHECK_GRACE_SECONDS),
     vpcId: props.vpcId,
     vpcCidr: props.vpcCidr ?? '10.0.0.0/16',
     maxAzs: props.maxAzs ?? 2,
@@ -210,11 +291,78 @@ export function resolveProps(props: TftpGatewayStackProps) {
     logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
     logLevel: props.logLevel ?? 'info',
     maxBlksize: props.maxBlksize,
-    extraEnvironment: props.extraEnvironment ?? {},
+    extraEnvironment,
     ampWorkspaceArn: props.ampWorkspaceArn,
     createAmpWorkspace: props.createAmpWorkspace ?? false,
     adotImage: props.adotImage ?? DEFAULT_ADOT_IMAGE,
   };
+}
+
+export interface DiskCacheSettings {
+  /** Bytes of range files the tier holds at most, in MiB. */
+  readonly sizeMiB: number;
+}
+
+/** The disk tier's settings, or undefined when it is off (no volume, no variables); checks ephemeralStorageGiB too. */
+function resolveDiskCache(props: TftpGatewayStackProps): DiskCacheSettings | undefined {
+  const storage = props.ephemeralStorageGiB;
+  if (storage !== undefined && !(Number.isInteger(storage) && storage >= FARGATE_EPHEMERAL_GIB.min && storage <= FARGATE_EPHEMERAL_GIB.max)) {
+    throw new Error(`ephemeralStorageGiB must be an integer ${FARGATE_EPHEMERAL_GIB.min}..${FARGATE_EPHEMERAL_GIB.max} (Fargate's range; got ${storage})`);
+  }
+  const sizeMiB = props.cacheDirSizeMiB;
+  if (sizeMiB === undefined) return undefined;
+  if (!(Number.isInteger(sizeMiB) && sizeMiB >= 1)) throw new Error(`cacheDirSizeMiB must be a whole number of MiB, 1 or more (got ${sizeMiB})`);
+  const total = storage ?? FARGATE_DEFAULT_EPHEMERAL_GIB;
+  const room = (total - EPHEMERAL_RESERVE_GIB) * 1024;
+  if (sizeMiB > room) {
+    const needed = Math.ceil(sizeMiB / 1024) + EPHEMERAL_RESERVE_GIB;
+    throw new Error(
+      `cacheDirSizeMiB ${sizeMiB} does not fit the task's ${total} GiB of ephemeral storage (at most ${room} MiB: ${EPHEMERAL_RESERVE_GIB} GiB stay for image layers and /tmp); ` +
+        (needed <= FARGATE_EPHEMERAL_GIB.max ? `set ephemeralStorageGiB to ${Math.max(needed, FARGATE_EPHEMERAL_GIB.min)} or more` : `Fargate allows at most ${FARGATE_EPHEMERAL_GIB.max} GiB`),
+    );
+  }
+  return { sizeMiB };
+}
+
+export interface WarmUpSettings {
+  /** Names and prefixes (TFTP_GATEWAY_WARM); may be empty when only a file is given. */
+  readonly names: readonly string[];
+  readonly file: string | undefined;
+  readonly timeoutSeconds: number;
+  /** undefined: the gateway's default (no re-warming). */
+  readonly intervalSeconds: number | undefined;
+}
+
+/** Warm-up settings, or undefined when there is nothing to warm. */
+function resolveWarmUp(props: TftpGatewayStackProps): WarmUpSettings | undefined {
+  const names = (props.warm ?? []).map((n) => n.trim()).filter((n) => n.length > 0);
+  for (const n of names) {
+    // The gateway reads TFTP_GATEWAY_WARM as a comma-separated list.
+    if (n.includes(',')) throw new Error(`warm: a name with a comma cannot be passed in TFTP_GATEWAY_WARM (got ${JSON.stringify(n)}); list it in warmFile`);
+  }
+  const file = props.warmFile?.trim() || undefined;
+  if (file !== undefined && !file.startsWith('/')) throw new Error(`warmFile must be an absolute path inside the container (got ${file})`);
+  if (names.length === 0 && file === undefined) {
+    if (props.warmTimeout !== undefined || props.warmInterval !== undefined) {
+      throw new Error('warmTimeout and warmInterval need something to warm: set warm or warmFile');
+    }
+    return undefined;
+  }
+  const timeoutSeconds = wholeSeconds('warmTimeout', props.warmTimeout) ?? DEFAULT_WARM_TIMEOUT_SECONDS;
+  if (timeoutSeconds < 1 || timeoutSeconds > MAX_WARM_TIMEOUT_SECONDS) {
+    throw new Error(
+      `warmTimeout must be 1..${MAX_WARM_TIMEOUT_SECONDS} s (got ${timeoutSeconds}): ECS does not replace a failing new task before the grace period that covers it is over`,
+    );
+  }
+  const intervalSeconds = wholeSeconds('warmInterval', props.warmInterval);
+  return { names, file, timeoutSeconds, intervalSeconds };
+}
+
+function wholeSeconds(name: string, d: Duration | undefined): number | undefined {
+  if (d === undefined) return undefined;
+  const ms = d.toMilliseconds();
+  if (!(Number.isInteger(ms / 1000) && ms >= 0)) throw new Error(`${name} must be a whole number of seconds (got ${d.toHumanString()})`);
+  return ms / 1000;
 }
 
 export interface HttpBootSettings {

@@ -8,7 +8,15 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { FlatConstruct } from './flat-construct.js';
 import { acknowledgeWildcardResources } from './nag.js';
-import { DRAIN_TIMEOUT_SECONDS, GATEWAY_HTTP_PORT, GATEWAY_TFTP_PORT, STOP_TIMEOUT_SECONDS } from './settings.js';
+import {
+  CACHE_DIR_PATH,
+  DRAIN_TIMEOUT_SECONDS,
+  GATEWAY_HTTP_PORT,
+  GATEWAY_TFTP_PORT,
+  STOP_TIMEOUT_SECONDS,
+  type DiskCacheSettings,
+  type WarmUpSettings,
+} from './settings.js';
 import type { GatewayBucket } from './storage.js';
 
 export interface GatewayTasksProps {
@@ -38,6 +46,12 @@ export interface GatewayTasksProps {
   readonly httpBootPort: number | undefined;
   /** Extra variables for the gateway container. */
   readonly extraEnvironment: Readonly<Record<string, string>>;
+  /** Fargate ephemeral storage of a task (21..200 GiB); undefined: Fargate's default (20 GiB). */
+  readonly ephemeralStorageGiB: number | undefined;
+  /** The disk cache tier on the task's ephemeral storage; undefined: off (no volume). */
+  readonly diskCache: DiskCacheSettings | undefined;
+  /** What the gateway warms before it reports ready; undefined: no warm-up. */
+  readonly warmUp: WarmUpSettings | undefined;
 }
 
 /**
@@ -84,8 +98,11 @@ export class GatewayTasks extends FlatConstruct {
         operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       },
       taskRole: this.taskRole,
-      volumes: [{ name: 'tmp' }],
+      // Task volumes are bind mounts on the task's ephemeral storage; the cache volume is the disk tier's.
+      volumes: [{ name: 'tmp' }, ...(props.diskCache ? [{ name: 'cache' }] : [])],
+      ...(props.ephemeralStorageGiB !== undefined ? { ephemeralStorageGiB: props.ephemeralStorageGiB } : {}),
     });
+    const { diskCache, warmUp } = props;
 
     const environment: Record<string, string> = {
       TFTP_GATEWAY_LISTEN: `0.0.0.0:${GATEWAY_TFTP_PORT}`,
@@ -104,6 +121,12 @@ export class GatewayTasks extends FlatConstruct {
       TFTP_GATEWAY_SCALE_IN_PROTECTION: 'true',
       ...(props.allowWrite ? { TFTP_GATEWAY_WRITE_PREFIXES: props.writePrefixes.join(',') } : {}),
       ...(props.maxBlksize !== undefined ? { TFTP_GATEWAY_MAX_BLKSIZE: String(props.maxBlksize) } : {}),
+      ...(diskCache ? { TFTP_GATEWAY_CACHE_DIR: CACHE_DIR_PATH, TFTP_GATEWAY_CACHE_DIR_SIZE: `${diskCache.sizeMiB}MiB` } : {}),
+      ...(warmUp && warmUp.names.length > 0 ? { TFTP_GATEWAY_WARM: warmUp.names.join(',') } : {}),
+      ...(warmUp?.file !== undefined ? { TFTP_GATEWAY_WARM_FILE: warmUp.file } : {}),
+      // Always explicit: the service's grace period is computed from this value, not from the gateway's default.
+      ...(warmUp ? { TFTP_GATEWAY_WARM_TIMEOUT: String(warmUp.timeoutSeconds) } : {}),
+      ...(warmUp?.intervalSeconds !== undefined ? { TFTP_GATEWAY_WARM_INTERVAL: String(warmUp.intervalSeconds) } : {}),
       ...props.extraEnvironment,
     };
 
@@ -121,7 +144,10 @@ export class GatewayTasks extends FlatConstruct {
       readonlyRootFilesystem: true,
       linuxParameters: new ecs.LinuxParameters(this.host, 'GatewayLinuxParameters', { initProcessEnabled: true }),
       healthCheck: {
-        // The slim image has no curl: Node's fetch asks the gateway's own liveness endpoint.
+        // The slim image has no curl: Node's fetch asks the gateway's own liveness endpoint. Liveness,
+        // not readiness: /healthz is 200 once the UDP sockets are bound, warm-up or not (a warming task
+        // answers 503 on /readyz only), so ECS never restarts a task for warming; the target groups
+        // keep it out of the load balancer until it is ready.
         command: [
           'CMD',
           'node',
@@ -141,6 +167,11 @@ export class GatewayTasks extends FlatConstruct {
       }),
     });
     this.gatewayContainer.addMountPoints({ containerPath: '/tmp', sourceVolume: 'tmp', readOnly: false });
+    if (diskCache) {
+      // The image declares CACHE_DIR_PATH a VOLUME owned by its runtime user: Fargate gives the mounted
+      // volume that owner, so the unprivileged gateway can write there while the root file system stays read-only.
+      this.gatewayContainer.addMountPoints({ containerPath: CACHE_DIR_PATH, sourceVolume: 'cache', readOnly: false });
+    }
 
     // ------------------------------------------------------ task permissions
     props.bucket.grantGatewayAccess(this.taskRole, { prefix: props.s3Prefix, allowWrite: props.allowWrite, writePrefixes: props.writePrefixes });

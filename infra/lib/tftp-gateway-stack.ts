@@ -16,6 +16,7 @@ import { GatewayTasks } from './tasks.js';
 
 export {
   ADOT_MEMORY_MIB,
+  CACHE_DIR_PATH,
   DEFAULT_ADOT_IMAGE,
   DRAIN_TIMEOUT_SECONDS,
   DEFAULT_HTTP_BOOT_TLS_POLICY,
@@ -99,6 +100,9 @@ export class TftpGatewayStack extends Stack {
       maxBlksize: cfg.maxBlksize,
       httpBootPort: cfg.httpBoot?.containerPort,
       extraEnvironment: cfg.extraEnvironment,
+      ephemeralStorageGiB: cfg.ephemeralStorageGiB,
+      diskCache: cfg.diskCache,
+      warmUp: cfg.warmUp,
     });
     this.cluster = tasks.cluster;
     this.logGroup = tasks.logGroup;
@@ -123,6 +127,7 @@ export class TftpGatewayStack extends Stack {
       clientCidrs: cfg.clientCidrs.length > 0 ? cfg.clientCidrs : [network.vpcCidr],
       privateIps: cfg.nlbPrivateIps,
       deregistrationDelay: cfg.longestTransfer,
+      healthCheckPath: cfg.targetHealthCheckPath,
       httpBoot: cfg.httpBoot,
       accessLogBucket: getLogBucket,
     });
@@ -136,6 +141,7 @@ export class TftpGatewayStack extends Stack {
       serviceName: cfg.serviceName,
       securityGroup: loadBalancing.serviceSecurityGroup,
       targetGroup: loadBalancing.targetGroup,
+      healthCheckGracePeriod: cfg.healthCheckGracePeriod,
       httpBoot: cfg.httpBoot && loadBalancing.httpBootTargetGroup
         ? { targetGroup: loadBalancing.httpBootTargetGroup, containerPort: cfg.httpBoot.containerPort }
         : undefined,

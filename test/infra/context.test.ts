@@ -119,3 +119,31 @@ test('looking up an existing VPC needs a concrete account and region', () => {
   const { props } = from({ vpcId: 'vpc-0123456789abcdef0', account: '123456789012', region: 'eu-west-1' });
   assert.equal(props.vpcId, 'vpc-0123456789abcdef0');
 });
+
+test('disk cache tier and warm-up context: sizes as numbers, warm as a comma-separated list, times in seconds', () => {
+  const { props } = from({
+    cacheDirSizeMiB: '40960',
+    ephemeralStorageGiB: '50',
+    warm: 'pxelinux.0, images/ubuntu-24.04/,ipxe.efi',
+    warmFile: '/etc/tftp-gateway/warm.txt',
+    warmTimeoutSeconds: '900',
+    warmIntervalSeconds: '3600',
+  });
+  assert.equal(props.cacheDirSizeMiB, 40960);
+  assert.equal(props.ephemeralStorageGiB, 50);
+  assert.deepEqual(props.warm, ['pxelinux.0', 'images/ubuntu-24.04/', 'ipxe.efi']);
+  assert.equal(props.warmFile, '/etc/tftp-gateway/warm.txt');
+  assert.equal(props.warmTimeout?.toSeconds(), 900);
+  assert.equal(props.warmInterval?.toSeconds(), 3600);
+  // cdk.json keeps JSON types: a list stays a list, numbers stay numbers.
+  const json = from({ warm: ['pxelinux.0', 'boot/'], cacheDirSizeMiB: 1024, warmTimeoutSeconds: 120 }).props;
+  assert.deepEqual(json.warm, ['pxelinux.0', 'boot/']);
+  assert.equal(json.cacheDirSizeMiB, 1024);
+  assert.equal(json.warmTimeout?.toSeconds(), 120);
+  // Unset: no disk tier and no warm-up (the stack's defaults).
+  const none = from({}).props;
+  for (const k of ['cacheDirSizeMiB', 'ephemeralStorageGiB', 'warm', 'warmFile', 'warmTimeout', 'warmInterval'] as const) assert.equal(none[k], undefined, k);
+  assert.throws(() => from({ cacheDirSizeMiB: 'big' }), /context cacheDirSizeMiB: expected a number/);
+  assert.throws(() => from({ warm: [1] }), /context warm/);
+  assert.throws(() => from({ warmTimeoutSeconds: 'ten' }), /context warmTimeoutSeconds: expected a number/);
+});

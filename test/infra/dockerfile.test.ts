@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { GATEWAY_HTTP_BOOT_PORT, GATEWAY_HTTP_PORT, GATEWAY_TFTP_PORT } from '../../infra/lib/tftp-gateway-stack.js';
+import { CACHE_DIR_PATH, GATEWAY_HTTP_BOOT_PORT, GATEWAY_HTTP_PORT, GATEWAY_TFTP_PORT } from '../../infra/lib/tftp-gateway-stack.js';
 import { parseDockerfile, type Stage } from './dockerfile.js';
 
 const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
@@ -99,4 +99,23 @@ test('.dockerignore is an allow-list that keeps node_modules, dist, cdk.out and 
     .filter((c) => !/--from/.test(c.args))
     .flatMap((c) => c.args.replace(/--\S+/g, '').trim().split(/\s+/).slice(0, -1));
   for (const src of contextCopies) assert.ok(allowed.includes(src.replace(/\/$/, '')), `${src} is copied but not in .dockerignore's allow-list`);
+});
+
+test(`the disk cache tier's directory ${CACHE_DIR_PATH}: created owned by the runtime user before USER, declared a VOLUME; the tier stays off in the image`, () => {
+  const user = all(final, 'USER').at(-1)!.args.split(':')[0]!;
+  const index = (i: { keyword: string }) => final.instructions.indexOf(i as (typeof final.instructions)[number]);
+  const volumes = all(final, 'VOLUME');
+  assert.equal(volumes.length, 1, 'one VOLUME');
+  // The path the CDK stack mounts its task volume at: Fargate gives that volume the image directory's owner.
+  assert.deepEqual(JSON.parse(volumes[0]!.args), [CACHE_DIR_PATH]);
+  const creates = all(final, 'RUN').filter((r) => r.args.includes(CACHE_DIR_PATH));
+  assert.equal(creates.length, 1);
+  assert.match(creates[0]!.args, new RegExp(`^mkdir -p ${CACHE_DIR_PATH} && chown ${user}:${user} ${CACHE_DIR_PATH}$`));
+  // Created and owned before the volume is declared (changes after VOLUME would be discarded) and as root, before USER.
+  assert.ok(index(creates[0]!) < index(volumes[0]!));
+  assert.ok(index(volumes[0]!) < index(all(final, 'USER').at(-1)!));
+  // Stateless by default: nothing in the image points the gateway at the directory.
+  const env = stages.flatMap((s) => all(s, 'ENV')).map((e) => e.args).join(' ');
+  assert.doesNotMatch(env, /TFTP_GATEWAY_CACHE_DIR|TFTP_GATEWAY_WARM/);
+  assert.ok(!all(final, 'CMD').some((c) => /cache-dir|warm/.test(c.args)), 'nor a --cache-dir flag in CMD');
 });

@@ -7,7 +7,10 @@
 // of the files they copy, like Docker's layer cache. The tree is root-owned and read-only to the
 // runtime user; the Dockerfile's CMD then runs as an unprivileged uid with the Dockerfile's ENV
 // against the test S3 server: the HEALTHCHECK must pass, a real client must download, and SIGTERM
-// must drain and exit 0.
+// must drain and exit 0. Then the same CMD runs with the disk cache tier on the image's VOLUME
+// directory (owned by the runtime user, as a mounted volume is): the download fills it with range
+// files while the app tree stays unwritten, and a second boot from that directory serves the file
+// with S3 unreachable.
 //
 // The image runs Node.js 26 (its base image, pinned to the release in tools/node-runtime); npm test
 // runs this on that same release (node_modules/.bin/node), so the booted CMD runs the image's Node.
@@ -15,13 +18,15 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { describeRun, download, sha256 } from '../support/clients.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { freeTcpPort } from '../support/prometheus.js';
+import { until } from '../support/wait.js';
+import { CACHE_DIR_PATH } from '../../infra/lib/tftp-gateway-stack.js';
 import { parseDockerfile, type Instruction, type Stage } from './dockerfile.js';
 
 const REPO = path.resolve(new URL('../..', import.meta.url).pathname);
@@ -256,6 +261,20 @@ class MiniBuilder {
         const cwd = MiniBuilder.inRoot(root, workdir());
         const command = ins.args.trim();
         assert.ok(!command.startsWith('['), `RUN in exec form is not supported here: ${command}`);
+        // `mkdir -p DIRS && chown USER:GROUP DIRS` with absolute paths: done inside the stage root
+        // (run for real it would touch this machine's /). The base image's user is `node` (IMAGE_USER).
+        const mkdirChown = /^mkdir -p ((?:\/\S+ )+)&& chown (\w+):(\w+) ((?:\/\S+ ?)+)$/.exec(command);
+        if (mkdirChown) {
+          const made = mkdirChown[1]!.trim().split(' ');
+          const owned = mkdirChown[4]!.trim().split(' ');
+          assert.ok(mkdirChown[2] === 'node' && mkdirChown[3] === 'node', `RUN ${command}: only the base image's node user is known here`);
+          for (const d of made) await mkdir(MiniBuilder.inRoot(root, d), { recursive: true });
+          // As root, the runtime uid is the image's; otherwise the directories already belong to this (runtime) user.
+          if (isRoot) for (const d of owned) await chown(MiniBuilder.inRoot(root, d), IMAGE_USER.uid, IMAGE_USER.gid);
+          this.log.push(`RUN ${command}: in the stage root`);
+          return;
+        }
+        assert.doesNotMatch(command, /(^|\s)\/(?!dev\/null)/, `RUN ${command}: an absolute path would name this machine's file, not the image's`);
         if (/^npm ci\b/.test(command) && !/--omit=dev/.test(command)) {
           // The full install of the build stage: this checkout's node_modules came from `npm ci`
           // with the same lockfile (checked), so it stands in for it.
@@ -293,11 +312,34 @@ class MiniBuilder {
       case 'HEALTHCHECK':
       case 'CMD':
       case 'STOPSIGNAL':
+      case 'VOLUME':
         return; // runtime metadata, read by the test itself
       default:
         assert.fail(`instruction ${ins.keyword} is not supported by this builder`);
     }
   }
+}
+
+/** One run of the image's CMD. */
+interface Booted {
+  readonly child: ChildProcess;
+  /** Exit code, or the signal name. */
+  readonly exited: Promise<number | string>;
+  readonly out: { stdout: string; stderr: string };
+  /** The JSON log lines so far. */
+  lines(): Record<string, unknown>[];
+  readonly udpPort: number;
+  readonly httpPort: number;
+}
+
+/** Names and attributes of every entry of a tree: a changed, added or removed file shows up as a difference. */
+async function treeListing(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  await walk(dir, async (p) => {
+    const st = await lstat(p);
+    out.push(`${path.relative(dir, p)} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs}`);
+  });
+  return out.sort();
 }
 
 describe('the image runtime stage, built by hand from the Dockerfile and booted', () => {
@@ -309,30 +351,21 @@ describe('the image runtime stage, built by hand from the Dockerfile and booted'
   let builder: MiniBuilder;
   let s3: TestS3;
   let bucket: string;
-  let child: ChildProcess | undefined;
-  let exited: Promise<number | string> | undefined;
-  let stdout = '';
-  let stderr = '';
-  let udpPort = 0;
-  let httpPort = 0;
+  const runs: Booted[] = [];
+  /** The stateless boot (the image's defaults). */
+  let first: Booted | undefined;
   let imageEnv: Record<string, string> = {};
   let runtimeEnv: Record<string, string> = {};
+  /** The app tree (WORKDIR) as it was built: every boot must leave it exactly so. */
+  let appListing: string[] = [];
   const boot = randomBytes(300 * 1024 + 17);
 
-  const lines = (): Record<string, unknown>[] =>
-    stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch {
-          return {};
-        }
-      });
+  const appDir = (): string => MiniBuilder.inRoot(image.root, image.workdir);
+  /** The image's VOLUME directory, as the gateway sees it (no chroot here: its place in the built tree). */
+  const volumeDir = (): string => MiniBuilder.inRoot(image.root, CACHE_DIR_PATH);
 
   /** The HEALTHCHECK's exec-form command, its port moved to the one this run listens on. */
-  const healthcheck = (): { argv: string[]; timeoutMs: number } => {
+  const healthcheck = (httpPort: number): { argv: string[]; timeoutMs: number } => {
     const hc = all('HEALTHCHECK');
     assert.equal(hc.length, 1, 'one HEALTHCHECK');
     const m = /^(.*?)\bCMD\s+(\[.*\])\s*$/s.exec(hc[0]!.args);
@@ -351,6 +384,66 @@ describe('the image runtime stage, built by hand from the Dockerfile and booted'
     };
   };
 
+  const runHealthcheck = async (httpPort: number): Promise<{ code: number | null; output: string }> => {
+    const hc = healthcheck(httpPort);
+    return run(hc.argv[0]!, hc.argv.slice(1), { cwd: '/', env: { PATH: runtimeEnv.PATH! }, timeoutMs: hc.timeoutMs, uid: RUNTIME.uid, gid: RUNTIME.gid });
+  };
+
+  /** Runs the Dockerfile's CMD as the runtime user in WORKDIR with `env`, until it logs that it listens. */
+  const bootCmd = async (env: Record<string, string>, httpPort: number): Promise<Booted> => {
+    const cmd = all('CMD');
+    assert.equal(cmd.length, 1);
+    const argv = JSON.parse(cmd[0]!.args) as string[];
+    assert.equal(argv[0], 'node');
+    const child = spawn(process.execPath, argv.slice(1), { cwd: appDir(), env, uid: RUNTIME.uid, gid: RUNTIME.gid, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = { stdout: '', stderr: '' };
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out.stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (out.stderr += c));
+    const exited = new Promise<number | string>((resolve) => child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+    const lines = (): Record<string, unknown>[] =>
+      out.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => {
+          try {
+            return JSON.parse(l) as Record<string, unknown>;
+          } catch {
+            return {};
+          }
+        });
+    const partial = { child, exited, out, lines, udpPort: 0, httpPort };
+    runs.push(partial);
+    let done = false;
+    void exited.then(() => (done = true));
+    const deadline = Date.now() + 20_000;
+    let listening: Record<string, unknown> | undefined;
+    while (!listening) {
+      listening = lines().find((l) => l.msg === 'tftp-gateway listening');
+      if (listening) break;
+      assert.ok(!done, `the gateway exited at start\nstdout:\n${out.stdout}\nstderr:\n${out.stderr}`);
+      assert.ok(Date.now() < deadline, `the gateway did not listen in 20 s\nstdout:\n${out.stdout}\nstderr:\n${out.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const udp = (listening.udp as string[])[0]!;
+    partial.udpPort = Number(udp.slice(udp.lastIndexOf(':') + 1));
+    return partial;
+  };
+
+  /** SIGTERM: the drain runs and the process exits 0 within 15 s, with nothing on stderr but the SDK's Node version warning. */
+  const stopCmd = async (b: Booted): Promise<void> => {
+    b.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([b.exited, new Promise<string>((r) => (timer = setTimeout(() => r('still running after 15 s'), 15_000)))]);
+    clearTimeout(timer);
+    assert.equal(code, 0, `exit ${code}\nstdout:\n${b.out.stdout.slice(-3000)}\nstderr:\n${b.out.stderr}`);
+    const msgs = b.lines().map((l) => l.msg);
+    assert.ok(msgs.includes('stopping: draining transfers'), 'the drain started');
+    assert.equal(msgs.at(-1), 'tftp-gateway stopped');
+    // The AWS SDK warns about Node 20 (the machine's node, not the image's 26): that warning only.
+    const nodeVersionWarning = /\(node:\d+\) Warning: NodeVersionSupportWarning[\s\S]*?--trace-warnings[^\n]*\n?/;
+    assert.equal(b.out.stderr.replace(nodeVersionWarning, '').trim(), '', 'nothing else on stderr (no warning, no failed write)');
+  };
+
   before(async () => {
     scratch = await mkdtemp(path.join(os.tmpdir(), 'tftpgw-image-'));
     // Node looks for packages in every parent's node_modules: none may exist above the image tree
@@ -364,26 +457,29 @@ describe('the image runtime stage, built by hand from the Dockerfile and booted'
     builder = new MiniBuilder(stages, scratch, await contextAllows());
     image = await builder.build(final, 'runtime', false);
     // Root-owned (the COPYs run as root, as in a build) and read-only to everyone else.
-    await walk(MiniBuilder.inRoot(image.root, image.workdir), async (p, isDir, isLink) => {
+    await walk(appDir(), async (p, isDir, isLink) => {
       if (isLink) return;
       const st = await stat(p);
       await chmod(p, isDir ? 0o755 : st.mode & 0o755);
     });
+    appListing = await treeListing(appDir());
     s3 = await testS3();
     bucket = await s3.createBucket();
     await putObject(s3, bucket, 'boot/pxelinux.0', boot);
   });
 
   after(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    if (exited) await exited;
+    for (const r of runs) {
+      if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+      await r.exited;
+    }
     await s3?.cleanup();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
   test('the tree holds exactly what the final stage COPYs: production dependencies only, root-owned, read-only to the runtime user', async (t) => {
     for (const l of builder.log) t.diagnostic(l);
-    const app = MiniBuilder.inRoot(image.root, image.workdir);
+    const app = appDir();
     const copiedNames = new Set<string>();
     for (const c of all('COPY')) {
       const p = parseCopy(c.args);
@@ -410,14 +506,20 @@ describe('the image runtime stage, built by hand from the Dockerfile and booted'
     t.diagnostic(`${entries} files and directories in ${image.workdir}`);
   });
 
+  test(`the VOLUME ${CACHE_DIR_PATH} exists in the tree, owned by the runtime user, empty`, async () => {
+    const volumes = all('VOLUME').flatMap((v) => JSON.parse(v.args) as string[]);
+    assert.deepEqual(volumes, [CACHE_DIR_PATH]);
+    const st = await stat(volumeDir());
+    assert.ok(st.isDirectory());
+    assert.equal(st.uid, RUNTIME.uid, 'owned by the runtime user (Fargate gives a task volume mounted here this owner)');
+    assert.equal(st.mode & 0o700, 0o700);
+    assert.deepEqual(await readdir(volumeDir()), []);
+  });
+
   test('the CMD runs as an unprivileged user with the image ENV: HEALTHCHECK passes, a real client downloads', async (t) => {
-    const cmd = all('CMD');
-    assert.equal(cmd.length, 1);
-    const argv = JSON.parse(cmd[0]!.args) as string[];
-    assert.equal(argv[0], 'node');
     imageEnv = image.env;
     assert.ok(imageEnv.TFTP_GATEWAY_LISTEN && imageEnv.TFTP_GATEWAY_PORT_MODE && imageEnv.TFTP_GATEWAY_HTTP_LISTEN, JSON.stringify(imageEnv));
-    httpPort = await freeTcpPort();
+    const httpPort = await freeTcpPort();
     runtimeEnv = {
       ...imageEnv,
       // The image's addresses (0.0.0.0:6969, 0.0.0.0:9464) moved to free loopback ports.
@@ -435,60 +537,86 @@ describe('the image runtime stage, built by hand from the Dockerfile and booted'
       PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin`,
       HOME: '/nonexistent',
     };
-    t.diagnostic(`running ${argv.join(' ')} as uid ${RUNTIME.uid} in ${image.workdir} with node ${process.version} (the image has Node 26)`);
-    child = spawn(process.execPath, argv.slice(1), {
-      cwd: MiniBuilder.inRoot(image.root, image.workdir),
-      env: runtimeEnv,
-      uid: RUNTIME.uid,
-      gid: RUNTIME.gid,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const proc = child;
-    exited = new Promise((resolve) => proc.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown')));
-    let done = false;
-    void exited.then(() => (done = true));
-    const deadline = Date.now() + 20_000;
-    let listening: Record<string, unknown> | undefined;
-    while (!listening) {
-      listening = lines().find((l) => l.msg === 'tftp-gateway listening');
-      if (listening) break;
-      assert.ok(!done, `the gateway exited at start\nstdout:\n${stdout}\nstderr:\n${stderr}`);
-      assert.ok(Date.now() < deadline, `the gateway did not listen in 20 s\nstdout:\n${stdout}\nstderr:\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const udp = (listening.udp as string[])[0]!;
-    udpPort = Number(udp.slice(udp.lastIndexOf(':') + 1));
+    t.diagnostic(`running ${all('CMD')[0]!.args} as uid ${RUNTIME.uid} in ${image.workdir} with node ${process.version} (the image has Node 26)`);
+    first = await bootCmd(runtimeEnv, httpPort);
 
-    const hc = healthcheck();
-    const health = await run(hc.argv[0]!, hc.argv.slice(1), { cwd: '/', env: { PATH: runtimeEnv.PATH! }, timeoutMs: hc.timeoutMs, uid: RUNTIME.uid, gid: RUNTIME.gid });
+    const health = await runHealthcheck(httpPort);
     assert.equal(health.code, 0, `HEALTHCHECK failed: ${health.output}`);
 
     for (const client of ['tftp-hpa', 'atftp'] as const) {
-      const r = await download(client, { host: '127.0.0.1', port: udpPort }, 'boot/pxelinux.0', client === 'atftp' ? { blksize: 1468, windowsize: 4 } : {});
+      const r = await download(client, { host: '127.0.0.1', port: first.udpPort }, 'boot/pxelinux.0', client === 'atftp' ? { blksize: 1468, windowsize: 4 } : {});
       assert.ok(r.ok, describeRun(r));
       assert.equal(r.sha256, sha256(boot), `${client} got the file intact`);
     }
   });
 
-  test('SIGTERM drains and exits 0; then the HEALTHCHECK fails', async () => {
-    assert.ok(child && exited, 'the gateway runs');
-    child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([exited, new Promise<string>((r) => (timer = setTimeout(() => r('still running after 15 s'), 15_000)))]);
-    clearTimeout(timer);
-    assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout.slice(-3000)}\nstderr:\n${stderr}`);
-    const msgs = lines().map((l) => l.msg);
-    assert.ok(msgs.includes('stopping: draining transfers'), 'the drain started');
-    assert.equal(msgs.at(-1), 'tftp-gateway stopped');
-    // The AWS SDK warns about Node 20 (the machine's node, not the image's 26): that warning only.
-    const nodeVersionWarning = /\(node:\d+\) Warning: NodeVersionSupportWarning[\s\S]*?--trace-warnings[^\n]*\n?/;
-    assert.equal(stderr.replace(nodeVersionWarning, '').trim(), '', 'nothing else on stderr (no warning, no failed write)');
-    const finished = lines().filter((l) => l.msg === 'transfer finished');
+  test('SIGTERM drains and exits 0; then the HEALTHCHECK fails; the image’s defaults wrote nothing (no disk tier unless configured)', async () => {
+    assert.ok(first, 'the gateway runs');
+    await stopCmd(first);
+    const finished = first.lines().filter((l) => l.msg === 'transfer finished');
     assert.deepEqual(finished.map((l) => l.result), ['ok', 'ok']);
-    const hc = healthcheck();
-    const health = await run(hc.argv[0]!, hc.argv.slice(1), { cwd: '/', env: { PATH: runtimeEnv.PATH! }, timeoutMs: hc.timeoutMs, uid: RUNTIME.uid, gid: RUNTIME.gid });
+    const health = await runHealthcheck(first.httpPort);
     assert.notEqual(health.code, 0, 'the HEALTHCHECK fails once the gateway is gone');
+    assert.ok(!first.lines().some((l) => l.msg === 'disk cache tier opened'), 'the disk tier is off by default');
+    assert.deepEqual(await readdir(volumeDir()), [], 'nothing written to the VOLUME');
+    assert.deepEqual(await treeListing(appDir()), appListing, 'the app tree is unchanged');
+  });
+
+  describe(`with the disk cache tier on the VOLUME (TFTP_GATEWAY_CACHE_DIR=${CACHE_DIR_PATH})`, () => {
+    const cacheEnv = (httpPort: number, s3Endpoint: string): Record<string, string> => ({
+      ...runtimeEnv,
+      TFTP_GATEWAY_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      TFTP_GATEWAY_S3_ENDPOINT: s3Endpoint,
+      TFTP_GATEWAY_CACHE_DIR: volumeDir(),
+      TFTP_GATEWAY_CACHE_DIR_SIZE: '64MiB',
+    });
+    const rangeFiles = async (): Promise<string[]> => (await readdir(volumeDir())).filter((n) => n.startsWith('r-'));
+    const metaFiles = async (): Promise<string[]> => (await readdir(volumeDir())).filter((n) => n.startsWith('m-'));
+
+    test('a download fills the directory with range files owned by the runtime user; the app tree stays unwritten', async () => {
+      assert.ok(runtimeEnv.PATH, 'the stateless boot ran first');
+      const httpPort = await freeTcpPort();
+      const gw = await bootCmd(cacheEnv(httpPort, s3.endpoint), httpPort);
+      assert.ok(gw.lines().some((l) => l.msg === 'disk cache tier opened'), 'the tier is on');
+      const health = await runHealthcheck(httpPort);
+      assert.equal(health.code, 0, `HEALTHCHECK failed: ${health.output}`);
+      const r = await download('tftp-hpa', { host: '127.0.0.1', port: gw.udpPort }, 'boot/pxelinux.0');
+      assert.ok(r.ok, describeRun(r));
+      assert.equal(r.sha256, sha256(boot));
+      await until(async () => (await rangeFiles()).length >= 1 && (await metaFiles()).length === 1, 10_000, 'a range file and a metadata file on the volume');
+      await stopCmd(gw);
+      for (const name of await readdir(volumeDir())) {
+        assert.match(name, /^[rm]-/, `only range and metadata files (no temp file left): ${name}`);
+        assert.equal((await stat(path.join(volumeDir(), name))).uid, RUNTIME.uid, `${name} is the runtime user's`);
+      }
+      const held = await Promise.all((await rangeFiles()).map(async (n) => (await stat(path.join(volumeDir(), n))).size));
+      assert.equal(held.reduce((a, b) => a + b, 0), boot.length, 'the range files hold the whole object');
+      assert.deepEqual(await treeListing(appDir()), appListing, 'the app tree is unchanged');
+    });
+
+    test('a second boot from the same directory with S3 unreachable: ready (degraded), and the file is served from disk intact', async () => {
+      assert.ok((await rangeFiles()).length >= 1, 'the previous test filled the volume');
+      const httpPort = await freeTcpPort();
+      // Nothing listens there: every S3 call is refused, as when the WAN link to S3 is down.
+      const closedPort = await freeTcpPort();
+      const gw = await bootCmd(cacheEnv(httpPort, `http://127.0.0.1:${closedPort}`), httpPort);
+      const health = await runHealthcheck(httpPort);
+      assert.equal(health.code, 0, `HEALTHCHECK failed: ${health.output}`);
+      const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+      const body = await ready.text();
+      assert.equal(ready.status, 200, `/readyz: ${ready.status} ${body}`);
+      assert.match(body, /S3 unreachable/);
+      for (const client of ['tftp-hpa', 'atftp'] as const) {
+        const r = await download(client, { host: '127.0.0.1', port: gw.udpPort }, 'boot/pxelinux.0', { timeoutMs: 30_000, ...(client === 'atftp' ? { blksize: 1468, windowsize: 4 } : {}) });
+        assert.ok(r.ok, describeRun(r));
+        assert.equal(r.sha256, sha256(boot), `${client} got the file intact from the disk tier`);
+      }
+      const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+      assert.ok(value('tftp_gateway_cache_disk_hits_total') >= 1, 'ranges read from the disk tier');
+      assert.equal(value('tftp_gateway_s3_reachable'), 0, 'S3 was unreachable all along');
+      await stopCmd(gw);
+      assert.deepEqual(await treeListing(appDir()), appListing, 'the app tree is unchanged');
+    });
   });
 });

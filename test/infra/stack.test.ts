@@ -1,12 +1,15 @@
 // Template assertions for the default deployment (a fresh clone with no context): new VPC, new
-// bucket, image built from this repository's Dockerfile. One synthesis shared by every test.
-import { test } from 'node:test';
+// bucket, image built from this repository's Dockerfile. One synthesis shared by every test; at the
+// end, the disk cache tier and warm-up settings (issue 21) and what the default leaves out of them.
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { App, Duration } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
-import { describeViolations, logicalIdOf, resourcesOfType, synth } from './helpers.js';
+import { TEST_IMAGE, cdkJsonContext, describeViolations, logicalIdOf, resourcesOfType, synth, type Synthesized } from './helpers.js';
+import { CACHE_DIR_PATH, TftpGatewayStack, type TftpGatewayStackProps } from '../../infra/lib/tftp-gateway-stack.js';
 import { loadConfig } from '../../src/config/config.js';
 
 const s = synth({});
@@ -374,4 +377,159 @@ test('the gateway accepts the environment the stack gives its container (the two
   // With writes on, the stack adds write prefixes; the gateway must accept that combination too.
   const writes = loadConfig([], { ...env, TFTP_GATEWAY_ALLOW_WRITE: 'true', TFTP_GATEWAY_WRITE_PREFIXES: 'uploads/,crash/' });
   assert.equal(writes.allowWrite, true);
+});
+
+// ------------------------------------------------------------ disk cache tier and warm-up (issue 21)
+
+interface ContainerDef {
+  Name: string;
+  Environment: Array<{ Name: string; Value: unknown }>;
+  MountPoints?: Array<Record<string, unknown>>;
+  HealthCheck?: { Command: string[] };
+}
+const taskDefinitionOf = (x: Synthesized): Record<string, unknown> => resourcesOfType(x.json, 'AWS::ECS::TaskDefinition')[0]![1];
+const gatewayOf = (x: Synthesized): ContainerDef => (taskDefinitionOf(x)['ContainerDefinitions'] as ContainerDef[]).find((c) => c.Name === 'gateway')!;
+const envOf = (x: Synthesized): Record<string, unknown> => Object.fromEntries(gatewayOf(x).Environment.map((e) => [e.Name, e.Value]));
+const targetGroupPaths = (x: Synthesized): unknown[] => resourcesOfType(x.json, 'AWS::ElasticLoadBalancingV2::TargetGroup').map(([, p]) => p['HealthCheckPath']);
+const gracePeriod = (x: Synthesized): unknown => resourcesOfType(x.json, 'AWS::ECS::Service')[0]![1]['HealthCheckGracePeriodSeconds'];
+const CACHE_ENV = ['TFTP_GATEWAY_CACHE_DIR', 'TFTP_GATEWAY_CACHE_DIR_SIZE'];
+const WARM_ENV = ['TFTP_GATEWAY_WARM', 'TFTP_GATEWAY_WARM_FILE', 'TFTP_GATEWAY_WARM_TIMEOUT', 'TFTP_GATEWAY_WARM_INTERVAL'];
+
+test('default: no disk tier and no warm-up — /tmp the only volume, Fargate’s default storage, /healthz checks, 30 s grace period', () => {
+  const taskDef = taskDefinitionOf(s);
+  assert.deepEqual(taskDef['Volumes'], [{ Name: 'tmp' }]);
+  assert.equal(taskDef['EphemeralStorage'], undefined);
+  assert.deepEqual(gatewayOf(s).MountPoints, [{ ContainerPath: '/tmp', ReadOnly: false, SourceVolume: 'tmp' }]);
+  assert.deepEqual(Object.keys(envOf(s)).filter((k) => CACHE_ENV.includes(k) || WARM_ENV.includes(k)), []);
+  assert.deepEqual(targetGroupPaths(s), ['/healthz', '/healthz']);
+  assert.equal(gracePeriod(s), 30);
+});
+
+describe('edge settings: a 40 GiB disk tier on 50 GiB of ephemeral storage, warm-up of three names, 15 min timeout, hourly re-warm', () => {
+  const edge = synth({
+    imageUri: TEST_IMAGE,
+    cacheDirSizeMiB: 40 * 1024,
+    ephemeralStorageGiB: 50,
+    warm: ['pxelinux.0', ' images/ubuntu-24.04/ ', 'ipxe.efi', ''],
+    warmTimeout: Duration.minutes(15),
+    warmInterval: Duration.hours(1),
+  });
+
+  test('no unacknowledged cdk-nag finding', () => assert.equal(edge.nag.success, true, describeViolations(edge.nag)));
+
+  test('the task gets 50 GiB of ephemeral storage and a "cache" volume on it, mounted read-write at /var/cache/tftp-gateway', () => {
+    const taskDef = taskDefinitionOf(edge);
+    assert.deepEqual(taskDef['EphemeralStorage'], { SizeInGiB: 50 });
+    assert.deepEqual(taskDef['Volumes'], [{ Name: 'tmp' }, { Name: 'cache' }]);
+    assert.equal(CACHE_DIR_PATH, '/var/cache/tftp-gateway');
+    assert.deepEqual(gatewayOf(edge).MountPoints, [
+      { ContainerPath: '/tmp', ReadOnly: false, SourceVolume: 'tmp' },
+      { ContainerPath: CACHE_DIR_PATH, ReadOnly: false, SourceVolume: 'cache' },
+    ]);
+    edge.template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ Name: 'gateway', ReadonlyRootFilesystem: true })],
+    });
+  });
+
+  test('the gateway is told the cache directory and size, the warm list, timeout and interval', () => {
+    const env = envOf(edge);
+    assert.equal(env['TFTP_GATEWAY_CACHE_DIR'], '/var/cache/tftp-gateway');
+    assert.equal(env['TFTP_GATEWAY_CACHE_DIR_SIZE'], '40960MiB');
+    assert.equal(env['TFTP_GATEWAY_WARM'], 'pxelinux.0,images/ubuntu-24.04/,ipxe.efi');
+    assert.equal(env['TFTP_GATEWAY_WARM_TIMEOUT'], '900');
+    assert.equal(env['TFTP_GATEWAY_WARM_INTERVAL'], '3600');
+    assert.equal(env['TFTP_GATEWAY_WARM_FILE'], undefined);
+    // The memory cache is sized as before: the disk tier is a second tier, not a replacement.
+    assert.equal(env['TFTP_GATEWAY_CACHE_SIZE'], '512MiB');
+  });
+
+  test('readiness: both target groups check /readyz (503 while warming), and the grace period covers the warm timeout', () => {
+    assert.deepEqual(targetGroupPaths(edge), ['/readyz', '/readyz']);
+    edge.template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      Protocol: 'UDP',
+      HealthCheckProtocol: 'HTTP',
+      HealthCheckPort: '9464',
+      HealthCheckPath: '/readyz',
+      Matcher: { HttpCode: '200' },
+    });
+    // 900 s warm timeout + 60 s for start-up and the two healthy checks that follow it.
+    assert.equal(gracePeriod(edge), 960);
+    assert.ok(Number(gracePeriod(edge)) > 900);
+  });
+
+  test('liveness stays /healthz: the container health check does not fail a warming task', () => {
+    const command = gatewayOf(edge).HealthCheck!.Command.join(' ');
+    assert.match(command, /\/healthz/);
+    assert.doesNotMatch(command, /\/readyz/);
+  });
+
+  test('the gateway accepts the disk tier variables the stack gives it', () => {
+    const env = Object.fromEntries(Object.entries(envOf(edge)).map(([k, v]) => [k, typeof v === 'string' ? v : `resolved-${k.toLowerCase()}`]));
+    const config = loadConfig([], env);
+    assert.equal(config.cacheDir, '/var/cache/tftp-gateway');
+    assert.equal(config.cacheDirSize, 40 * 1024 * 1024 * 1024);
+  });
+});
+
+describe('the disk tier and warm-up each on their own', () => {
+  test('a disk tier alone: the volume on Fargate’s default 20 GiB (up to 16 GiB of cache), liveness checks and grace as before', () => {
+    const x = synth({ imageUri: TEST_IMAGE, cacheDirSizeMiB: 16 * 1024 });
+    assert.equal(taskDefinitionOf(x)['EphemeralStorage'], undefined);
+    assert.deepEqual(taskDefinitionOf(x)['Volumes'], [{ Name: 'tmp' }, { Name: 'cache' }]);
+    assert.equal(envOf(x)['TFTP_GATEWAY_CACHE_DIR_SIZE'], '16384MiB');
+    assert.deepEqual(Object.keys(envOf(x)).filter((k) => WARM_ENV.includes(k)), []);
+    assert.deepEqual(targetGroupPaths(x), ['/healthz', '/healthz']);
+    assert.equal(gracePeriod(x), 30);
+  });
+
+  test('warm-up alone (memory cache only, no HTTP boot): /readyz, the gateway’s default timeout passed explicitly, grace 660 s, no volume', () => {
+    const x = synth({ imageUri: TEST_IMAGE, httpBoot: false, warm: ['pxelinux.0'] });
+    const env = envOf(x);
+    assert.equal(env['TFTP_GATEWAY_WARM'], 'pxelinux.0');
+    assert.equal(env['TFTP_GATEWAY_WARM_TIMEOUT'], '600');
+    assert.equal(env['TFTP_GATEWAY_WARM_INTERVAL'], undefined, 'the gateway’s default (off)');
+    assert.deepEqual(Object.keys(env).filter((k) => CACHE_ENV.includes(k)), []);
+    assert.deepEqual(taskDefinitionOf(x)['Volumes'], [{ Name: 'tmp' }]);
+    assert.deepEqual(targetGroupPaths(x), ['/readyz']);
+    assert.equal(gracePeriod(x), 660);
+  });
+
+  test('a warm file alone is warm-up too; a short timeout keeps the 30 s floor plus the margin', () => {
+    const x = synth({ imageUri: TEST_IMAGE, warmFile: '/etc/tftp-gateway/warm.txt', warmTimeout: Duration.seconds(10), warmInterval: Duration.seconds(0) });
+    const env = envOf(x);
+    assert.equal(env['TFTP_GATEWAY_WARM'], undefined);
+    assert.equal(env['TFTP_GATEWAY_WARM_FILE'], '/etc/tftp-gateway/warm.txt');
+    assert.equal(env['TFTP_GATEWAY_WARM_TIMEOUT'], '10');
+    assert.equal(env['TFTP_GATEWAY_WARM_INTERVAL'], '0');
+    assert.deepEqual(targetGroupPaths(x), ['/readyz', '/readyz']);
+    assert.equal(gracePeriod(x), 70);
+  });
+});
+
+describe('disk tier and warm-up settings that cannot work are refused', () => {
+  const cases: Array<[string, TftpGatewayStackProps, RegExp]> = [
+    ['a disk tier of 0 MiB', { cacheDirSizeMiB: 0 }, /cacheDirSizeMiB must be a whole number of MiB/],
+    ['a disk tier of a fractional size', { cacheDirSizeMiB: 1.5 }, /cacheDirSizeMiB must be a whole number of MiB/],
+    ['a disk tier over what Fargate’s default storage leaves (16 GiB)', { cacheDirSizeMiB: 16 * 1024 + 1 }, /does not fit the task's 20 GiB .*set ephemeralStorageGiB to 21 or more/],
+    ['a disk tier over what the given storage leaves', { cacheDirSizeMiB: 40 * 1024, ephemeralStorageGiB: 30 }, /does not fit the task's 30 GiB .*set ephemeralStorageGiB to 44 or more/],
+    ['a disk tier over what Fargate can give at all', { cacheDirSizeMiB: 197 * 1024, ephemeralStorageGiB: 200 }, /Fargate allows at most 200 GiB/],
+    ['ephemeral storage under Fargate’s minimum', { ephemeralStorageGiB: 20 }, /ephemeralStorageGiB must be an integer 21\.\.200/],
+    ['ephemeral storage over Fargate’s maximum', { ephemeralStorageGiB: 201 }, /ephemeralStorageGiB must be an integer 21\.\.200/],
+    ['a warm timeout of 0', { warm: ['a'], warmTimeout: Duration.seconds(0) }, /warmTimeout must be 1\.\.3600/],
+    ['a warm timeout over an hour', { warm: ['a'], warmTimeout: Duration.minutes(61) }, /warmTimeout must be 1\.\.3600/],
+    ['a warm timeout in fractions of a second', { warm: ['a'], warmTimeout: Duration.millis(1500) }, /warmTimeout must be a whole number of seconds/],
+    ['a warm interval in fractions of a second', { warm: ['a'], warmInterval: Duration.millis(500) }, /warmInterval must be a whole number of seconds/],
+    ['a warm timeout with nothing to warm', { warmTimeout: Duration.minutes(5) }, /need something to warm/],
+    ['a warm interval with an empty warm list', { warm: [' '], warmInterval: Duration.hours(1) }, /need something to warm/],
+    ['a warm name with a comma', { warm: ['a,b'] }, /comma/],
+    ['a relative warm file', { warmFile: 'warm.txt' }, /warmFile must be an absolute path/],
+    ['the cache directory through extraEnvironment', { extraEnvironment: { TFTP_GATEWAY_CACHE_DIR: '/data' } }, /set TFTP_GATEWAY_CACHE_DIR through the cacheDirSizeMiB prop/],
+    ['the warm timeout through extraEnvironment', { extraEnvironment: { TFTP_GATEWAY_WARM_TIMEOUT: '60' } }, /through the warmTimeout prop/],
+  ];
+  for (const [name, props, message] of cases) {
+    test(name, () => {
+      const app = new App({ context: cdkJsonContext() });
+      assert.throws(() => new TftpGatewayStack(app, 'Bad', { imageUri: TEST_IMAGE, ...props }), message);
+    });
+  }
 });
