@@ -196,7 +196,7 @@ export const FLAGS = [
   { flag: 'cache-dir', kind: 'string', help: 'directory of a persistent disk cache tier: ranges and object metadata survive restarts (default: off)' },
   { flag: 'cache-dir-size', kind: 'size', default: '1GiB', min: 1, help: 'bytes of range files the --cache-dir tier holds at most (least recently used evicted)' },
   { flag: 'range-size', kind: 'size', default: '8MiB', min: 64 * 1024, max: 1024 * MiB, help: 'size of the aligned ranges read from S3' },
-  { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer at least (deeper when measured S3 latency and throughput need it, see --s3-streams)' },
+  { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer at least (deeper when measured S3 latency and throughput need it, see --s3-streams; 0: no read-ahead)' },
   { flag: 'range-streams', kind: 'int', default: '8', min: 1, max: 64, help: 'ranged GETs reading one range at once at most (parts sized from measured S3 latency and throughput), so a cold transfer is not held to one S3 stream' },
   { flag: 's3-streams', kind: 'int', default: '32', min: 1, max: 256, help: 'ranged GETs in flight at once at most, all transfers together; read-ahead deepens to keep them busy when S3 is far (a WAN)' },
   { flag: 'metadata-ttl-ms', kind: 'int', default: '5000', min: 0, max: 3600000, help: 'how long a HeadObject answer is reused' },

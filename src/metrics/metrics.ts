@@ -281,14 +281,14 @@ export class GatewayMetrics {
   });
   readonly s3ReadFirstByte: Gauge = new Gauge({
     name: 'tftp_gateway_s3_read_first_byte_seconds',
-    help: 'Moving average of the time S3 GETs and HEADs take to their first byte (round trip and store latency): the cold path sizes parts and read-ahead from it',
+    help: 'Median time of recent S3 GETs and HEADs to their first byte (round trip and store latency): the cold path sizes parts and read-ahead from it',
     registers: [this.registry],
     ...MAIN_THREAD_GAUGE,
     collect: (): void => this.s3ReadFirstByte.set(this.s3ReadSource().latencyMs / 1000),
   });
   readonly s3ReadStreamRate: Gauge = new Gauge({
     name: 'tftp_gateway_s3_read_stream_bytes_per_second',
-    help: 'Moving average of the rate one S3 GET delivers after its first byte',
+    help: 'Median rate one recent S3 GET delivered after its first byte',
     registers: [this.registry],
     ...MAIN_THREAD_GAUGE,
     collect: (): void => this.s3ReadStreamRate.set(this.s3ReadSource().streamBytesPerSecond),

@@ -11,45 +11,67 @@ const MiB = 1024 * KiB;
 
 /** A body shorter than this says little about a stream's rate (its first chunk dominates). */
 const MIN_RATE_SAMPLE = 128 * KiB;
-/** Weight of a new sample in the moving averages. */
-const EWMA_WEIGHT = 0.25;
+/** Samples each figure is the median of: a few calls slowed by retries or a stall do not move it. */
+const SAMPLES = 15;
+
+/** The median of the last `SAMPLES` values given (the prior until the first one). */
+class RecentMedian {
+  private readonly values: number[] = [];
+  private next = 0;
+  private median: number;
+
+  constructor(prior: number) {
+    this.median = prior;
+  }
+
+  get value(): number {
+    return this.median;
+  }
+
+  add(v: number): void {
+    if (this.values.length < SAMPLES) this.values.push(v);
+    else this.values[this.next] = v;
+    this.next = (this.next + 1) % SAMPLES;
+    const sorted = [...this.values].sort((a, b) => a - b);
+    this.median = sorted[sorted.length >> 1]!;
+  }
+}
 
 /**
- * What S3 has delivered lately, from every GET: the time to its first byte (the round trip, the
- * store's own latency, a connection set up) and the rate one stream keeps after that. Their product
- * is the bytes one GET has "in the pipe": the unit the reader plans parts and read-ahead in.
+ * What S3 has delivered lately, from every GET and HEAD: the time to the first byte (the round
+ * trip, the store's own latency, a connection set up) and the rate one stream keeps after that
+ * (medians of the recent calls). Their product is the bytes one GET has "in the pipe": the unit the
+ * reader plans parts and read-ahead in.
  */
 export class S3ReadEstimator {
-  private latency: number;
-  private rate: number;
+  private readonly latency: RecentMedian;
+  private readonly rate: RecentMedian;
 
-  /** The priors (before anything is measured) suit a WAN: a LAN corrects them within a few GETs. */
-  constructor(prior: { latencyMs: number; bytesPerSecond: number } = { latencyMs: 30, bytesPerSecond: 20e6 }) {
-    this.latency = prior.latencyMs;
-    this.rate = prior.bytesPerSecond;
+  /** The priors (before anything is measured) suit S3 in the same region; the first calls correct them. */
+  constructor(prior: { latencyMs: number; bytesPerSecond: number } = { latencyMs: 10, bytesPerSecond: 50e6 }) {
+    this.latency = new RecentMedian(prior.latencyMs);
+    this.rate = new RecentMedian(prior.bytesPerSecond);
   }
 
   get latencyMs(): number {
-    return this.latency;
+    return this.latency.value;
   }
 
   get streamBytesPerSecond(): number {
-    return this.rate;
+    return this.rate.value;
   }
 
   /** One stream's bandwidth-delay product: bytes it delivers in one round trip. */
   get streamWindowBytes(): number {
-    return (this.latency / 1000) * this.rate;
+    return (this.latency.value / 1000) * this.rate.value;
   }
 
   firstByte(ms: number): void {
-    if (!(ms >= 0)) return;
-    this.latency += EWMA_WEIGHT * (ms - this.latency);
+    if (ms >= 0) this.latency.add(ms);
   }
 
   body(bytes: number, ms: number): void {
-    if (bytes < MIN_RATE_SAMPLE || !(ms > 0)) return;
-    this.rate += EWMA_WEIGHT * ((bytes * 1000) / ms - this.rate);
+    if (bytes >= MIN_RATE_SAMPLE && ms > 0) this.rate.add((bytes * 1000) / ms);
   }
 }
 
@@ -68,6 +90,16 @@ export interface AdaptiveRangeOptions {
   readonly now?: () => number;
 }
 
+/**
+ * What the cold path aims to feed one transfer at (2 Gb/s, above any lock-step or windowed TFTP
+ * client and most HTTP ones): the streams it keeps busy are this over one stream's measured rate.
+ */
+const COLD_TARGET_BYTES_PER_SECOND = 250e6;
+/**
+ * From this first-byte latency on (S3 across a WAN, not in the region) a cold object's first HEAD
+ * is a GET of its front: the round trip saved is worth the bytes of a HEAD that turns out unused.
+ */
+const FRONT_MIN_LATENCY_MS = 40;
 /** Keys whose first HEAD was answered with bytes: later HEADs (TTL refreshes) are plain. */
 const SEEN_KEYS = 10_000;
 const SEEN_MS = 10 * 60_000;
@@ -81,8 +113,9 @@ const FRONT_KEEP_BYTES = 64 * MiB;
  * across a WAN a range is read by as many streams as it has parts), the first part of a range
  * smaller (the bytes a waiting client needs first come first), up to `streamsPerRange` at once
  * and `maxStreams` in all. `readAheadRanges` tells sessions how far ahead to fetch so that many
- * streams stay busy. A cold object's first HEAD brings its first bytes along (one round trip
- * instead of two before a client's first block). Progress is reported as the contiguous prefix;
+ * streams stay busy (as many as the cold target needs at the measured rate). Where S3 is far (a
+ * WAN), a cold object's first HEAD brings its first bytes along (one round trip instead of two
+ * before a client's first block). Progress is reported as the contiguous prefix;
  * each byte is asked for once. A part that fails aborts the others and fails the range (each
  * part already re-requests a body that broke off).
  */
@@ -118,10 +151,15 @@ export class AdaptiveRangeReader implements RangeReader {
     return Math.round(Math.min(max, Math.max(min, 2 * this.estimator.streamWindowBytes)));
   }
 
-  /** Ranges a session keeps in flight ahead of itself so that `maxStreams` parts can be read at once. */
+  /** GETs a cold transfer keeps busy: enough streams at the measured rate for the cold target, at most `maxStreams`. */
+  get streamsWanted(): number {
+    return Math.max(1, Math.min(this.options.maxStreams, Math.ceil(COLD_TARGET_BYTES_PER_SECOND / Math.max(1, this.estimator.streamBytesPerSecond))));
+  }
+
+  /** Ranges a session keeps in flight ahead of itself so that `streamsWanted` parts are read at once. */
   readAheadRanges(rangeSize: number): number {
     const partsPerRange = Math.ceil(rangeSize / this.partFor(rangeSize));
-    return Math.ceil(this.options.maxStreams / partsPerRange);
+    return Math.ceil(this.streamsWanted / partsPerRange);
   }
 
   /**
@@ -136,7 +174,7 @@ export class AdaptiveRangeReader implements RangeReader {
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo> {
     const frontBytes = this.options.frontBytes ?? 0;
     const started = this.now();
-    if (frontBytes <= 0 || this.seen.has(key)) {
+    if (frontBytes <= 0 || this.estimator.latencyMs < FRONT_MIN_LATENCY_MS || this.seen.has(key)) {
       const info = await this.store.head(key, signal);
       this.estimator.firstByte(this.now() - started);
       return info;

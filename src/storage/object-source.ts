@@ -127,8 +127,9 @@ export class CachedObjectSource implements ReadSource {
   }
 
   private startReadAhead(index: number): void {
-    // The transfer's own depth, or deeper where the S3 reader measures that more keeps its GETs busy.
-    const depth = Math.max(this.readAhead, this.cache.readAheadRanges?.() ?? 0);
+    // The transfer's own depth, or deeper where the S3 reader measures that more keeps its GETs busy
+    // (a depth of 0 is read-ahead turned off).
+    const depth = this.readAhead === 0 ? 0 : Math.max(this.readAhead, this.cache.readAheadRanges?.() ?? 0);
     const upto = Math.min(this.lastIndex, index + depth);
     for (let i = index + 1; i <= upto; i++) {
       this.cache.prefetch(this.key, this.info, i);

@@ -92,7 +92,8 @@ describe('worker threads', () => {
       const fetched = await metric(gw, 'tftp_gateway_s3_bytes_fetched_total');
       assert.ok(fetched <= body.length * 1.05, `S3 bytes ${fetched} for a ${body.length}-byte object`);
       assert.equal(fetched, body.length, 'each byte read once');
-      assert.equal(await metric(gw, 'tftp_gateway_s3_requests_total', { operation: 'GetObject' }), ranges, 'one GetObject per range');
+      // A range may be read as several parts (sized from measured S3 latency and rate): at least one GET a range.
+      assert.ok((await metric(gw, 'tftp_gateway_s3_requests_total', { operation: 'GetObject' })) >= ranges, 'a GetObject per range at least');
       assert.equal(await metric(gw, 'tftp_gateway_s3_requests_total', { operation: 'HeadObject' }), 1, 'one HEAD for the storm');
       // Every transfer took up every range once: a hit or a miss each, whichever worker it was on.
       const lookups = (await metric(gw, 'tftp_gateway_cache_hits_total')) + (await metric(gw, 'tftp_gateway_cache_misses_total'));
