@@ -168,6 +168,7 @@ export class Gateway {
       });
       const tier = disk;
       metrics.cacheDiskBytesSource = () => tier.bytesHeld;
+      metrics.cacheDiskMetadataBytesSource = () => tier.metadataBytesHeld;
       metrics.cacheDiskEnabledSource = () => (tier.enabled ? 1 : 0);
       logger.info({ dir, maxBytes: config.cacheDirSize, bytes: tier.bytesHeld, objects: tier.persisted.length }, 'disk cache tier opened');
     }

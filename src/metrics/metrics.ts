@@ -221,6 +221,14 @@ export class GatewayMetrics {
     ...MAIN_THREAD_GAUGE,
     collect: (): void => this.cacheDiskBytes.set(this.cacheDiskBytesSource()),
   });
+  cacheDiskMetadataBytesSource: () => number = () => 0;
+  readonly cacheDiskMetadataBytes: Gauge = new Gauge({
+    name: 'tftp_gateway_cache_disk_metadata_bytes',
+    help: 'Bytes of object metadata files held by the disk cache tier (they count toward --cache-dir-size with the range files)',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.cacheDiskMetadataBytes.set(this.cacheDiskMetadataBytesSource()),
+  });
   readonly cacheDiskEnabled: Gauge = new Gauge({
     name: 'tftp_gateway_cache_disk_enabled',
     help: '1 while the disk cache tier writes ranges; 0 when it is not configured or a write error (disk full, I/O error) turned it off',
