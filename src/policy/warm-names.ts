@@ -34,11 +34,11 @@ export function parseWarmFile(text: string): { line: number; name: string }[] {
 
 /** One warm name → its target under `prefix` (normalised), or throws with the reason. */
 export function warmTarget(name: string, prefix: string): WarmTarget {
-  if (/[/\\]$/.test(name)) {
-    const path = name.replace(/[/\\]+$/, '');
-    if (path === '') return { kind: 'prefix', name, prefix };
-    // The path's own segments obey the object-name rules; its key ends in '/' so `boot/` never matches `bootx/`.
-    return { kind: 'prefix', name, prefix: keyUnder(prefix, `${relativePathFor(path, MAX_NAME_LENGTH)}/`) };
+  if (name.endsWith('/')) {
+    // The path is checked as the name of an object in it (so `boot/./` is `boot/`, `../` is refused);
+    // its key ends in '/', so `boot/` never takes in `bootx/`.
+    const inside = relativePathFor(`${name}x`, MAX_NAME_LENGTH);
+    return { kind: 'prefix', name, prefix: keyUnder(prefix, inside.slice(0, -1)) };
   }
   return { kind: 'object', name, key: keyUnder(prefix, relativePathFor(name, MAX_NAME_LENGTH)) };
 }

@@ -196,6 +196,8 @@ export class Warmer {
     // persisted objects under it, when S3 cannot list).
     const keys: string[] = [];
     const seen = new Set<string>();
+    /** Paths neither listed now nor before, with nothing of them known: their objects are unknown, so the set is not in. */
+    let unresolved = 0;
     const add = (key: string): void => {
       if (seen.has(key) || key.endsWith('/')) return;
       if (keys.length >= MAX_WARM_OBJECTS) return this.warnOnce('too-many', { max: MAX_WARM_OBJECTS }, 'warm set cut: more objects than the warm-up keeps');
@@ -217,6 +219,7 @@ export class Warmer {
         }
       }
       const under = this.listed.get(target.prefix) ?? [...this.known.keys()].filter((k) => k.startsWith(target.prefix)).sort();
+      if (!this.listed.has(target.prefix) && under.length === 0) unresolved++;
       for (const key of under) add(key);
     }
     for (const key of [...this.members.keys()]) {
@@ -338,7 +341,7 @@ export class Warmer {
       } else this.options.onRefresh?.('unchanged');
     }
 
-    const pending = members.filter((m) => m.state === 'pending').length;
+    const pending = members.filter((m) => m.state === 'pending').length + unresolved;
     if (pending > 0 || offline || retry) {
       this.options.logger.warn({ pending, offline, error: firstError }, 'warm-up pass incomplete: trying again');
     }
