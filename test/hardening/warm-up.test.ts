@@ -76,7 +76,7 @@ describe('warm before ready', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
-  test('/readyz answers 503 "warming" (progress in the metrics) then 200; the warmed objects reach tftp-hpa and curl with no S3 read', { timeout: 120_000 }, async () => {
+  test('/readyz answers 503 "warming" (progress in the metrics) then 200; the warmed objects reach tftp-hpa and curl with no S3 read', { timeout: 120_000 }, async (t) => {
     const image = randomBytes(3 * MiB + 1);
     const kernel = randomBytes(MiB + 512 * KiB);
     const config = randomBytes(100 * KiB);
@@ -91,6 +91,7 @@ describe('warm before ready', () => {
     const slow = proxy.inject((r) => r.operation === 'GetObject', { kind: 'delay', ms: 400 });
     let gw: GatewayProcess | undefined;
     try {
+      const t0 = Date.now();
       gw = await spawnGateway(args(['--s3-prefix', 'a', '--warm', 'image.img', '--warm-file', join(dir, 'warm.list')]), env());
       const seen: { status: number; body: string }[] = [];
       const doneBytes: number[] = [];
@@ -103,6 +104,7 @@ describe('warm before ready', () => {
         total = m.value('tftp_gateway_warm_bytes', { state: 'done' }) + m.value('tftp_gateway_warm_bytes', { state: 'pending' });
         return r.status === 200;
       }, 60_000, '/readyz to answer 200', 50);
+      t.diagnostic(`ready ${Date.now() - t0} ms after spawn (7 ranges at 400 ms first-byte latency); ${seen.length} readyz polls`);
       const warming = seen.filter((s) => s.status === 503);
       assert.ok(warming.length > 0, 'readyz answered 503 while warming');
       for (const w of warming) assert.match(w.body, /^not ready: warming: \d+ of \d+ objects, \d+ of \d+ bytes/, w.body);
@@ -139,12 +141,12 @@ describe('warm before ready', () => {
     const body = randomBytes(4 * MiB);
     await putObject(s3, bucket, 'slow/big.img', body);
     proxy.clearFaults();
-    // Each range read answers after 1.5 s (within the retry budget): 4 ranges, 2 at a time, take 3 s.
-    proxy.inject((r) => r.operation === 'GetObject', { kind: 'delay', ms: 1500 });
+    // Each range read answers after 2 s (within the retry budget given below): 4 ranges, 2 at a time, take 4 s.
+    proxy.inject((r) => r.operation === 'GetObject', { kind: 'delay', ms: 2000 });
     let gw: GatewayProcess | undefined;
     try {
       const t0 = Date.now();
-      gw = await spawnGateway(args(['--warm', 'slow/big.img', '--warm-timeout', '1', '--range-streams', '1']), env());
+      gw = await spawnGateway(args(['--warm', 'slow/big.img', '--warm-timeout', '2', '--range-streams', '1', '--s3-retry-budget-ms', '5000']), env());
       const first = await readyz(gw);
       assert.equal(first.status, 503, first.body);
       assert.match(first.body, /warming/);
@@ -204,7 +206,7 @@ describe('warm before ready', () => {
     }
   });
 
-  test('--cache-dir: warmed to disk (not memory); a restart with S3 down is ready from disk within seconds and serves the set (--workers 2)', { timeout: 120_000 }, async () => {
+  test('--cache-dir: warmed to disk (not memory); a restart with S3 down is ready from disk within seconds and serves the set (--workers 2)', { timeout: 120_000 }, async (t) => {
     const image = randomBytes(3 * MiB + 17);
     await putObject(s3, bucket, 'edge/os.img', image);
     const cacheDir = await tempDir();
@@ -227,6 +229,7 @@ describe('warm before ready', () => {
       gw = await spawnGateway(args(flags), env());
       await until(async () => (await readyz(gw!)).status === 200, 15_000, 'ready from disk while S3 is down', 50);
       const tookMs = Date.now() - t0;
+      t.diagnostic(`restart with S3 down: ready ${tookMs} ms after spawn`);
       assert.ok(tookMs < 10_000, `ready ${tookMs} ms after spawn`);
       assert.match((await readyz(gw)).body, /S3 unreachable/);
       assert.ok(gw.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('warm-up done from the disk tier')), 'logged');
