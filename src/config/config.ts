@@ -78,6 +78,14 @@ export interface GatewayConfig {
   /** Directory of the persistent disk tier (undefined: off). */
   readonly cacheDir: string | undefined;
   readonly cacheDirSize: number;
+  /** --warm names as given (objects, or paths ending in '/'): src/policy/warm-names.ts checks them. */
+  readonly warm: readonly string[];
+  /** File of warm names, one per line (undefined: none). */
+  readonly warmFile: string | undefined;
+  /** Seconds readiness waits for the first warm-up (0: never). */
+  readonly warmTimeoutS: number;
+  /** Seconds between revalidations of the warm set (0: off). */
+  readonly warmIntervalS: number;
   readonly rangeSize: number;
   readonly readAhead: number;
   /** Ranged GETs in flight at once at most (all transfers). */
@@ -195,6 +203,10 @@ export const FLAGS = [
   { flag: 'cache-size', kind: 'size', help: 'bytes of object data the read cache may hold (default: a quarter of memory, at most 4 GiB)' },
   { flag: 'cache-dir', kind: 'string', help: 'directory of a persistent disk cache tier: ranges and object metadata survive restarts (default: off)' },
   { flag: 'cache-dir-size', kind: 'size', default: '1GiB', min: 1, help: 'bytes of range files the --cache-dir tier holds at most (least recently used evicted)' },
+  { flag: 'warm', kind: 'list', help: "object to fetch into the cache at start, named as clients name it (relative to --s3-prefix); a name ending in '/' is every object under that path, '/' the whole tree (repeatable; /readyz answers 503 'warming' until done or --warm-timeout)" },
+  { flag: 'warm-file', kind: 'string', help: "file of --warm names, one per line ('#' comment lines and blank lines ignored)" },
+  { flag: 'warm-timeout', kind: 'int', default: '600', min: 0, max: 86400, help: 'seconds /readyz waits for the first warm-up before answering ready anyway (a warning and tftp_gateway_warm_timeouts_total; warming goes on); 0: never wait' },
+  { flag: 'warm-interval', kind: 'int', default: '0', min: 0, max: 86400, help: 'seconds between revalidations of the warm set: objects whose ETag changed are fetched again, new objects under a warmed path are fetched (0: off)' },
   { flag: 'range-size', kind: 'size', default: '8MiB', min: 64 * 1024, max: 1024 * MiB, help: 'size of the aligned ranges read from S3' },
   { flag: 'read-ahead', kind: 'int', default: '2', min: 0, max: 64, help: 'ranges fetched ahead of a transfer at least (deeper when measured S3 latency and throughput need it, see --s3-streams; 0: no read-ahead)' },
   { flag: 'range-streams', kind: 'int', default: '8', min: 1, max: 64, help: 'ranged GETs reading one range at once at most (parts sized from measured S3 latency and throughput), so a cold transfer is not held to one S3 stream' },
@@ -534,6 +546,10 @@ function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, check: Con
     cacheSize,
     cacheDir: value('cache-dir') || undefined,
     cacheDirSize: value('cache-dir-size'),
+    warm: value('warm') ?? [],
+    warmFile: value('warm-file') || undefined,
+    warmTimeoutS: value('warm-timeout'),
+    warmIntervalS: value('warm-interval'),
     rangeSize: value('range-size'),
     readAhead: value('read-ahead'),
     rangeStreams: value('range-streams'),

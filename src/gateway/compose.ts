@@ -2,6 +2,7 @@ import process from 'node:process';
 import { ConfigError, loadConfig, type GatewayConfig } from '../config/config.js';
 import type { AccessPolicyOptions } from '../policy/access-policy.js';
 import { accessPolicyFromConfig } from '../policy/from-config.js';
+import { warmSetFromConfig } from '../policy/warm-names.js';
 import type { DispatcherOptions } from '../tftp/dispatcher.js';
 import type { HttpFrontEndOptions } from '../http/http-front-end.js';
 import { ClientLimits } from '../policy/limits.js';
@@ -23,7 +24,8 @@ export function loadGatewaySetup(argv: readonly string[], env: NodeJS.ProcessEnv
   const config = loadConfig(argv, env, (c) => {
     const built = accessPolicyFromConfig(c);
     access = built.policy;
-    return built.problems;
+    // The warm set's names obey the request name rules: a bad one is a configuration problem too.
+    return [...built.problems, ...warmSetFromConfig(c).problems];
   });
   return { config, access: access! };
 }

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { within } from '../bounded-wait.js';
-import { configSource, type GatewayConfig } from '../config/config.js';
+import { ConfigError, configSource, type GatewayConfig } from '../config/config.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
 import { createMetricsServer } from '../ops/http.js';
 import { EmfReporter } from '../metrics/emf.js';
@@ -28,6 +28,8 @@ import { reportTransfers, type TransferFinishedSource } from '../tftp/transfer-r
 import type { SessionHost } from './session-host.js';
 import { UdpTransferSocketFactory } from '../tftp/transport.js';
 import { WorkerPool } from '../workers/worker-pool.js';
+import { warmSetFromConfig } from '../policy/warm-names.js';
+import { diskWarmTier, memoryWarmTier, Warmer } from '../storage/warm-up.js';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -50,6 +52,9 @@ const HEAD_FRONT_MAX = 1024 * 1024;
 /** How long stop() waits for the disk tier's writes in flight. */
 const DISK_CLOSE_MS = 5000;
 
+/** How long stop() waits for the warm-up to end after aborting it. */
+const WARM_STOP_MS = 5000;
+
 /** How long a readiness answer (HeadBucket) is reused. */
 const READY_CACHE_MS = 10_000;
 
@@ -65,6 +70,8 @@ export class Gateway {
   private socketsBound = true;
   private emf: EmfReporter | undefined;
   private protection: TaskProtection | undefined;
+  /** Warm before ready (--warm, --warm-file): started once the gateway listens. */
+  private warmer: Warmer | undefined;
 
   private constructor(
     readonly config: GatewayConfig,
@@ -88,6 +95,9 @@ export class Gateway {
 
   static async start(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
     const logger = deps.logger;
+    // The warm set's names are checked before anything starts (the CLI has checked them already).
+    const warmSet = warmSetFromConfig(config);
+    if (warmSet.problems.length > 0) throw new ConfigError(warmSet.problems);
     let embedded: EmbeddedStore | undefined;
     let endpoint = config.s3Endpoint;
     let credentials = deps.credentials;
@@ -169,6 +179,7 @@ export class Gateway {
       });
       const tier = disk;
       metrics.cacheDiskBytesSource = () => tier.bytesHeld;
+      metrics.cacheDiskMetadataBytesSource = () => tier.metadataBytesHeld;
       metrics.cacheDiskEnabledSource = () => (tier.enabled ? 1 : 0);
       logger.info({ dir, maxBytes: config.cacheDirSize, bytes: tier.bytesHeld, objects: tier.persisted.length }, 'disk cache tier opened');
     }
@@ -261,6 +272,26 @@ export class Gateway {
       const gateway = new Gateway(config, metrics, host, endpoints, pool, httpServer, client, cache, health, embedded, logger, httpBoot, disk);
       gatewayRef.current = gateway;
       gateway.startReporters(deps);
+      if (warmSet.targets.length > 0) {
+        // After listening: start-up never waits for S3 (persisted metadata already seeds the cache).
+        const warmer = new Warmer({
+          targets: warmSet.targets,
+          store: { head: (key, signal) => reader.head(key, signal), list: (prefix, limit, signal) => store.list(prefix, limit, signal) },
+          tier: disk ? diskWarmTier(disk, cache) : memoryWarmTier(cache, config.cacheSize),
+          rangeSize: config.rangeSize,
+          seed: (key, info, validatedAt) => cache.seedMetadata(key, info, validatedAt),
+          known: disk?.persisted ?? [],
+          timeoutMs: config.warmTimeoutS * 1000,
+          intervalMs: config.warmIntervalS * 1000,
+          logger,
+          onTimeout: () => metrics.warmTimeouts.inc(),
+          onRefresh: (result) => metrics.warmRefreshes.inc({ result }),
+          onError: () => metrics.warmErrors.inc(),
+        });
+        gateway.warmer = warmer;
+        metrics.warmProgressSource = () => warmer.progress();
+        warmer.start();
+      }
       logger.info(
         {
           udp: gateway.udpAddresses.map((a) => `${a.address}:${a.port}`),
@@ -343,6 +374,9 @@ export class Gateway {
       probe = await this.probeBucket();
     }
     if (!probe.ok && !probe.outage) return { ok: false, reason: `S3 bucket check failed: ${probe.detail}` };
+    // The first warm-up holds readiness until the warm set is in (or --warm-timeout passes).
+    const warming = this.warmer?.readinessReason;
+    if (warming) return { ok: false, reason: warming };
     if (probe.ok && this.health.reachable) return { ok: true };
     const why = probe.ok ? this.health.cause ?? 'calls failing' : probe.detail;
     if (this.cache.servesCachedContent) return { ok: true, note: `S3 unreachable (${why}): serving cached content only` };
@@ -412,6 +446,8 @@ export class Gateway {
   }
 
   private async doStop(drainMs: number): Promise<void> {
+    // Warm-up fetches nothing more while the gateway drains (its S3 calls and fills are aborted).
+    const warmStopped = this.warmer ? within(this.warmer.stop(), WARM_STOP_MS, undefined) : undefined;
     this.dispatcher.startDraining();
     // HTTP: no new connections, idle keep-alive connections closed, responses in progress go on.
     this.httpBoot?.startDraining();
@@ -441,6 +477,7 @@ export class Gateway {
       this.httpServer.closeAllConnections?.();
       await new Promise<void>((resolve) => this.httpServer!.close(() => resolve()));
     }
+    await warmStopped;
     this.cache.close();
     // Range files being written finish (a write cut by the deadline leaves only a temp file, removed at the next start).
     if (this.disk) await within(this.disk.close(), DISK_CLOSE_MS, undefined);

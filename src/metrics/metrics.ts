@@ -1,4 +1,5 @@
 import { TRANSFER_RESULTS } from '../tftp/session/types.js';
+import type { WarmProgress } from '../storage/warm-up.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
@@ -221,6 +222,14 @@ export class GatewayMetrics {
     ...MAIN_THREAD_GAUGE,
     collect: (): void => this.cacheDiskBytes.set(this.cacheDiskBytesSource()),
   });
+  cacheDiskMetadataBytesSource: () => number = () => 0;
+  readonly cacheDiskMetadataBytes: Gauge = new Gauge({
+    name: 'tftp_gateway_cache_disk_metadata_bytes',
+    help: 'Bytes of object metadata files held by the disk cache tier (they count toward --cache-dir-size with the range files)',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.cacheDiskMetadataBytes.set(this.cacheDiskMetadataBytesSource()),
+  });
   readonly cacheDiskEnabled: Gauge = new Gauge({
     name: 'tftp_gateway_cache_disk_enabled',
     help: '1 while the disk cache tier writes ranges; 0 when it is not configured or a write error (disk full, I/O error) turned it off',
@@ -241,6 +250,55 @@ export class GatewayMetrics {
   readonly cacheDiskCorrupt = new Counter({
     name: 'tftp_gateway_cache_disk_corrupt_total',
     help: 'Range files that failed their checksum (deleted, the range read from S3)',
+    registers: [this.registry],
+  });
+
+  /** Read at scrape time for the warm-up gauges (undefined: no warm set). */
+  warmProgressSource: () => WarmProgress | undefined = () => undefined;
+  readonly warmObjects: Gauge<'state'> = new Gauge({
+    name: 'tftp_gateway_warm_objects',
+    help: 'Objects of the warm set (--warm, --warm-file) by state: done (in the cache), pending (being fetched or to be tried again), failed (not found or refused), skipped (past the cache budget)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => {
+      const p = this.warmProgressSource();
+      for (const state of ['done', 'pending', 'failed', 'skipped'] as const) this.warmObjects.set({ state }, p?.objects[state] ?? 0);
+    },
+  });
+  readonly warmBytes: Gauge<'state'> = new Gauge({
+    name: 'tftp_gateway_warm_bytes',
+    help: 'Bytes of the warm set by state: done (in the cache), pending (still to fetch)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => {
+      const p = this.warmProgressSource();
+      this.warmBytes.set({ state: 'done' }, p?.bytes.done ?? 0);
+      this.warmBytes.set({ state: 'pending' }, p?.bytes.pending ?? 0);
+    },
+  });
+  readonly warming: Gauge = new Gauge({
+    name: 'tftp_gateway_warming',
+    help: '1 while /readyz waits for the first warm-up (503 warming), else 0',
+    registers: [this.registry],
+    ...MAIN_THREAD_GAUGE,
+    collect: (): void => this.warming.set(this.warmProgressSource()?.warming ? 1 : 0),
+  });
+  readonly warmTimeouts = new Counter({
+    name: 'tftp_gateway_warm_timeouts_total',
+    help: 'First warm-ups that did not finish within --warm-timeout (the gateway became ready without the whole warm set)',
+    registers: [this.registry],
+  });
+  readonly warmRefreshes = new Counter({
+    name: 'tftp_gateway_warm_refreshes_total',
+    help: 'Warm set revalidations (--warm-interval) per object, by result: fetched (a new version or a new object, now in the cache), unchanged, failed, removed (gone from a warmed path)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly warmErrors = new Counter({
+    name: 'tftp_gateway_warm_errors_total',
+    help: 'S3 calls of the warm-up that failed (listings, HEADs, range reads; 404s included)',
     registers: [this.registry],
   });
 
@@ -353,6 +411,9 @@ export class GatewayMetrics {
     this.unverifiedSendsSuppressed.inc(0);
     this.internalErrors.inc(0);
     this.s3Reachable.set(1);
+    this.warmTimeouts.inc(0);
+    this.warmErrors.inc(0);
+    for (const result of ['fetched', 'unchanged', 'failed', 'removed'] as const) this.warmRefreshes.inc({ result }, 0);
     for (const cause of ['server_error', 'throttled', 'timeout', 'network_error', 'other'] as const) {
       this.metadataRefreshFailures.inc({ cause }, 0);
     }

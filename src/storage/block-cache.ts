@@ -163,6 +163,11 @@ export class BlockCache implements RangeCache<RangeEntry> {
     return this.options.readAheadRanges?.() ?? 0;
   }
 
+  /** Bytes of object data the cache holds at most (--cache-size). */
+  get bytesBudget(): number {
+    return this.options.maxBytes;
+  }
+
   /** Bytes of range buffers currently held: the LRU plus evicted ranges still in use. */
   get bytesHeld(): number {
     return this.ranges.calculatedSize + this.inUseBytes;

@@ -8,7 +8,7 @@ import type { ObjectInfo } from './s3-store.js';
 
 export interface DiskTierOptions {
   readonly dir: string;
-  /** Bytes of range files held at most. */
+  /** Bytes of range and metadata files held at most. */
   readonly maxBytes: number;
   /** The tier was turned off by a write error (called once). */
   readonly onDisabled?: (err: unknown) => void;
@@ -50,7 +50,9 @@ const hash = (text: string): string => createHash('sha256').update(text).digest(
  * CRC-32 of its bytes; the CRC is checked on every read before any byte is reported, so a corrupt
  * or torn file is deleted and refetched, never served. Bounded by `maxBytes`, least recently used
  * files first (recency in memory; at start by mtime). HeadObject answers are persisted as small
- * JSON files, so a restarted gateway can serve disk-held objects under --stale-if-error.
+ * JSON files, so a restarted gateway can serve disk-held objects under --stale-if-error; they count
+ * toward `maxBytes`, and an object's metadata file is deleted with its last range file (at start,
+ * the metadata of objects with no range file left is pruned).
  *
  * A write error (disk full, I/O error, read-only) turns writing off for the process; reads of
  * existing files go on (each is checksummed), and a failed read falls back to S3.
@@ -59,6 +61,12 @@ export class DiskTier implements RangeReader {
   /** Range files by their name without the CRC, least recently used first. */
   private readonly files = new Map<string, FileEntry>();
   private bytes = 0;
+  /** Range files per object (sha256 of the key, as in the file names): its metadata goes with its last range. */
+  private readonly rangesPerKey = new Map<string, number>();
+  /** Metadata files on disk by the hash in their name → their size in bytes. */
+  private readonly metaFiles = new Map<string, number>();
+  private metaBytes = 0;
+  private persistedList: readonly PersistedMetadata[] = [];
   private writable = true;
   private readonly pendingWrites = new Set<Promise<void>>();
   private writeChain: Promise<void> = Promise.resolve();
@@ -69,9 +77,13 @@ export class DiskTier implements RangeReader {
   private constructor(
     private readonly store: RangeReader,
     private readonly options: DiskTierOptions,
-    readonly persisted: readonly PersistedMetadata[],
   ) {
     this.now = options.now ?? (() => Date.now());
+  }
+
+  /** The object metadata found at open (of objects with range files on disk). */
+  get persisted(): readonly PersistedMetadata[] {
+    return this.persistedList;
   }
 
   /**
@@ -91,7 +103,7 @@ export class DiskTier implements RangeReader {
     }
     const names = await readdir(dir);
     const ranges: { entry: FileEntry; base: string; mtime: number }[] = [];
-    const metadata: PersistedMetadata[] = [];
+    const metadata: { id: string; m: PersistedMetadata; size: number }[] = [];
     for (const name of names) {
       const path = join(dir, name);
       if (name.startsWith(TMP_PREFIX)) {
@@ -102,20 +114,27 @@ export class DiskTier implements RangeReader {
         if (!parsed || !st?.isFile()) continue;
         ranges.push({ entry: { name, size: st.size, crc: parsed.crc }, base: parsed.base, mtime: st.mtimeMs });
       } else if (name.startsWith(META_PREFIX) && name.endsWith('.json')) {
-        const m = await readFile(path, 'utf8')
-          .then((text) => parseMetadata(text))
-          .catch(() => undefined);
-        if (m) metadata.push(m);
+        const text = await readFile(path, 'utf8').catch(() => undefined);
+        const m = text === undefined ? undefined : parseMetadataText(text);
+        const id = name.slice(META_PREFIX.length, -'.json'.length);
+        if (m && hash(m.key) === id) metadata.push({ id, m, size: Buffer.byteLength(text!) });
         else await unlink(path).catch(() => undefined);
       }
     }
-    const tier = new DiskTier(store, options, metadata);
+    const tier = new DiskTier(store, options);
     ranges.sort((a, b) => a.mtime - b.mtime);
-    for (const r of ranges) {
-      tier.files.set(r.base, r.entry);
-      tier.bytes += r.entry.size;
+    for (const r of ranges) tier.addRange(r.base, r.entry);
+    // Metadata of an object none of whose ranges is on disk serves nothing: pruned.
+    for (const { id, size } of metadata) {
+      if (tier.rangesPerKey.has(id)) {
+        tier.metaFiles.set(id, size);
+        tier.metaBytes += size;
+      } else {
+        await unlink(join(dir, metaName(id))).catch(() => undefined);
+      }
     }
     await tier.evictTo(options.maxBytes);
+    tier.persistedList = metadata.filter(({ id }) => tier.metaFiles.has(id)).map(({ m }) => m);
     return tier;
   }
 
@@ -126,6 +145,36 @@ export class DiskTier implements RangeReader {
   /** Bytes of range files on disk. */
   get bytesHeld(): number {
     return this.bytes;
+  }
+
+  /** Bytes of object metadata files on disk (they count toward `maxBytes` too). */
+  get metadataBytesHeld(): number {
+    return this.metaBytes;
+  }
+
+  /** Bytes the tier may hold (range and metadata files). */
+  get maxBytes(): number {
+    return this.options.maxBytes;
+  }
+
+  /** True if the range file of (key, etag, start, length) is on disk (its checksum is checked when read). */
+  has(key: string, etag: string, start: number, length: number): boolean {
+    return this.files.has(rangeBase(key, etag, start, length));
+  }
+
+  /**
+   * Puts a range on disk without going through the memory cache (warm-up): nothing is read when the
+   * file is already there; otherwise the range is read from S3 into a buffer of its own and written.
+   * Resolves true once the file is on disk, false when the tier does not write (turned off, closed).
+   */
+  async fill(key: string, etag: string, start: number, length: number, signal?: AbortSignal): Promise<boolean> {
+    const base = rangeBase(key, etag, start, length);
+    if (this.files.has(base)) return true;
+    if (!this.writable || this.closed || length > this.options.maxBytes) return false;
+    const data = Buffer.allocUnsafeSlow(length);
+    await this.store.readRange(key, etag, start, data, () => undefined, signal);
+    await this.write(base, data);
+    return this.files.has(base);
   }
 
   /** False once a write error turned the tier off. */
@@ -148,7 +197,8 @@ export class DiskTier implements RangeReader {
       return;
     }
     await this.store.readRange(key, etag, start, target, onData, signal);
-    this.write(base, target);
+    // Written in the background (tracked; flush() waits for it): the reader has its bytes already.
+    void this.write(base, target);
   }
 
   /** Waits for writes in flight (tests, shutdown). */
@@ -202,8 +252,8 @@ export class DiskTier implements RangeReader {
     return true;
   }
 
-  private write(base: string, data: Buffer): void {
-    if (!this.writable || this.closed || this.files.has(base) || data.length > this.options.maxBytes || data.length === 0) return;
+  private write(base: string, data: Buffer): Promise<void> {
+    if (!this.writable || this.closed || this.files.has(base) || data.length > this.options.maxBytes || data.length === 0) return Promise.resolve();
     const crc = crc32(data);
     const name = `${base}-${crc.toString(16).padStart(8, '0')}`;
     const tmp = join(this.options.dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
@@ -227,11 +277,11 @@ export class DiskTier implements RangeReader {
         return;
       }
       if (this.files.has(base)) return;
-      this.files.set(base, { name, size: data.length, crc });
-      this.bytes += data.length;
+      this.addRange(base, { name, size: data.length, crc });
     });
     this.writeChain = work;
     this.track(work);
+    return work;
   }
 
   private persistMetadata(m: PersistedMetadata): void {
@@ -244,7 +294,10 @@ export class DiskTier implements RangeReader {
       const body = JSON.stringify({ key: m.key, etag: m.info.etag, size: m.info.size, lastModifiedMs: m.info.lastModifiedMs, validatedAt: m.validatedAt });
       try {
         await writeFile(tmp, body);
-        await rename(tmp, join(this.options.dir, `${META_PREFIX}${id}.json`));
+        await rename(tmp, join(this.options.dir, metaName(id)));
+        const size = Buffer.byteLength(body);
+        this.metaBytes += size - (this.metaFiles.get(id) ?? 0);
+        this.metaFiles.set(id, size);
       } catch (err) {
         await unlink(tmp).catch(() => undefined);
         this.fail(err);
@@ -269,26 +322,67 @@ export class DiskTier implements RangeReader {
     this.options.onDisabled?.(err);
   }
 
-  private drop(base: string, entry: FileEntry): void {
-    if (this.files.get(base) !== entry) return;
-    this.files.delete(base);
-    this.bytes -= entry.size;
+  private addRange(base: string, entry: FileEntry): void {
+    this.files.set(base, entry);
+    this.bytes += entry.size;
+    const id = keyHashOf(base);
+    this.rangesPerKey.set(id, (this.rangesPerKey.get(id) ?? 0) + 1);
   }
 
-  /** Deletes least recently used files until at most `limit` bytes are held. */
-  private async evictTo(limit: number): Promise<void> {
-    while (this.bytes > Math.max(0, limit)) {
-      const first = this.files.entries().next();
-      if (first.done) return;
-      const [base, entry] = first.value;
-      this.drop(base, entry);
-      await unlink(join(this.options.dir, entry.name)).catch(() => undefined);
+  /** Forgets a range file; returns true when it was the object's last one. */
+  private drop(base: string, entry: FileEntry): boolean {
+    if (this.files.get(base) !== entry) return false;
+    this.files.delete(base);
+    this.bytes -= entry.size;
+    const id = keyHashOf(base);
+    const left = (this.rangesPerKey.get(id) ?? 1) - 1;
+    if (left > 0) {
+      this.rangesPerKey.set(id, left);
+      return false;
     }
+    this.rangesPerKey.delete(id);
+    return true;
+  }
+
+  /**
+   * Deletes least recently used range files until at most `limit` bytes (ranges and metadata) are
+   * held; an object's metadata file goes with its last range file (it would serve nothing).
+   */
+  private async evictTo(limit: number): Promise<void> {
+    while (this.bytes + this.metaBytes > Math.max(0, limit)) {
+      const first = this.files.entries().next();
+      if (first.done) {
+        // Only metadata of objects without ranges left (HEAD answers of objects never read).
+        for (const id of [...this.metaFiles.keys()]) if (!this.rangesPerKey.has(id)) await this.removeMetadata(id);
+        return;
+      }
+      const [base, entry] = first.value;
+      const last = this.drop(base, entry);
+      await unlink(join(this.options.dir, entry.name)).catch(() => undefined);
+      if (last) await this.removeMetadata(keyHashOf(base));
+    }
+  }
+
+  private async removeMetadata(id: string): Promise<void> {
+    const size = this.metaFiles.get(id);
+    if (size === undefined) return;
+    this.metaFiles.delete(id);
+    this.metaBytes -= size;
+    await unlink(join(this.options.dir, metaName(id))).catch(() => undefined);
   }
 }
 
 function rangeBase(key: string, etag: string, start: number, length: number): string {
   return `${RANGE_PREFIX}${hash(key)}-${hash(etag)}-${start}-${length}`;
+}
+
+/** The key hash of a range file's base name (`r-<key hash>-...`). */
+function keyHashOf(base: string): string {
+  return base.slice(RANGE_PREFIX.length, RANGE_PREFIX.length + 32);
+}
+
+function metaName(id: string): string {
+  return `${META_PREFIX}${id}.json`;
 }
 
 function parseRangeName(name: string): { base: string; crc: number } | undefined {
@@ -297,8 +391,14 @@ function parseRangeName(name: string): { base: string; crc: number } | undefined
   return { base: m[1]!, crc: parseInt(m[2]!, 16) };
 }
 
-function parseMetadata(text: string): PersistedMetadata | undefined {
-  const v = JSON.parse(text) as Record<string, unknown>;
+function parseMetadataText(text: string): PersistedMetadata | undefined {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
   if (typeof v.key !== 'string' || typeof v.etag !== 'string' || typeof v.size !== 'number' || typeof v.validatedAt !== 'number') return undefined;
   const info: ObjectInfo = typeof v.lastModifiedMs === 'number' ? { size: v.size, etag: v.etag, lastModifiedMs: v.lastModifiedMs } : { size: v.size, etag: v.etag };
   return { key: v.key, info, validatedAt: v.validatedAt };

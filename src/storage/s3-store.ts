@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, S3Client, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
+import { CompleteMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { within } from '../bounded-wait.js';
@@ -134,6 +134,36 @@ export class S3ObjectStore {
       deadline.close();
     }
     return { info, front: front.subarray(0, filled) };
+  }
+
+  /**
+   * The keys under `prefix` (ListObjectsV2, page by page, each page within the retry budget), in
+   * key order, at most `limit` of them (`truncated` says there were more).
+   */
+  async list(prefix: string, limit: number, signal?: AbortSignal): Promise<{ keys: string[]; truncated: boolean }> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const deadline = new CallDeadline(this.options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, `ListObjectsV2 ${prefix}`, signal);
+      try {
+        const out = await deadline.race(
+          this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), {
+            abortSignal: deadline.signal,
+          }),
+        );
+        for (const o of out.Contents ?? []) {
+          if (o.Key === undefined) continue;
+          if (keys.length >= limit) return { keys, truncated: true };
+          keys.push(o.Key);
+        }
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } catch (err) {
+        throw storageError(err, `ListObjectsV2 ${prefix}`);
+      } finally {
+        deadline.close();
+      }
+    } while (token);
+    return { keys, truncated: false };
   }
 
   /**

@@ -173,4 +173,57 @@ describe('DiskTier', () => {
     await assert.rejects(cache2.lookup('s.bin'));
     cache2.close();
   });
+
+  test('metadata files count toward the bound and are pruned with their last range file (at start and on eviction)', async () => {
+    const dir = await tempDir();
+    const a = randomBytes(200_000);
+    const b = randomBytes(200_000);
+    const store = new FakeStore(new Map([['a.bin', { body: a, etag: '"a"' }], ['b.bin', { body: b, etag: '"b"' }], ['probe.bin', { body: randomBytes(10), etag: '"p"' }]]));
+    const metas = async (): Promise<number> => (await readdir(dir)).filter((n) => n.startsWith('m-')).length;
+    // Room for two ranges and the metadata files, not for three ranges.
+    const maxBytes = 250_000;
+    const first = await DiskTier.open(store, { dir, maxBytes });
+    const infoA = await first.head('a.bin');
+    await first.head('probe.bin'); // metadata only: never read
+    assert.equal(sha(await readAll(first, 'a.bin', infoA, 100_000)), sha(a));
+    await first.flush();
+    assert.equal(await metas(), 2);
+    assert.ok(first.metadataBytesHeld > 0, 'metadata bytes counted');
+    assert.ok(first.bytesHeld + first.metadataBytesHeld <= maxBytes, `${first.bytesHeld} + ${first.metadataBytesHeld} within ${maxBytes}`);
+
+    // At start: the never-read object's metadata has no range file and is pruned.
+    const second = await DiskTier.open(store, { dir, maxBytes });
+    assert.deepEqual(second.persisted.map((m) => m.key), ['a.bin']);
+    assert.equal(await metas(), 1);
+    const metaOfA = second.metadataBytesHeld;
+    assert.ok(metaOfA > 0);
+
+    // Reading b evicts a's two range files: a's metadata goes with the last of them.
+    const infoB = await second.head('b.bin');
+    assert.equal(sha(await readAll(second, 'b.bin', infoB, 100_000)), sha(b));
+    await second.flush();
+    const left = await readdir(dir);
+    assert.equal(left.filter((n) => n.startsWith('r-')).length, 2);
+    assert.equal(left.filter((n) => n.startsWith('m-')).length, 1, 'only b.bin\'s metadata is left');
+    assert.ok(second.bytesHeld + second.metadataBytesHeld <= maxBytes);
+    const third = await DiskTier.open(store, { dir, maxBytes });
+    assert.deepEqual(third.persisted.map((m) => m.key), ['b.bin']);
+  });
+
+  test('fill puts a range on disk without an S3 read when it is already there; has tells', async () => {
+    const dir = await tempDir();
+    const body = randomBytes(150_000);
+    const store = new FakeStore(new Map([['f.bin', { body, etag: '"f"' }]]));
+    const tier = await DiskTier.open(store, { dir, maxBytes: 10_000_000 });
+    assert.equal(tier.has('f.bin', '"f"', 0, 100_000), false);
+    assert.equal(await tier.fill('f.bin', '"f"', 0, 100_000), true);
+    assert.equal(await tier.fill('f.bin', '"f"', 100_000, 50_000), true);
+    assert.equal(store.reads, 2);
+    assert.equal(tier.has('f.bin', '"f"', 0, 100_000), true);
+    assert.equal(tier.has('f.bin', '"other"', 0, 100_000), false);
+    assert.equal(await tier.fill('f.bin', '"f"', 0, 100_000), true);
+    assert.equal(store.reads, 2, 'already on disk: no read');
+    store.down = true;
+    assert.equal(sha(await readAll(tier, 'f.bin', { size: body.length, etag: '"f"' }, 100_000)), sha(body));
+  });
 });

@@ -11,6 +11,7 @@ import { s3Flags, startTestGateway, type TestGateway } from '../support/gateway.
 import { S3FaultProxy } from '../support/s3-fault-proxy.js';
 import { putObject, testS3, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
+import { curl } from './http-helpers.js';
 
 /**
  * The --cache-dir tier with real parts: a gateway restarted while S3 is down serves what it had on
@@ -210,6 +211,50 @@ describe('disk cache tier across restarts and failures', () => {
       }
     } finally {
       execFileSync('umount', [dir]);
+    }
+  });
+
+  test('--workers 2: the image read once is served from disk after a restart with S3 down, to tftp-hpa and over HTTP to curl', { timeout: 120_000 }, async () => {
+    const body = randomBytes(5 * MiB + 123);
+    await putObject(s3, bucket, 'boot/workers.img', body);
+    const dir = await tempDir();
+    const env = {
+      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
+    const args = (): string[] => [
+      '--listen', '127.0.0.1:0', '--http-boot-listen', '127.0.0.1:0', '--workers', '2',
+      ...s3Flags({ ...s3, endpoint: proxy.endpoint }, bucket), ...flags(dir),
+    ];
+    const clients = async (gw: GatewayProcess, what: string): Promise<void> => {
+      const r = await download('tftp-hpa', { host: '127.0.0.1', port: gw.udpPort }, 'boot/workers.img', { timeoutMs: 60_000 });
+      assert.ok(r.ok, `${what} tftp-hpa: ${describeRun(r)}`);
+      assert.equal(r.sha256, sha256(body), `${what} tftp-hpa: bytes`);
+      const h = await curl(`http://${gw.httpBootAddress!}/boot/workers.img`, [], 60_000);
+      assert.equal(h.status, 200, `${what} curl: ${h.stderr}`);
+      assert.equal(h.sha256, sha256(body), `${what} curl: bytes`);
+    };
+    proxy.mode = 'pass';
+    let gw = await spawnGateway(args(), env);
+    try {
+      await clients(gw, 'S3 up');
+      await until(async () => (await rangeFiles(dir)).length === 6 && (await metaFiles(dir)).length === 1, 10_000, 'six range files and one metadata file');
+    } finally {
+      await gw.stop(5000);
+    }
+    proxy.mode = 'reset';
+    try {
+      gw = await spawnGateway(args(), env);
+      const ready = await httpGet(`http://${gw.httpAddress}/readyz`);
+      assert.equal(ready.status, 200, `readyz: ${ready.body}`);
+      await clients(gw, 'S3 down');
+      const m = await scrape(gw.httpAddress);
+      assert.ok(m.value('tftp_gateway_cache_disk_hits_total') >= 6, 'ranges read from disk');
+      assert.equal(m.value('tftp_gateway_s3_requests_total', { operation: 'GetObject', outcome: 'ok' }), 0, 'no GetObject succeeded: S3 is down');
+    } finally {
+      await gw.stop(5000);
+      proxy.mode = 'pass';
     }
   });
 });

@@ -58,7 +58,7 @@ describe('metrics after real transfers', () => {
     const m = await metrics();
     assert.equal(m.samples.some((s) => s.name === 'tftp_gateway_active_sessions' && s.labels.operation === 'read'), true);
     assert.equal(m.value('tftp_gateway_draining'), 0);
-    const allowed = new Set(['operation', 'result', 'direction', 'protocol', 'code', 'type', 'reason', 'outcome', 'cause', 'le']);
+    const allowed = new Set(['operation', 'result', 'direction', 'protocol', 'code', 'type', 'reason', 'outcome', 'cause', 'state', 'le']);
     for (const s of m.samples) for (const label of Object.keys(s.labels)) assert.ok(allowed.has(label), `${s.name} has label ${label}`);
   });
 

@@ -45,7 +45,9 @@ export type FaultAction =
   /** Forward the answer's headers and the first `afterBytes` of its body, then reset the connection. */
   | { readonly kind: 'reset-mid-body'; readonly afterBytes: number }
   /** Reset the connection without answering. */
-  | { readonly kind: 'reset' };
+  | { readonly kind: 'reset' }
+  /** Forward the request `ms` later (a slow store: first-byte latency). */
+  | { readonly kind: 'delay'; readonly ms: number };
 
 export interface FaultRule {
   readonly match: (req: ProxiedRequest) => boolean;
@@ -197,6 +199,21 @@ export class S3FaultProxy {
       });
       return;
     }
+    if (fault?.kind === 'delay') {
+      // Paused, not read: the request's bytes wait in the socket until it is forwarded.
+      req.pause();
+      setTimeout(() => {
+        if (req.socket.destroyed) return;
+        this.forward(req, res, record, undefined);
+        req.resume();
+      }, fault.ms);
+      return;
+    }
+    this.forward(req, res, record, fault);
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, record: ProxiedRequest, fault: FaultAction | undefined): void {
+    const method = req.method ?? 'GET';
     const upstreamReq = http.request(
       {
         host: this.upstream.hostname,
