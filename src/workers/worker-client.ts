@@ -151,7 +151,13 @@ export class RemoteCache implements RangeCache<RemoteRange> {
     private readonly link: MainLink,
     readonly rangeSize: number,
     private readonly onHit: () => void = () => undefined,
+    /** The main thread's read-ahead advice (ranges; 0: none). */
+    private readonly readAhead: () => number = () => 0,
   ) {}
+
+  readAheadRanges(): number {
+    return this.readAhead();
+  }
 
   lookup(key: string): Promise<MetadataAnswer> {
     return this.link.request<MetadataAnswer>((id) => ({ t: 'lookup', id, key }));

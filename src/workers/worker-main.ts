@@ -61,9 +61,10 @@ async function main(): Promise<void> {
     },
   );
   const metrics = new GatewayMetrics({ defaultMetrics: false });
-  const cache = new RemoteCache(link, config.rangeSize, () => metrics.cacheHits.inc());
-  const store = new RemoteStore(link);
   const s3Reachable = new Int32Array(init.s3Reachable);
+  // Slot 1: the main thread's read-ahead advice (ranges), measured on S3.
+  const cache = new RemoteCache(link, config.rangeSize, () => metrics.cacheHits.inc(), () => Atomics.load(s3Reachable, 1));
+  const store = new RemoteStore(link);
   const opener = new RequestOpener(requestPolicy(config), cache, store, {
     get reachable() {
       return Atomics.load(s3Reachable, 0) === 1;

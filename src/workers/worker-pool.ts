@@ -160,7 +160,8 @@ export class WorkerPool implements SessionHost {
   /** The client limits every worker shares (this thread releases a dead worker's sessions in them). */
   private readonly limitMemory = createSharedLimitMemory();
   private readonly limits: SharedClientLimits;
-  private readonly s3ReachableMemory = new SharedArrayBuffer(4);
+  /** Shared with every worker: [S3 reachable (0/1), read-ahead ranges the cache advises now]. */
+  private readonly s3ReachableMemory = new SharedArrayBuffer(8);
   private readonly s3Reachable = new Int32Array(this.s3ReachableMemory);
 
   private constructor(private readonly deps: WorkerPoolDeps) {
@@ -461,6 +462,8 @@ export class WorkerPool implements SessionHost {
         this.reply(slot, m.id, store.head(m.key).then((info) => ({ ...info })));
         return;
       case 'range':
+        // The cache's read-ahead advice (measured on S3) for the workers' transfers, fresh as ranges are asked for.
+        Atomics.store(this.s3Reachable, 1, cache.readAheadRanges());
         this.onRange(slot, m.id, m.key, m.info, m.index);
         return;
       case 'prefetch':

@@ -20,7 +20,7 @@ export interface WorkerInit {
   readonly listen: readonly { readonly host: string; readonly port: number }[];
   /** HTTP boot listen addresses, ports resolved the same way (empty: HTTP boot off). */
   readonly httpBootListen: readonly { readonly host: string; readonly port: number }[];
-  /** Int32 [reachable]: whether S3 answers, kept up to date by the main thread's S3Health. */
+  /** Int32 [reachable, readAheadRanges]: whether S3 answers (the main thread's S3Health), and the cache's read-ahead advice. */
   readonly s3Reachable: SharedArrayBuffer;
   /** The process-wide client limits (SharedClientLimits). */
   readonly limits: { readonly ints: SharedArrayBuffer; readonly floats: SharedArrayBuffer };

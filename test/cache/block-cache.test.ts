@@ -275,6 +275,41 @@ describe('gateway read path', () => {
     }
   });
 
+  test('S3 behind 60 ms: the cold path measures it, reads a cold object with parts in parallel and its first HEAD as a GET of the front', { timeout: 60_000 }, async () => {
+    const first = randomBytes(1024 * KiB + 5);
+    const image = randomBytes(6 * 1024 * KiB + 11);
+    await putObject(s3, bucket, 'wan/first.img', first);
+    await putObject(s3, bucket, 'wan/image.img', image);
+    const url = new URL(s3.endpoint);
+    const proxy = await startS3Proxy({ host: url.hostname, port: Number(url.port) }, { delayMs: 60 });
+    const gw = await startTestGateway({ ...s3, endpoint: proxy.endpoint }, bucket, ['--range-size', '1MiB', '--read-ahead', '1', '--workers', '1']);
+    const value = async (name: string, labels: Record<string, string> = {}): Promise<number> =>
+      (await gw.gateway.metricValues(name)).filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0);
+    try {
+      // The first object teaches the gateway how far S3 is.
+      const a = await tftpGet('wan/first.img', { port: gw.port, options: { blksize: '1468', windowsize: '16' }, timeoutMs: 20_000 });
+      assert.equal(a.error, undefined);
+      assert.ok(a.data.equals(first));
+      const latency = await value('tftp_gateway_s3_read_first_byte_seconds');
+      assert.ok(latency >= 0.05, `measured first byte ${latency} s behind a 60 ms proxy`);
+      // Deeper than --read-ahead 1: enough 1 MiB ranges for the streams the measured rate needs.
+      assert.ok((await value('tftp_gateway_read_ahead_ranges')) > 1);
+      const heads = await value('tftp_gateway_s3_requests_total', { operation: 'HeadObject' });
+      const gets = await value('tftp_gateway_s3_requests_total', { operation: 'GetObject' });
+      const connections = proxy.connections;
+      const b = await tftpGet('wan/image.img', { port: gw.port, options: { blksize: '1468', windowsize: '16' }, timeoutMs: 20_000 });
+      assert.equal(b.error, undefined);
+      assert.ok(b.data.equals(image));
+      assert.equal((await value('tftp_gateway_s3_requests_total', { operation: 'HeadObject' })) - heads, 0, 'no HEAD: its front GET answered it');
+      assert.ok((await value('tftp_gateway_s3_requests_total', { operation: 'GetObject' })) - gets >= 6, 'parts read by several GETs');
+      assert.ok(proxy.connections - connections >= 2, `GETs at once on new connections: ${proxy.connections - connections}`);
+      assert.equal(await value('tftp_gateway_s3_bytes_fetched_total'), first.length + image.length, 'each byte read once');
+    } finally {
+      await gw.stop();
+      await proxy.close();
+    }
+  });
+
   test('an object replaced mid-transfer ends that transfer with an ERROR, never mixed versions', async (t) => {
     if (s3.kind !== 'rgw') return t.skip('needs Ceph RGW (s3rver ignores If-Match on GET)');
     const old = randomBytes(512 * KiB);
