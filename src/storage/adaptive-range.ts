@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { ObjectInfo, S3ObjectStore } from './s3-store.js';
+import type { FrontRead, ObjectInfo, S3ObjectStore } from './s3-store.js';
 
 /** What the block cache reads ranges through (S3ObjectStore, or a tier or reader in front of it). */
 export type RangeReader = Pick<S3ObjectStore, 'bucket' | 'head' | 'readRange'>;
@@ -123,7 +123,7 @@ export class AdaptiveRangeReader implements RangeReader {
   readonly estimator: S3ReadEstimator;
   private readonly now: () => number;
   private readonly seen = new LRUCache<string, true>({ max: SEEN_KEYS, ttl: SEEN_MS });
-  private readonly fronts = new LRUCache<string, Buffer>({ maxSize: FRONT_KEEP_BYTES, sizeCalculation: (b) => Math.max(1, b.length), ttl: FRONT_KEEP_MS });
+  private readonly fronts = new LRUCache<string, FrontRead>({ maxSize: FRONT_KEEP_BYTES, sizeCalculation: (f) => Math.max(1, f.buffer.length), ttl: FRONT_KEEP_MS });
   private active = 0;
   private readonly queue: (() => void)[] = [];
 
@@ -179,31 +179,27 @@ export class AdaptiveRangeReader implements RangeReader {
       this.estimator.firstByte(this.now() - started);
       return info;
     }
-    // The first bytes a client will ask for: as many as one stream delivers in about a round trip.
-    const want = Math.max(64 * KiB, Math.min(frontBytes, Math.round(this.estimator.streamWindowBytes)));
+    // The first bytes a client will ask for: a part's worth (they stream in behind the answer while
+    // the range's other parts are asked for).
+    const want = Math.max(64 * KiB, Math.min(frontBytes, this.partBytes));
     const { info, front } = await this.store.headWithFront(key, want, signal);
     this.estimator.firstByte(this.now() - started);
     this.seen.set(key, true);
-    if (front.length > 0) this.fronts.set(frontKey(key, info.etag), front);
+    if (front.buffer.length > 0) this.fronts.set(frontKey(key, info.etag), front);
     return info;
   }
 
   async readRange(key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void, signal?: AbortSignal): Promise<void> {
-    let from = 0;
-    // The front a cold HEAD brought along serves every range that starts inside it (small ranges:
-    // several), until it expires.
+    // The front a cold HEAD brought along (still arriving, maybe) is part 0 of every range that
+    // starts inside it (small ranges: several), until it expires; GETs read the rest meanwhile.
     const front = this.fronts.size > 0 ? this.fronts.get(frontKey(key, etag)) : undefined;
-    if (front && start < front.length) {
-      from = Math.min(front.length - start, target.length);
-      front.copy(target, 0, start, start + from);
-      onData(from);
-      if (from === target.length) return;
-    }
-    const parts = this.plan(target.length, from);
+    const fromFront = front && start < front.buffer.length ? Math.min(front.buffer.length - start, target.length) : 0;
+    const parts = this.plan(target.length, fromFront);
+    if (fromFront > 0) parts.unshift({ from: 0, length: fromFront });
     const fills = parts.map(() => 0);
     /** Index of the first part not yet complete, and the prefix length before it. */
     let head = 0;
-    let prefix = from;
+    let prefix = 0;
     const report = (): void => {
       while (head < parts.length && fills[head] === parts[head]!.length) {
         prefix += parts[head]!.length;
@@ -211,38 +207,77 @@ export class AdaptiveRangeReader implements RangeReader {
       }
       onData(head < parts.length ? prefix + fills[head]! : prefix);
     };
+    const progress = (i: number) => (n: number): void => {
+      fills[i] = n;
+      // Only the part at the front moves the prefix.
+      if (i === head) report();
+    };
     const inner = new AbortController();
     const onAbort = (): void => inner.abort(signal?.reason);
     if (signal?.aborted) inner.abort(signal.reason);
     else signal?.addEventListener('abort', onAbort, { once: true });
-    let next = 0;
+    let next = fromFront > 0 ? 1 : 0;
     const worker = async (): Promise<void> => {
       while (next < parts.length && !inner.signal.aborted) {
         const i = next++;
         const p = parts[i]!;
-        await this.readPart(key, etag, start + p.from, target.subarray(p.from, p.from + p.length), (n) => {
-          fills[i] = n;
-          // Only the part at the front moves the prefix.
-          if (i === head) report();
-        }, inner.signal);
-        fills[i] = p.length;
-        if (i === head) report();
+        await this.readPart(key, etag, start + p.from, target.subarray(p.from, p.from + p.length), progress(i), inner.signal);
+        progress(i)(p.length);
       }
     };
+    const failFast = (run: Promise<void>): Promise<void> =>
+      run.catch((err: unknown) => {
+        inner.abort(err);
+        throw err;
+      });
     try {
-      const streams = Math.max(1, Math.min(this.options.streamsPerRange, parts.length));
-      await Promise.all(
-        Array.from({ length: streams }, () =>
-          worker().catch((err: unknown) => {
-            inner.abort(err);
-            throw err;
-          }),
-        ),
-      );
+      const streams = Math.max(1, Math.min(this.options.streamsPerRange, parts.length - next));
+      const runs = parts.length > next ? Array.from({ length: streams }, () => failFast(worker())) : [];
+      if (front && fromFront > 0) runs.push(failFast(this.readFront(front, key, etag, start, target.subarray(0, fromFront), progress(0), inner.signal)));
+      await Promise.all(runs);
       if (inner.signal.aborted) throw inner.signal.reason;
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Copies bytes [start, start + target.length) of the front into `target` as they arrive; what the
+   * front does not bring (its body broke off) is read with a GET.
+   */
+  private async readFront(front: FrontRead, key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void, signal: AbortSignal): Promise<void> {
+    let copied = 0;
+    await new Promise<void>((resolve, reject) => {
+      const finish = (): void => {
+        unwatch();
+        signal.removeEventListener('abort', onAbort);
+      };
+      const update = (): void => {
+        const upto = Math.max(0, Math.min(front.filled - start, target.length));
+        if (upto > copied) {
+          front.buffer.copy(target, copied, start + copied, start + upto);
+          copied = upto;
+          onData(copied);
+        }
+        if (copied >= target.length || front.ended) {
+          finish();
+          resolve();
+        }
+      };
+      const onAbort = (): void => {
+        finish();
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      const unwatch = front.watch(update);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      update();
+    });
+    if (copied < target.length) {
+      const got = copied;
+      await this.readPart(key, etag, start + got, target.subarray(got), (n) => onData(got + n), signal);
+    }
+    onData(target.length);
   }
 
   /** [from, length) split into parts of `partFor`, the first half size (the bytes a waiting client needs first). */

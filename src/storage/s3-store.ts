@@ -83,10 +83,11 @@ export class S3ObjectStore {
   /**
    * HeadObject's answer and the object's first bytes in one round trip: a GET of bytes
    * [0, frontBytes) whose Content-Range carries the size (a cold transfer needs both, and across a
-   * WAN the round trip a HEAD would cost first is most of its wait). The front comes back empty if
-   * its body broke off (the answer still stands). An empty object (416 to any range) gets a HEAD.
+   * WAN the round trip a HEAD would cost first is most of its wait). It answers when the headers
+   * come; the front's bytes keep arriving in `front` (a body that breaks off leaves a shorter front:
+   * the answer still stands). An empty object (416 to any range) gets a HEAD.
    */
-  async headWithFront(key: string, frontBytes: number, signal?: AbortSignal): Promise<{ info: ObjectInfo; front: Buffer }> {
+  async headWithFront(key: string, frontBytes: number, signal?: AbortSignal): Promise<{ info: ObjectInfo; front: FrontRead }> {
     const deadline = new CallDeadline(this.options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS, `GetObject ${key} (front)`, signal);
     let out: GetObjectCommandOutput;
     try {
@@ -99,7 +100,7 @@ export class S3ObjectStore {
       );
     } catch (err) {
       deadline.close();
-      if (httpStatus(err) === 416) return { info: await this.head(key, signal), front: Buffer.alloc(0) };
+      if (httpStatus(err) === 416) return { info: await this.head(key, signal), front: FrontRead.of(Buffer.alloc(0)) };
       throw storageError(err, `GetObject ${key} (front)`);
     }
     const body = out.Body as Readable | undefined;
@@ -111,8 +112,14 @@ export class S3ObjectStore {
     }
     const lastModifiedMs = out.LastModified?.getTime();
     const info: ObjectInfo = lastModifiedMs === undefined ? { size, etag: out.ETag } : { size, etag: out.ETag, lastModifiedMs };
-    const expected = Math.min(size, frontBytes);
-    const front = Buffer.allocUnsafeSlow(expected);
+    const front = new FrontRead(Buffer.allocUnsafeSlow(Math.min(size, frontBytes)));
+    // The body streams in behind the answer, within the same deadline (it runs while bytes come).
+    void this.pumpFront(body, front, deadline);
+    return { info, front };
+  }
+
+  private async pumpFront(body: Readable | undefined, front: FrontRead, deadline: CallDeadline): Promise<void> {
+    const expected = front.buffer.length;
     let filled = 0;
     const onAbort = (): void => void body?.destroy();
     deadline.signal.addEventListener('abort', onAbort, { once: true });
@@ -120,9 +127,12 @@ export class S3ObjectStore {
       for await (const chunk of (body ?? []) as AsyncIterable<Buffer>) {
         deadline.touch();
         const n = Math.min(expected - filled, chunk.length);
-        chunk.copy(front, filled, 0, n);
+        chunk.copy(front.buffer, filled, 0, n);
         filled += n;
-        if (n > 0) this.options.onBytesFetched?.(n);
+        if (n > 0) {
+          this.options.onBytesFetched?.(n);
+          front.progress(filled);
+        }
         // A store that ignored the Range: the rest is not wanted.
         if (filled >= expected && n < chunk.length) break;
       }
@@ -132,8 +142,8 @@ export class S3ObjectStore {
       deadline.signal.removeEventListener('abort', onAbort);
       body?.destroy();
       deadline.close();
+      front.end();
     }
-    return { info, front: front.subarray(0, filled) };
   }
 
   /**
@@ -292,6 +302,43 @@ function guardComplete(client: S3Client, bucket: string, key: string): S3Client 
       };
     },
   });
+}
+
+/**
+ * An object's first bytes arriving behind a HEAD-like answer (headWithFront): `filled` bytes of
+ * `buffer` are there, `watch` hears of more, `ended` once the body is over (whole or broken off).
+ */
+export class FrontRead {
+  filled = 0;
+  ended = false;
+  private readonly watchers = new Set<() => void>();
+
+  constructor(readonly buffer: Buffer) {}
+
+  /** A front that is already complete. */
+  static of(buffer: Buffer): FrontRead {
+    const front = new FrontRead(buffer);
+    front.filled = buffer.length;
+    front.ended = true;
+    return front;
+  }
+
+  /** Calls `onChange` on every progress and at the end; returns the unsubscribe. */
+  watch(onChange: () => void): () => void {
+    this.watchers.add(onChange);
+    return () => this.watchers.delete(onChange);
+  }
+
+  progress(filled: number): void {
+    this.filled = filled;
+    for (const w of [...this.watchers]) w();
+  }
+
+  end(): void {
+    this.ended = true;
+    for (const w of [...this.watchers]) w();
+    this.watchers.clear();
+  }
 }
 
 /** The total of a Content-Range answer (`bytes 0-99/1234` → 1234); undefined when absent or unknown (`*`). */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { AdaptiveRangeReader, S3ReadEstimator, type FrontReader } from '../../src/storage/adaptive-range.js';
 import { TransferError } from '../../src/errors.js';
-import type { ObjectInfo } from '../../src/storage/s3-store.js';
+import { FrontRead, type ObjectInfo } from '../../src/storage/s3-store.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -18,11 +18,15 @@ class ManualStore implements FrontReader {
     this.heads++;
     return Promise.resolve(this.info);
   }
-  headWithFront(_key: string, bytes: number): Promise<{ info: ObjectInfo; front: Buffer }> {
+  /** The last front handed out: the test feeds it by hand unless `completeFronts`. */
+  front: FrontRead | undefined;
+  completeFronts = true;
+  headWithFront(_key: string, bytes: number): Promise<{ info: ObjectInfo; front: FrontRead }> {
     this.fronts.push(bytes);
-    const front = Buffer.alloc(Math.min(bytes, this.info.size));
-    for (let k = 0; k < front.length; k++) front[k] = k & 0xff;
-    return Promise.resolve({ info: this.info, front });
+    const buffer = Buffer.alloc(Math.min(bytes, this.info.size));
+    for (let k = 0; k < buffer.length; k++) buffer[k] = k & 0xff;
+    this.front = this.completeFronts ? FrontRead.of(buffer) : new FrontRead(buffer);
+    return Promise.resolve({ info: this.info, front: this.front });
   }
   readRange(_key: string, _etag: string, start: number, target: Buffer, onData: (n: number) => void, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -194,6 +198,33 @@ describe('AdaptiveRangeReader', () => {
     await reader.readRange('k', '"e"', 32 * KiB, inside, () => undefined);
     assert.equal(store.calls.length, before);
     for (let k = 0; k < inside.length; k += 97) assert.equal(inside[k], (32 * KiB + k) & 0xff);
+  });
+
+  test('a front still arriving: the other parts are asked for at once, its bytes count as they come, and what it did not bring is read with a GET', async () => {
+    const store = new ManualStore();
+    store.completeFronts = false;
+    const reader = new AdaptiveRangeReader(store, { streamsPerRange: 8, maxStreams: 32, frontBytes: MiB, estimator: wan() });
+    await reader.head('k');
+    const front = store.front!;
+    const size = front.buffer.length;
+    const target = Buffer.alloc(4 * MiB);
+    const reported: number[] = [];
+    const done = reader.readRange('k', '"e"', 0, target, (n) => reported.push(n));
+    await tick();
+    assert.ok(store.calls.length > 0 && store.calls.every((c) => c.start >= size), 'GETs for what follows the front, at once');
+    assert.equal(store.calls[0]!.start, size);
+    front.progress(1000);
+    assert.equal(reported.at(-1), 1000, 'the front counts as it arrives');
+    // The front's body breaks off at 5000 bytes: the rest of it is read with a GET.
+    front.progress(5000);
+    front.end();
+    await tick();
+    const refill = store.calls.find((c) => c.start === 5000);
+    assert.ok(refill, 'a GET for the rest of the front');
+    assert.equal(refill.target.length, size - 5000);
+    await store.drain(done);
+    for (let k = 0; k < target.length; k += 991) assert.equal(target[k], k & 0xff);
+    assert.equal(reported.at(-1), target.length);
   });
 
   test('S3 in the region (first byte under 40 ms): HEAD stays a HEAD', async () => {
