@@ -151,15 +151,21 @@ export class AdaptiveRangeReader implements RangeReader {
     return Math.round(Math.min(max, Math.max(min, 2 * this.estimator.streamWindowBytes)));
   }
 
-  /** GETs a cold transfer keeps busy: enough streams at the measured rate for the cold target, at most `maxStreams`. */
-  get streamsWanted(): number {
-    return Math.max(1, Math.min(this.options.maxStreams, Math.ceil(COLD_TARGET_BYTES_PER_SECOND / Math.max(1, this.estimator.streamBytesPerSecond))));
+  /**
+   * GETs a cold transfer of `rangeSize` ranges keeps busy: one GET of a part delivers part bytes per
+   * (first byte + part ÷ rate), so the cold target needs target × that time ÷ part of them, at most
+   * `maxStreams`.
+   */
+  streamsWanted(rangeSize: number): number {
+    const part = this.partFor(rangeSize);
+    const seconds = this.estimator.latencyMs / 1000 + part / Math.max(1, this.estimator.streamBytesPerSecond);
+    return Math.max(1, Math.min(this.options.maxStreams, Math.ceil((COLD_TARGET_BYTES_PER_SECOND * seconds) / part)));
   }
 
   /** Ranges a session keeps in flight ahead of itself so that `streamsWanted` parts are read at once. */
   readAheadRanges(rangeSize: number): number {
     const partsPerRange = Math.ceil(rangeSize / this.partFor(rangeSize));
-    return Math.ceil(this.streamsWanted / partsPerRange);
+    return Math.ceil(this.streamsWanted(rangeSize) / partsPerRange);
   }
 
   /**
@@ -280,21 +286,17 @@ export class AdaptiveRangeReader implements RangeReader {
     onData(target.length);
   }
 
-  /** [from, length) split into parts of `partFor`, the first half size (the bytes a waiting client needs first). */
+  /**
+   * [from, length) split into equal parts of about `partFor` (equal: the range's GETs end together,
+   * and a range takes no more GETs than its streams, so read-ahead's GETs all start at once).
+   */
   private plan(length: number, from: number): { from: number; length: number }[] {
-    const part = this.partFor(length - from);
-    const first = Math.max(this.options.minPartBytes ?? 256 * KiB, Math.round(part / 2));
+    const bytes = length - from;
+    if (bytes <= 0) return [];
+    const count = Math.max(1, Math.round(bytes / this.partFor(bytes)));
+    const size = Math.ceil(bytes / count);
     const parts: { from: number; length: number }[] = [];
-    let pos = from;
-    let size = Math.min(first, part);
-    while (pos < length) {
-      let n = Math.min(size, length - pos);
-      // A short tail joins the part before it.
-      if (length - pos - n < part / 4) n = length - pos;
-      parts.push({ from: pos, length: n });
-      pos += n;
-      size = part;
-    }
+    for (let pos = from; pos < length; pos += size) parts.push({ from: pos, length: Math.min(size, length - pos) });
     return parts;
   }
 
