@@ -44,6 +44,8 @@ export interface WanColdCase {
   readonly s3BytesFetched: number;
   /** GetObject calls the cold transfer made. */
   readonly s3Gets: number;
+  /** Attribution: the same cold transfer with S3 on loopback (no WAN path), a fresh gateway too. */
+  readonly coldLoopback?: TransferRun;
 }
 
 export interface WanColdResults {
@@ -123,8 +125,8 @@ export async function runWanColdSection(ctx: WanColdContext): Promise<WanColdRes
   // TFTPGW_BENCH_WAN_FLAGS: extra gateway flags for this section (experiments with the cold path's settings).
   const extra = (process.env.TFTPGW_BENCH_WAN_FLAGS ?? '').split(/\s+/).filter(Boolean);
   if (extra.length > 0) log(`   gateway flags added: ${extra.join(' ')}`);
-  const fresh = async (core: string): Promise<GatewayServer> => {
-    const g = await startGateway({ ...ctx.gateway, s3Endpoint: endpoint, core, extraFlags: [...(ctx.gateway.extraFlags ?? []), ...extra] });
+  const fresh = async (core: string, via = endpoint): Promise<GatewayServer> => {
+    const g = await startGateway({ ...ctx.gateway, s3Endpoint: via, core, extraFlags: [...(ctx.gateway.extraFlags ?? []), ...extra] });
     // The process's packet and S3 paths compiled, its S3 connections made: only the cache is cold.
     const first = await runClient({ client: 'atftp', port: g.port, file: ctx.warmup.key, blksize: 1468, windowsize: 1, expected: ctx.warmup.body, timeoutMs: ctx.transferTimeoutMs, core: ctx.clientCore });
     if (!first.ok) throw new Error(`warm-up transfer through the WAN path failed: ${first.error}`);
@@ -149,10 +151,15 @@ export async function runWanColdSection(ctx: WanColdContext): Promise<WanColdRes
         if (!warm || (r.ok && (!warm.ok || r.seconds < warm.seconds))) warm = r;
       }
       await gateway.stop();
+      // What a cold transfer costs on this machine with no WAN at all (S3 on loopback): the WAN's
+      // share of the shortfall is the difference.
+      gateway = await fresh(ctx.serverCore, ctx.s3.endpoint);
+      const coldLoopback = await transfer(gateway, blksize, windowsize);
+      await gateway.stop();
       gateway = undefined;
-      cases.push({ blksize, windowsize, cold, warm: warm!, s3BytesFetched: fetched, s3Gets: gets });
+      cases.push({ blksize, windowsize, cold, warm: warm!, s3BytesFetched: fetched, s3Gets: gets, coldLoopback });
       log(
-        `  atftp blksize ${blksize} window ${windowsize}: cold ${cold.ok ? `${fmt(mbps(cold.bytes, cold.seconds))} MB/s` : `FAILED (${cold.error})`}, warm ${warm!.ok ? `${fmt(mbps(warm!.bytes, warm!.seconds))} MB/s` : 'FAILED'}, S3 ${fmt(fetched / ctx.image.length, 3)}× image in ${gets} GETs (${plan})`,
+        `  atftp blksize ${blksize} window ${windowsize}: cold ${cold.ok ? `${fmt(mbps(cold.bytes, cold.seconds))} MB/s` : `FAILED (${cold.error})`} (S3 on loopback: ${coldLoopback.ok ? `${fmt(mbps(coldLoopback.bytes, coldLoopback.seconds))} MB/s` : 'FAILED'}), warm ${warm!.ok ? `${fmt(mbps(warm!.bytes, warm!.seconds))} MB/s` : 'FAILED'}, S3 ${fmt(fetched / ctx.image.length, 3)}× image in ${gets} GETs (${plan})`,
       );
     }
     if (wan.stormClients > 0) {
@@ -194,6 +201,16 @@ export function buildWanColdRows(r: WanColdResults): Row[] {
       target: `≥ ${min.toFixed(2)}`,
       met: q === undefined ? undefined : q >= min,
     });
+    if (c.coldLoopback) {
+      rows.push({
+        case: `cold, S3 on loopback (no WAN) vs warm, bs ${c.blksize} w ${c.windowsize}`,
+        gateway: c.coldLoopback.ok ? `${fmt(speed(c.coldLoopback))} MB/s` : 'failed',
+        reference: `${c.warm.ok ? `${fmt(speed(c.warm))} MB/s` : 'failed'} warm`,
+        ratio: ratio(speed(c.coldLoopback), speed(c.warm)),
+        target: '(attribution)',
+        met: undefined,
+      });
+    }
   }
   if (r.stormCold && r.stormWarm) {
     const q = ratio(r.stormCold.aggregateMbps, r.stormWarm.aggregateMbps);
