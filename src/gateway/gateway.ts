@@ -217,9 +217,10 @@ export class Gateway {
     metrics.s3ReadSource = () => ({
       latencyMs: s3Reader.estimator.latencyMs,
       streamBytesPerSecond: s3Reader.estimator.streamBytesPerSecond,
-      partBytes: s3Reader.partBytes,
+      partBytes: s3Reader.partFor(config.rangeSize),
       streams: s3Reader.streamsActive,
-      readAheadRanges: Math.max(config.readAhead, s3Reader.readAheadRanges(config.rangeSize)),
+      // As CachedObjectSource takes it: --read-ahead 0 is off, else at least --read-ahead.
+      readAheadRanges: config.readAhead === 0 ? 0 : Math.max(config.readAhead, s3Reader.readAheadRanges(config.rangeSize)),
     });
     metrics.staleObjectsSource = () => cache.staleObjects;
 

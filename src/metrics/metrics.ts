@@ -353,7 +353,7 @@ export class GatewayMetrics {
   });
   readonly s3ReadPartBytes: Gauge = new Gauge({
     name: 'tftp_gateway_s3_read_part_bytes',
-    help: 'Bytes one ranged GET reads now (about two round trips of one stream, within bounds)',
+    help: 'Bytes one ranged GET of a --range-size range reads now (about two round trips of one stream, at most a range over --range-streams)',
     registers: [this.registry],
     ...MAIN_THREAD_GAUGE,
     collect: (): void => this.s3ReadPartBytes.set(this.s3ReadSource().partBytes),

@@ -172,7 +172,7 @@ export class AdaptiveRangeReader implements RangeReader {
    * The part size for `length` bytes: about `partBytes`, or smaller where that lets every one of a
    * range's streams work (a client faster than one stream waits for the whole range).
    */
-  private partFor(length: number): number {
+  partFor(length: number): number {
     const min = this.options.minPartBytes ?? 256 * KiB;
     return Math.max(min, Math.min(this.partBytes, Math.ceil(length / this.options.streamsPerRange)));
   }

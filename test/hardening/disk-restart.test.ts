@@ -4,12 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { httpGet, scrape, spawnGateway, type GatewayProcess } from '../observability/helpers.js';
 import { CLIENT_NAMES, describeRun, download, sha256, type ClientName } from '../support/clients.js';
 import { s3Flags, startTestGateway, type TestGateway } from '../support/gateway.js';
-import { S3FaultProxy } from '../support/s3-fault-proxy.js';
-import { putObject, testS3, type TestS3 } from '../support/s3.js';
+import { type S3FaultProxy, withFaultProxy } from '../support/s3-fault-proxy.js';
+import { credentialsEnv, putObject, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
 import { curl } from './http-helpers.js';
 
@@ -44,15 +44,13 @@ describe('disk cache tier across restarts and failures', () => {
     return d;
   };
 
-  before(async () => {
-    s3 = await testS3();
-    bucket = await s3.createBucket();
-    proxy = await S3FaultProxy.start(s3.endpoint);
+  withFaultProxy((store, name, faults) => {
+    s3 = store;
+    bucket = name;
+    proxy = faults;
   });
 
   after(async () => {
-    await proxy?.close();
-    await s3?.cleanup();
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
@@ -120,11 +118,7 @@ describe('disk cache tier across restarts and failures', () => {
     const body = randomBytes(24 * MiB + 7);
     await putObject(s3, bucket, 'boot/killed.img', body);
     const dir = await tempDir();
-    const env = {
-      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-      AWS_EC2_METADATA_DISABLED: 'true',
-    };
+    const env = credentialsEnv(s3);
     const args = (): string[] => ['--listen', '127.0.0.1:0', ...s3Flags({ ...s3, endpoint: proxy.endpoint }, bucket), ...flags(dir)];
     proxy.mode = 'pass';
     let gw: GatewayProcess = await spawnGateway(args(), env);
@@ -218,11 +212,7 @@ describe('disk cache tier across restarts and failures', () => {
     const body = randomBytes(5 * MiB + 123);
     await putObject(s3, bucket, 'boot/workers.img', body);
     const dir = await tempDir();
-    const env = {
-      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-      AWS_EC2_METADATA_DISABLED: 'true',
-    };
+    const env = credentialsEnv(s3);
     const args = (): string[] => [
       '--listen', '127.0.0.1:0', '--http-boot-listen', '127.0.0.1:0', '--workers', '2',
       ...s3Flags({ ...s3, endpoint: proxy.endpoint }, bucket), ...flags(dir),

@@ -9,7 +9,7 @@ import { scrape } from '../observability/helpers.js';
 import { s3Flags, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
 import { seededBytes } from '../support/prng.js';
-import { putObject, testS3, type TestS3 } from '../support/s3.js';
+import { credentialsEnv, putObject, testS3, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
 import { get, refused } from './helpers.js';
 import {
@@ -176,7 +176,7 @@ describe('HTTP boot limits', () => {
           '--http-send-timeout', '300',
           '--log-level', 'info',
         ],
-        { AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
+        credentialsEnv(s3),
         20_000,
         cli,
       );

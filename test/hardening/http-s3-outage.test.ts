@@ -3,8 +3,8 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { seededBytes } from '../support/prng.js';
-import { S3FaultProxy, type ProxyMode } from '../support/s3-fault-proxy.js';
-import { putObject, testS3, type TestS3 } from '../support/s3.js';
+import { type S3FaultProxy, type ProxyMode, withFaultProxy } from '../support/s3-fault-proxy.js';
+import { putObject, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
 import { bootTarget, curl, httpResponseLogs, logsAtLeast, metric, request, sha256, urlOf, type Target } from './http-helpers.js';
 
@@ -27,15 +27,10 @@ describe('HTTP boot during S3 outages', () => {
   let bucket: string;
   let proxy: S3FaultProxy;
 
-  before(async () => {
-    s3 = await testS3();
-    bucket = await s3.createBucket();
-    proxy = await S3FaultProxy.start(s3.endpoint);
-  });
-
-  after(async () => {
-    await proxy?.close();
-    await s3?.cleanup();
+  withFaultProxy((store, name, faults) => {
+    s3 = store;
+    bucket = name;
+    proxy = faults;
   });
 
   describe('through the fault proxy', () => {

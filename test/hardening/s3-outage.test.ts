@@ -5,8 +5,8 @@ import { httpGet, scrape } from '../observability/helpers.js';
 import { until } from '../support/wait.js';
 import { CLIENT_NAMES, describeRun, download, sha256, upload, type ClientName, type DownloadResult, type RunResult } from '../support/clients.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { S3FaultProxy, type ProxyMode } from '../support/s3-fault-proxy.js';
-import { getObject, listUploads, putObject, testS3, type TestS3 } from '../support/s3.js';
+import { type S3FaultProxy, type ProxyMode, withFaultProxy } from '../support/s3-fault-proxy.js';
+import { getObject, listUploads, putObject, type TestS3 } from '../support/s3.js';
 import { drained } from './helpers.js';
 import { S3Client } from '@aws-sdk/client-s3';
 import { TransferError } from '../../src/errors.js';
@@ -49,15 +49,10 @@ describe('S3 outage: stale-if-error and prompt answers', () => {
     proxy.mode = mode;
   };
 
-  before(async () => {
-    s3 = await testS3();
-    bucket = await s3.createBucket();
-    proxy = await S3FaultProxy.start(s3.endpoint);
-  });
-
-  after(async () => {
-    await proxy?.close();
-    await s3?.cleanup();
+  withFaultProxy((store, name, faults) => {
+    s3 = store;
+    bucket = name;
+    proxy = faults;
   });
 
   test('a range read of a stale object (no byte from a hanging S3) fails within the retry budget', { timeout: 10_000 }, async () => {

@@ -4,12 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { httpGet, REPO_ROOT, scrape, spawnGateway, type Exposition, type GatewayProcess } from '../observability/helpers.js';
 import { describeRun, download, sha256 } from '../support/clients.js';
 import { s3Flags } from '../support/gateway.js';
-import { S3FaultProxy } from '../support/s3-fault-proxy.js';
-import { putObject, testS3, type TestS3 } from '../support/s3.js';
+import { type S3FaultProxy, withFaultProxy } from '../support/s3-fault-proxy.js';
+import { credentialsEnv, putObject, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
 import { curl } from './http-helpers.js';
 
@@ -34,11 +34,7 @@ describe('warm before ready', () => {
     dirs.push(d);
     return d;
   };
-  const env = (): Record<string, string> => ({
-    AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-    AWS_EC2_METADATA_DISABLED: 'true',
-  });
+  const env = (): Record<string, string> => credentialsEnv(s3);
   const args = (extra: readonly string[]): string[] => [
     '--listen', '127.0.0.1:0',
     '--http-listen', '127.0.0.1:0',
@@ -64,15 +60,13 @@ describe('warm before ready', () => {
     assert.equal(h.sha256, sha256(body), `curl ${key}: bytes`);
   }
 
-  before(async () => {
-    s3 = await testS3();
-    bucket = await s3.createBucket();
-    proxy = await S3FaultProxy.start(s3.endpoint);
+  withFaultProxy((store, name, faults) => {
+    s3 = store;
+    bucket = name;
+    proxy = faults;
   });
 
   after(async () => {
-    await proxy?.close();
-    await s3?.cleanup();
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 

@@ -1,5 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { after, before } from 'node:test';
+import { testS3, type TestS3 } from './s3.js';
 
 /**
  * An HTTP proxy between the gateway and the S3-compatible server that injects faults: error
@@ -254,4 +256,23 @@ export class S3FaultProxy {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.agent.destroy();
   }
+}
+
+/**
+ * For one test file: a bucket of its own on the test S3 server and a fault proxy in front of that
+ * server (`set` receives them before the tests run); both closed after the file.
+ */
+export function withFaultProxy(set: (s3: TestS3, bucket: string, proxy: S3FaultProxy) => void): void {
+  let s3: TestS3 | undefined;
+  let proxy: S3FaultProxy | undefined;
+  before(async () => {
+    s3 = await testS3();
+    const bucket = await s3.createBucket();
+    proxy = await S3FaultProxy.start(s3.endpoint);
+    set(s3, bucket, proxy);
+  });
+  after(async () => {
+    await proxy?.close();
+    await s3?.cleanup();
+  });
 }

@@ -133,3 +133,12 @@ export function withBucket(set: (s3: TestS3, bucket: string) => void): void {
     await s3?.cleanup();
   });
 }
+
+/** The environment a spawned gateway needs to reach the test S3 server: its credentials, no instance metadata. */
+export function credentialsEnv(s3: TestS3): Record<string, string> {
+  return {
+    AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+}
