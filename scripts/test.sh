@@ -39,5 +39,19 @@ if [ $# -eq 0 ]; then npx eslint .; fi
 shopt -s nullglob
 files=(test/*/*.test.ts)
 if [ $# -gt 0 ]; then files=("$@"); fi
-# TAP output: the same closing summary on every Node release (CI reads it).
-node --import tsx --test --test-reporter=tap --test-concurrency=2 "${files[@]}"
+# TAP output: the same closing summary on every Node release (CI reads it). A copy goes to a log so
+# that the failing tests, with their error blocks, are printed again last: CI shows only the tail.
+tap_log=$(mktemp /tmp/tftpgw-test-tap.XXXXXX)
+set +e
+node --import tsx --test --test-reporter=tap --test-concurrency=2 "${files[@]}" | tee "$tap_log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "# ---- failing tests (again, from the log above) ----"
+  # A failing subtest's line, its ancestors' lines, and its YAML block up to the closing "...".
+  awk '/^ *# Subtest: /{ depth = match($0, /[^ ]/); names[depth] = $0 }
+       /^ *not ok /{ on = 1; for (d = 1; d < match($0, /[^ ]/); d++) if (d in names) print names[d] }
+       on { print; if ($0 ~ /^ *\.\.\.$/) on = 0 }' "$tap_log" | tail -n 300
+fi
+rm -f "$tap_log"
+exit "$status"
