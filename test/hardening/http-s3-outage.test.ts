@@ -148,6 +148,8 @@ describe('HTTP boot during S3 outages', () => {
       const body = received.subarray(headEnd + 4);
       assert.ok(body.length <= size, `no more than Content-Length (${body.length})`);
       assert.ok(body.equals(v1.subarray(0, body.length)), `the ${body.length} bytes received are the old version's first bytes, none of the new one's`);
+      // The log line reaches the test through the gateway's stdout pipe, possibly after the close.
+      await until(() => httpResponseLogs(gw.logs.slice(logsFrom)).length > 0, 10_000, 'the response to be logged');
       const [line] = httpResponseLogs(gw.logs.slice(logsFrom));
       t.diagnostic(`${body.length === size ? 'the old version whole' : `cut after ${body.length} of ${size} bytes`}; logged ${JSON.stringify({ result: line?.result, bytes: line?.bytes, detail: line?.detail })}`);
       if (body.length < size) assert.equal(line?.result, 'replaced', 'a cut response is logged as replaced');
