@@ -40,7 +40,8 @@ async function readAll(k: string): Promise<void> {
   for (let off = 0; off < info.size; off += 65536) {
     if (drainBytesPerMs > 0 && off > 0) {
       const due = t0 + first + waited + off / drainBytesPerMs;
-      if (due > performance.now()) await sleep(due - performance.now());
+      const ahead = due - performance.now();
+      if (ahead > 0.5) await sleep(ahead);
     }
     const asked = performance.now();
     if (!src.slice(off, 65536)) await src.load(off, 65536);
