@@ -73,6 +73,12 @@ export class DiskTier implements RangeReader {
   private readonly metaWrites = new Map<string, Promise<void>>();
   private readonly now: () => number;
   private closed = false;
+  /**
+   * S3 reads of ranges in flight, by range file: a warm-up fill and a client's read of the same
+   * range share one GET. Each resolves with the range's bytes, or undefined when that read failed
+   * (whoever waited on it then reads for itself).
+   */
+  private readonly reading = new Map<string, Promise<Buffer | undefined>>();
 
   private constructor(
     private readonly store: RangeReader,
@@ -171,8 +177,13 @@ export class DiskTier implements RangeReader {
     const base = rangeBase(key, etag, start, length);
     if (this.files.has(base)) return true;
     if (!this.writable || this.closed || length > this.options.maxBytes) return false;
-    const data = Buffer.allocUnsafeSlow(length);
-    await this.store.readRange(key, etag, start, data, () => undefined, signal);
+    // Looked up before any await: a read starting in the same tick is seen by the other side.
+    const inFlight = this.reading.get(base);
+    let data = inFlight && (await this.joinRead(inFlight, signal));
+    if (!data) {
+      data = Buffer.allocUnsafeSlow(length);
+      await this.readShared(base, key, etag, start, data, () => undefined, signal);
+    }
     await this.write(base, data);
     return this.files.has(base);
   }
@@ -191,14 +202,56 @@ export class DiskTier implements RangeReader {
 
   async readRange(key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void, signal?: AbortSignal): Promise<void> {
     const base = rangeBase(key, etag, start, target.length);
-    if (await this.readFromDisk(base, target)) {
+    // A warm-up fill reading this range now: its bytes, not a second GET.
+    const inFlight = this.reading.get(base);
+    const filled = inFlight && (await this.joinRead(inFlight, signal));
+    if (filled) {
+      filled.copy(target);
+      onData(target.length);
+      return;
+    }
+    if (this.files.has(base) && (await this.readFromDisk(base, target))) {
       this.options.onHit?.();
       onData(target.length);
       return;
     }
-    await this.store.readRange(key, etag, start, target, onData, signal);
+    // No await between the lookups above and here when the range is not on disk: a fill that
+    // starts later in this tick finds this read.
+    await this.readShared(base, key, etag, start, target, onData, signal);
     // Written in the background (tracked; flush() waits for it): the reader has its bytes already.
     void this.write(base, target);
+  }
+
+  /** Reads a range from S3 into `target`, announced in `reading` while it runs. */
+  private async readShared(base: string, key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void, signal?: AbortSignal): Promise<void> {
+    let settle: (data: Buffer | undefined) => void = () => undefined;
+    const shared = new Promise<Buffer | undefined>((resolve) => (settle = resolve));
+    this.reading.set(base, shared);
+    try {
+      await this.store.readRange(key, etag, start, target, onData, signal);
+      settle(target);
+    } catch (err) {
+      settle(undefined);
+      throw err;
+    } finally {
+      if (this.reading.get(base) === shared) this.reading.delete(base);
+    }
+  }
+
+  /** The bytes of a read in flight, once it ends (undefined: it failed, or `signal` fired first). */
+  private async joinRead(shared: Promise<Buffer | undefined>, signal?: AbortSignal): Promise<Buffer | undefined> {
+    if (signal?.aborted) return undefined;
+    if (!signal) return shared;
+    let onAbort: () => void = () => undefined;
+    const aborted = new Promise<undefined>((resolve) => {
+      onAbort = () => resolve(undefined);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([shared, aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Waits for writes in flight (tests, shutdown). */

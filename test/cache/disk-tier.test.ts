@@ -16,6 +16,8 @@ class FakeStore implements RangeReader {
   reads = 0;
   heads = 0;
   down = false;
+  /** While set, reads wait for it (a slow S3); a rejected gate fails them. */
+  gate: Promise<void> | undefined;
   constructor(readonly objects: Map<string, { body: Buffer; etag: string }>) {}
   head(key: string): Promise<ObjectInfo> {
     this.heads++;
@@ -24,14 +26,14 @@ class FakeStore implements RangeReader {
     if (!o) return Promise.reject(new Error('missing'));
     return Promise.resolve({ size: o.body.length, etag: o.etag, lastModifiedMs: 1000 });
   }
-  readRange(key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void): Promise<void> {
+  async readRange(key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void): Promise<void> {
     this.reads++;
-    if (this.down) return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+    await this.gate;
+    if (this.down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     const o = this.objects.get(key)!;
     assert.equal(o.etag, etag);
     o.body.copy(target, 0, start, start + target.length);
     onData(target.length);
-    return Promise.resolve();
   }
 }
 
@@ -225,5 +227,59 @@ describe('DiskTier', () => {
     assert.equal(store.reads, 2, 'already on disk: no read');
     store.down = true;
     assert.equal(sha(await readAll(tier, 'f.bin', { size: body.length, etag: '"f"' }, 100_000)), sha(body));
+  });
+
+  test('a fill and a client read of the same range share one S3 read, whichever came first; a failed one leaves the other to read', async () => {
+    const dir = await tempDir();
+    const body = randomBytes(200_000);
+    const store = new FakeStore(new Map([['s.bin', { body, etag: '"s"' }]]));
+    const tier = await DiskTier.open(store, { dir, maxBytes: 10_000_000 });
+    const slow = (): (() => void) => {
+      let open: () => void = () => undefined;
+      store.gate = new Promise<void>((resolve) => (open = resolve));
+      return open;
+    };
+    const clientRead = async (start: number): Promise<Buffer> => {
+      const target = Buffer.alloc(100_000);
+      let reported = 0;
+      await tier.readRange('s.bin', '"s"', start, target, (n) => (reported = n));
+      assert.equal(reported, target.length);
+      return target;
+    };
+    // The fill first (warm-up), a client asks for the range while S3 is slow.
+    let open = slow();
+    const fill = tier.fill('s.bin', '"s"', 0, 100_000);
+    const client = clientRead(0);
+    open();
+    assert.equal(await fill, true);
+    assert.ok((await client).equals(body.subarray(0, 100_000)));
+    assert.equal(store.reads, 1, 'one S3 read for the fill and the client');
+    // The client first, the fill joins it and is done when the file is on disk.
+    open = slow();
+    const client2 = clientRead(100_000);
+    const fill2 = tier.fill('s.bin', '"s"', 100_000, 100_000);
+    open();
+    assert.ok((await client2).equals(body.subarray(100_000)));
+    assert.equal(await fill2, true);
+    assert.equal(tier.has('s.bin', '"s"', 100_000, 100_000), true);
+    assert.equal(store.reads, 2, 'one S3 read for the client and the fill');
+    await tier.flush();
+    assert.equal(tier.bytesHeld, body.length, 'each range written once');
+    // A shared read that fails: the one that joined it reads for itself.
+    const other = await DiskTier.open(store, { dir: await tempDir(), maxBytes: 10_000_000 });
+    let fail: (e: Error) => void = () => undefined;
+    store.gate = new Promise<void>((_, reject) => (fail = reject));
+    const failing = other.fill('s.bin', '"s"', 0, 100_000);
+    const joined = (async () => {
+      const target = Buffer.alloc(100_000);
+      await other.readRange('s.bin', '"s"', 0, target, () => undefined);
+      return target;
+    })();
+    await new Promise((r) => setImmediate(r));
+    store.gate = undefined;
+    fail(new Error('connection reset'));
+    await assert.rejects(failing, /connection reset/);
+    assert.ok((await joined).equals(body.subarray(0, 100_000)), 'the client read again and got the bytes');
+    assert.equal(store.reads, 4);
   });
 });
