@@ -226,7 +226,8 @@ export class DiskTier implements RangeReader {
   private async readShared(base: string, key: string, etag: string, start: number, target: Buffer, onData: (filled: number) => void, signal?: AbortSignal): Promise<void> {
     let settle: (data: Buffer | undefined) => void = () => undefined;
     const shared = new Promise<Buffer | undefined>((resolve) => (settle = resolve));
-    this.reading.set(base, shared);
+    // One that gave up waiting (its signal fired) does not hide the read it waited for.
+    if (!this.reading.has(base)) this.reading.set(base, shared);
     try {
       await this.store.readRange(key, etag, start, target, onData, signal);
       settle(target);
