@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { ConfigError } from '../../src/config/config.js';
 import { BlockCache } from '../../src/storage/block-cache.js';
 import { DiskTier } from '../../src/storage/disk-tier.js';
 import type { RangeReader } from '../../src/storage/adaptive-range.js';
 import type { ObjectInfo } from '../../src/storage/s3-store.js';
+import { tempDirs } from '../support/temp-dirs.js';
 
 /** An in-memory "S3" that counts its reads and can be switched off. */
 class FakeStore implements RangeReader {
@@ -38,15 +38,7 @@ class FakeStore implements RangeReader {
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'disk-tier-'));
-  dirs.push(d);
-  return d;
-}
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('disk-tier-');
 
 async function readAll(tier: RangeReader, key: string, info: ObjectInfo, rangeSize: number): Promise<Buffer> {
   const out = Buffer.alloc(info.size);

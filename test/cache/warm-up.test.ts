@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { TransferError } from '../../src/errors.js';
 import { warmTarget } from '../../src/policy/warm-names.js';
@@ -12,6 +9,7 @@ import { DiskTier } from '../../src/storage/disk-tier.js';
 import type { ObjectInfo } from '../../src/storage/s3-store.js';
 import { diskWarmTier, memoryWarmTier, Warmer, type WarmerOptions } from '../../src/storage/warm-up.js';
 import { until } from '../support/wait.js';
+import { tempDirs } from '../support/temp-dirs.js';
 
 /** An in-memory "S3": HEAD, ranged reads and listings, counted; `down` fails like a refused connection, `hang` never answers. */
 class FakeStore {
@@ -58,10 +56,7 @@ function capture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
   return { logger, lines };
 }
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('warm-up-');
 
 const RANGE = 100_000;
 
@@ -104,8 +99,7 @@ describe('Warmer', () => {
   });
 
   test('disk: restarted while S3 is down with the set on disk, the first warm-up ends at the first outage, from persisted metadata', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'warm-up-'));
-    dirs.push(dir);
+    const dir = await tempDir();
     const body = randomBytes(250_000);
     const store = new FakeStore(new Map([['os.img', { body, etag: '"v1"' }], ['other.img', { body: randomBytes(10), etag: '"o"' }]]));
     const options = (disk: DiskTier, cache: BlockCache, logger: pino.Logger): WarmerOptions => ({

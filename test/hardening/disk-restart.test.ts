@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { httpGet, scrape, spawnGateway, type GatewayProcess } from '../observability/helpers.js';
 import { CLIENT_NAMES, describeRun, download, sha256, type ClientName } from '../support/clients.js';
 import { s3Flags, startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -12,6 +11,7 @@ import { type S3FaultProxy, withFaultProxy } from '../support/s3-fault-proxy.js'
 import { credentialsEnv, putObject, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
 import { curl } from './http-helpers.js';
+import { tempDirs } from '../support/temp-dirs.js';
 
 /**
  * The --cache-dir tier with real parts: a gateway restarted while S3 is down serves what it had on
@@ -37,21 +37,12 @@ describe('disk cache tier across restarts and failures', () => {
   let s3: TestS3;
   let bucket: string;
   let proxy: S3FaultProxy;
-  const dirs: string[] = [];
-  const tempDir = async (): Promise<string> => {
-    const d = await mkdtemp(join(tmpdir(), 'gw-cache-dir-'));
-    dirs.push(d);
-    return d;
-  };
+  const tempDir = tempDirs('gw-cache-dir-');
 
   withFaultProxy((store, name, faults) => {
     s3 = store;
     bucket = name;
     proxy = faults;
-  });
-
-  after(async () => {
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
   const flags = (dir: string): string[] => [

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { httpGet, REPO_ROOT, scrape, spawnGateway, type Exposition, type GatewayProcess } from '../observability/helpers.js';
 import { describeRun, download, sha256 } from '../support/clients.js';
 import { s3Flags } from '../support/gateway.js';
@@ -12,6 +11,7 @@ import { type S3FaultProxy, withFaultProxy } from '../support/s3-fault-proxy.js'
 import { credentialsEnv, putObject, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
 import { curl } from './http-helpers.js';
+import { tempDirs } from '../support/temp-dirs.js';
 
 /**
  * Warm before ready (--warm, --warm-file, --warm-timeout, --warm-interval), with real processes:
@@ -28,12 +28,7 @@ describe('warm before ready', () => {
   let s3: TestS3;
   let bucket: string;
   let proxy: S3FaultProxy;
-  const dirs: string[] = [];
-  const tempDir = async (): Promise<string> => {
-    const d = await mkdtemp(join(tmpdir(), 'gw-warm-'));
-    dirs.push(d);
-    return d;
-  };
+  const tempDir = tempDirs('gw-warm-');
   const env = (): Record<string, string> => credentialsEnv(s3);
   const args = (extra: readonly string[]): string[] => [
     '--listen', '127.0.0.1:0',
@@ -64,10 +59,6 @@ describe('warm before ready', () => {
     s3 = store;
     bucket = name;
     proxy = faults;
-  });
-
-  after(async () => {
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
   test('/readyz answers 503 "warming" (progress in the metrics) then 200; the warmed objects reach tftp-hpa and curl with no S3 read', { timeout: 120_000 }, async (t) => {
