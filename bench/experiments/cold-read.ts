@@ -8,21 +8,18 @@
  * node --import tsx bench/experiments/cold-read.ts ENDPOINT BUCKET WARMUP_KEY KEY [DRAIN_MBPS] (S3_TEST_* credentials)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { S3Client } from '@aws-sdk/client-s3';
 import { AdaptiveRangeReader } from '../../src/storage/adaptive-range.js';
 import { BlockCache } from '../../src/storage/block-cache.js';
 import { CachedObjectSource } from '../../src/storage/object-source.js';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
+import { s3Client } from '../lib/servers.js';
 
 const [endpoint, bucket, warmKey, key, drain] = process.argv.slice(2) as [string, string, string, string, string | undefined];
 const drainBytesPerMs = drain === undefined ? 0 : (Number(drain) * 1e6) / 1000;
-const client = new S3Client({
+const client = s3Client({
   endpoint,
-  region: 'us-east-1',
-  forcePathStyle: true,
+  region: process.env.S3_TEST_REGION ?? 'us-east-1',
   credentials: { accessKeyId: process.env.S3_TEST_ACCESS_KEY!, secretAccessKey: process.env.S3_TEST_SECRET_KEY! },
-  requestChecksumCalculation: 'WHEN_REQUIRED',
-  responseChecksumValidation: 'WHEN_REQUIRED',
 });
 const store = new S3ObjectStore(client, { bucket, partSize: 8 << 20, uploadQueueSize: 1, rangeRetries: 3 });
 const reader = new AdaptiveRangeReader(store, { streamsPerRange: 8, maxStreams: 32, frontBytes: 1 << 20 });

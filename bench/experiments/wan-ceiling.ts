@@ -3,18 +3,16 @@
  * the ceiling a cold transfer across that path can reach on this machine.
  * node --import tsx bench/experiments/wan-ceiling.ts ENDPOINT BUCKET KEY SIZE PARTS... (S3_TEST_* credentials)
  */
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
+import { s3Client } from '../lib/servers.js';
 
 const [endpoint, bucket, key, sizeText, ...partsList] = process.argv.slice(2);
 const size = Number(sizeText);
-const client = new S3Client({
-  endpoint,
+const client = s3Client({
+  endpoint: endpoint!,
   region: process.env.S3_TEST_REGION ?? 'us-east-1',
-  forcePathStyle: true,
   credentials: { accessKeyId: process.env.S3_TEST_ACCESS_KEY!, secretAccessKey: process.env.S3_TEST_SECRET_KEY! },
-  requestChecksumCalculation: 'WHEN_REQUIRED',
-  responseChecksumValidation: 'WHEN_REQUIRED',
 });
 async function get(from: number, to: number): Promise<number> {
   const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${from}-${to}` }));

@@ -247,7 +247,7 @@ export function bestWarm(runs: readonly HttpWarmRun[], server: HttpServerName): 
 }
 
 /** The fastest correct download (or the first, when none was). */
-export function fastest<T extends HttpDownload>(runs: readonly T[]): T | undefined {
+export function fastest<T extends { readonly ok: boolean; readonly seconds: number }>(runs: readonly T[]): T | undefined {
   let top: T | undefined;
   for (const r of runs) if (!top || (r.ok && (!top.ok || r.seconds < top.seconds))) top = r;
   return top;

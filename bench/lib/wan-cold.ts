@@ -1,6 +1,7 @@
 import { runClient } from './clients.js';
 import { allCores, coreCount } from './procs.js';
-import { fmt, mbps, MiB, promValue, ratio, s3FetchRatio, summarizeStorm, type ClientName, type Row, type StormClient, type StormSummary, type TransferRun } from './report.js';
+import { fastest } from './http-report.js';
+import { fmt, mbps, MiB, promLabelled, promValue, ratio, s3FetchRatio, summarizeStorm, type ClientName, type Row, type StormClient, type StormSummary, type TransferRun } from './report.js';
 import { startGateway, startWanPath, type GatewayOptions, type GatewayServer, type S3Backend } from './servers.js';
 
 /**
@@ -96,12 +97,7 @@ export async function runStorm(
 }
 
 async function s3Gets(gateway: GatewayServer): Promise<number> {
-  const text = await gateway.metricsText();
-  let n = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('tftp_gateway_s3_requests_total{') && line.includes('operation="GetObject"')) n += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return n;
+  return promLabelled(await gateway.metricsText(), 'tftp_gateway_s3_requests_total', { operation: 'GetObject' }) ?? 0;
 }
 
 /** What the gateway's adaptive reader measured and planned, for the log. */
@@ -129,7 +125,10 @@ export async function runWanColdSection(ctx: WanColdContext): Promise<WanColdRes
     const g = await startGateway({ ...ctx.gateway, s3Endpoint: via, core, extraFlags: [...(ctx.gateway.extraFlags ?? []), ...extra] });
     // The process's packet and S3 paths compiled, its S3 connections made: only the cache is cold.
     const first = await runClient({ client: 'atftp', port: g.port, file: ctx.warmup.key, blksize: 1468, windowsize: 1, expected: ctx.warmup.body, timeoutMs: ctx.transferTimeoutMs, core: ctx.clientCore });
-    if (!first.ok) throw new Error(`warm-up transfer through the WAN path failed: ${first.error}`);
+    if (!first.ok) {
+      await g.stop();
+      throw new Error(`warm-up transfer through the WAN path failed: ${first.error}`);
+    }
     return g;
   };
   const transfer = async (g: GatewayServer, blksize: number, windowsize: number): Promise<TransferRun> => {
@@ -145,11 +144,9 @@ export async function runWanColdSection(ctx: WanColdContext): Promise<WanColdRes
       const fetched = (await gateway.s3BytesFetched()) - bytesBefore;
       const gets = (await s3Gets(gateway)) - getsBefore;
       const plan = await readPlan(gateway);
-      let warm: TransferRun | undefined;
-      for (let i = 0; i < Math.max(1, wan.repeats); i++) {
-        const r = await transfer(gateway, blksize, windowsize);
-        if (!warm || (r.ok && (!warm.ok || r.seconds < warm.seconds))) warm = r;
-      }
+      const warmRuns: TransferRun[] = [];
+      for (let i = 0; i < Math.max(1, wan.repeats); i++) warmRuns.push(await transfer(gateway, blksize, windowsize));
+      const warm = fastest(warmRuns);
       await gateway.stop();
       // What a cold transfer costs on this machine with no WAN at all (S3 on loopback): the WAN's
       // share of the shortfall is the difference.

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ConfigError } from '../config/config.js';
 import type { RangeReader } from './adaptive-range.js';
-import type { ObjectInfo } from './s3-store.js';
+import { objectInfo, type ObjectInfo } from './s3-store.js';
 
 export interface DiskTierOptions {
   readonly dir: string;
@@ -454,6 +454,5 @@ function parseMetadataText(text: string): PersistedMetadata | undefined {
   }
   if (typeof v !== 'object' || v === null) return undefined;
   if (typeof v.key !== 'string' || typeof v.etag !== 'string' || typeof v.size !== 'number' || typeof v.validatedAt !== 'number') return undefined;
-  const info: ObjectInfo = typeof v.lastModifiedMs === 'number' ? { size: v.size, etag: v.etag, lastModifiedMs: v.lastModifiedMs } : { size: v.size, etag: v.etag };
-  return { key: v.key, info, validatedAt: v.validatedAt };
+  return { key: v.key, info: objectInfo(v.size, v.etag, typeof v.lastModifiedMs === 'number' ? v.lastModifiedMs : undefined), validatedAt: v.validatedAt };
 }

@@ -18,6 +18,11 @@ export interface ObjectInfo {
   readonly lastModifiedMs?: number;
 }
 
+/** An ObjectInfo, with Last-Modified only when S3 sent one. */
+export function objectInfo(size: number, etag: string, lastModifiedMs?: number): ObjectInfo {
+  return lastModifiedMs === undefined ? { size, etag } : { size, etag, lastModifiedMs };
+}
+
 export interface S3StoreOptions {
   readonly bucket: string;
   /** Multipart part size in bytes (5 MiB .. 5 GiB). */
@@ -71,8 +76,7 @@ export class S3ObjectStore {
       if (out.ContentLength === undefined || out.ETag === undefined) {
         throw new TransferError('STORAGE_ERROR', `HeadObject ${key}: no size or ETag in the answer`);
       }
-      const lastModifiedMs = out.LastModified?.getTime();
-      return lastModifiedMs === undefined ? { size: out.ContentLength, etag: out.ETag } : { size: out.ContentLength, etag: out.ETag, lastModifiedMs };
+      return objectInfo(out.ContentLength, out.ETag, out.LastModified?.getTime());
     } catch (err) {
       throw storageError(err, `HeadObject ${key}`);
     } finally {
@@ -110,8 +114,7 @@ export class S3ObjectStore {
       deadline.close();
       throw new TransferError('STORAGE_ERROR', `GetObject ${key}: no size or ETag in the answer`);
     }
-    const lastModifiedMs = out.LastModified?.getTime();
-    const info: ObjectInfo = lastModifiedMs === undefined ? { size, etag: out.ETag } : { size, etag: out.ETag, lastModifiedMs };
+    const info = objectInfo(size, out.ETag, out.LastModified?.getTime());
     const front = new FrontRead(Buffer.allocUnsafeSlow(Math.min(size, frontBytes)));
     // The body streams in behind the answer, within the same deadline (it runs while bytes come).
     void this.pumpFront(body, front, deadline);
