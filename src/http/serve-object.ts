@@ -220,6 +220,9 @@ async function streamBody(
   let bytes = 0;
   const closed = new Promise<'closed'>((resolve) => res.once('close', () => resolve('closed')));
   try {
+    // A client that reset the connection while the object was looked up: 'close' has fired already,
+    // and no 'drain' or 'finish' ever will.
+    if (res.destroyed) return { result: 'client-error', bytes, detail: 'client closed the connection' };
     for (let pos = start; pos < end; ) {
       const length = Math.min(CHUNK_BYTES, end - pos);
       let parts = reader.slice(pos, length);

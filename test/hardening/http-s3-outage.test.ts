@@ -6,7 +6,7 @@ import { seededBytes } from '../support/prng.js';
 import { type S3FaultProxy, type ProxyMode, withFaultProxy } from '../support/s3-fault-proxy.js';
 import { putObject, type TestS3 } from '../support/s3.js';
 import { until } from '../support/wait.js';
-import { bootTarget, curl, httpResponseLogs, logsAtLeast, metric, request, sha256, urlOf, type Target } from './http-helpers.js';
+import { bootTarget, curl, hold, httpResponseLogs, logsAtLeast, metric, request, sha256, urlOf, type Target } from './http-helpers.js';
 
 /**
  * S3 outages seen through the HTTP boot front end (the store behind a switchable fault proxy):
@@ -98,6 +98,25 @@ describe('HTTP boot during S3 outages', () => {
         assert.equal((await curl(urlOf(target, '/warm.bin'))).sha256, sha256(body));
       }
       assert.deepEqual(logsAtLeast(gw.logs, 50), [], 'no error-level log line for an outage');
+    });
+
+    test('a client that leaves while its object is looked up: the response ends and releases its session and connection', async () => {
+      await putObject(s3, bucket, 'slow-head.bin', seededBytes(3, 2 * MiB));
+      const logsFrom = gw.logs.length;
+      proxy.inject((r) => r.operation === 'HeadObject' && r.key === 'slow-head.bin', { kind: 'delay', ms: 300 });
+      try {
+        const c = await hold(target, 'GET /slow-head.bin HTTP/1.1\r\nHost: x\r\n\r\n');
+        await until(() => proxy.seen('HeadObject', 'slow-head.bin').length > 0, 5000, 'the lookup to reach S3');
+        // A reset, not a FIN (the server allows half-open connections): the socket is gone at once.
+        c.socket.resetAndDestroy();
+        const lines = (): Record<string, unknown>[] => httpResponseLogs(gw.logs.slice(logsFrom)).filter((l) => l.key === 'slow-head.bin');
+        await until(() => lines().length > 0, 5000, 'the response to end and be logged');
+        assert.equal(lines()[0]!.result, 'client-error', JSON.stringify(lines()[0]));
+        await until(async () => (await metric(gw, 'tftp_gateway_active_sessions', { protocol: 'http' })) === 0, 5000, 'no HTTP session left');
+        await until(async () => (await metric(gw, 'tftp_gateway_http_connections')) === 0, 5000, 'no HTTP connection left');
+      } finally {
+        proxy.clearFaults();
+      }
     });
   });
 
