@@ -38,11 +38,6 @@ export class ObjectAccess {
     return resolveRequest(this.access, name, operation, client);
   }
 
-  /** Resolves a read of `name` and looks up the object's current version. Throws TransferError. */
-  async openRead(name: string, client: ClientAddress): Promise<OpenedObject> {
-    const { key } = this.resolve(name, 'read', client);
-    return this.openKey(key);
-  }
 
   /** Looks up the current version of an already resolved key. Throws TransferError. */
   async openKey(key: string): Promise<OpenedObject> {

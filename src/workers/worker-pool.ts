@@ -345,6 +345,8 @@ export class WorkerPool implements SessionHost {
           if (started) return;
           started = true;
           clearTimeout(timer);
+          // Whatever it bound before failing (UDP sockets of a replacement worker) goes with the thread.
+          void worker.terminate();
           reject(new Error(`worker ${slot.n} could not start: ${m.message}`));
           return;
         }
